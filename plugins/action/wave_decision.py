@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# Records a wave's decision from its checkpoint artifacts: checkpoints/<wave>/decision.json and
+# a readable report.md. Logic in module_utils/fleet_decision.py; writes through fleet_artifacts.
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+
+from ansible.plugins.action import ActionBase
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
+# pylint: disable=wrong-import-position
+from fleet_artifacts import ArtifactError, ArtifactStore  # noqa: E402
+from fleet_decision import decide_wave, render_report  # noqa: E402
+
+REQUIRED = ('plan', 'run_id', 'artifacts_dir', 'started_at')
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    BYPASS_HOST_LOOP = True
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        missing = [a for a in REQUIRED if a not in args]
+        if missing:
+            return dict(result, failed=True, msg='wave_decision: missing argument(s) %s' % ', '.join(missing))
+        plan, run_id = args['plan'], args['run_id']
+        store = ArtifactStore(args['artifacts_dir'])
+        finished_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+        try:
+            decided = decide_wave(store, plan, run_id)
+            report = render_report(plan, run_id, decided, args.get('timeline') or [], args['started_at'], finished_at)
+            folder = os.path.join('checkpoints', plan['wave'])
+            result.update(changed=not self._task.check_mode, decision=decided['decision'],
+                          reasons=decided['reasons'], report=report,
+                          report_path=store.path(folder, 'report.md'))
+            if not self._task.check_mode:
+                store.write_json(os.path.join(folder, 'decision.json'),
+                                 dict(wave=plan['wave'], run_id=run_id, decision=decided['decision'],
+                                      reasons=decided['reasons'], checkpoints=decided['checkpoints'],
+                                      started_at=args['started_at'], decided_at=finished_at,
+                                      timeline=args.get('timeline') or []))
+                store.write_text(os.path.join(folder, 'report.md'), report)
+        except (ArtifactError, OSError) as exc:
+            return dict(result, failed=True, msg='could not record the %s decision under %s: %s'
+                        % (plan.get('wave'), args['artifacts_dir'], exc))
+        return result

@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# Validates the inventory's fleet data for one wave and returns the plan the playbooks follow.
+# Runs once on the controller; the logic lives in module_utils/fleet_plan.py (unit-tested).
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ansible.plugins.action import ActionBase
+
+# Custom module_utils reach modules through AnsiballZ only; controller-side plugins import
+# them from the folder directly.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
+from fleet_plan import PlanError, build_plan  # noqa: E402  pylint: disable=wrong-import-position
+
+ARGS = ('wave', 'agents', 'waves', 'schedule', 'subject_legacy', 'subject_unified',
+        'stagger', 'verify_window', 'monitor_interval')
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    BYPASS_HOST_LOOP = True
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        missing = [a for a in ARGS if a not in self._task.args]
+        unknown = sorted(set(self._task.args) - set(ARGS))
+        if missing or unknown:
+            return dict(result, failed=True, msg='wave_plan: missing argument(s) %s; unknown argument(s) %s'
+                        % (', '.join(missing) or 'none', ', '.join(unknown) or 'none'))
+        try:
+            plan = build_plan(**{a: self._task.args[a] for a in ARGS})
+        except PlanError as exc:
+            return dict(result, failed=True, problems=exc.problems,
+                        msg='the inventory does not describe a valid %s (nothing was changed):\n  - %s'
+                        % (self._task.args['wave'], '\n  - '.join(exc.problems)))
+        return dict(result, changed=False, plan=plan)

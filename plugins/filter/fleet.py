@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Filters for decisions that are plain data in, data out, kept here so they are unit-tested
+# instead of living as Jinja in task files.
+
+from __future__ import annotations
+
+PRE_RESTORE_LABEL = 'pre-restore'
+
+def rollback_actions(files, agents, env_dir, host, strict=False):
+    """Decide, per agent, whether a rollback restores a backup, has nothing to do, or must refuse.
+
+    files: agent_env_info's `files` result (keyed by env file path); agents: the names to roll
+    back on this host; strict: the agents were named explicitly, so each must have a backup.
+    The newest backup that is not a pre-restore copy is the state before the flip; it must
+    have the flag off, or restoring it would not roll anything back.
+    Returns {restore: [...], skip: [...], errors: [...]}.
+    """
+    restore, skip, errors = [], [], []
+    for name in agents:
+        path = '%s/%s.env' % (env_dir.rstrip('/'), name)
+        info = files.get(path)
+        if info is None or not info.get('exists'):
+            if strict:
+                errors.append('%s on %s: %s does not exist; the agent is not installed here' % (name, host, path))
+            else:
+                skip.append(dict(agent=name, reason='not installed'))
+            continue
+        backup = next((b for b in info.get('backups', []) if b.get('label') != PRE_RESTORE_LABEL), None)
+        if backup is None:
+            if info.get('unified'):
+                errors.append('%s on %s: the flag is on in %s but no backup is recorded; nothing to restore '
+                              '(set ENABLE_UNIFIED_SUBJECTS=false by hand, or re-install with playbooks/site.yml)'
+                              % (name, host, path))
+            elif strict:
+                errors.append('%s on %s: no backup recorded for %s; nothing to restore (the agent was never '
+                              'flipped by a wave)' % (name, host, path))
+            else:
+                skip.append(dict(agent=name, reason='never flipped, already legacy-only'))
+            continue
+        if str(backup.get('flag')).strip().lower() not in ('false', '0', 'no'):
+            errors.append('%s on %s: the newest backup %s has the flag %r, so restoring it would not roll back; '
+                          'refusing' % (name, host, backup.get('backup'), backup.get('flag')))
+            continue
+        restore.append(dict(agent=name, backup=backup.get('backup'), created=backup.get('created'),
+                            label=backup.get('label'), unified_now=info.get('unified')))
+    return dict(restore=restore, skip=skip, errors=errors)
+
+
+def fleet_restart_counts(units_by_host):
+    """{host: agent_host_info units} -> {host: {agent: n_restarts}}, the baseline of a watch."""
+    return {host: {agent: (unit or {}).get('n_restarts') for agent, unit in (units or {}).items()}
+            for host, units in units_by_host.items()}
+
+
+def fleet_ping_summary(results):
+    """nats_request results looped over [agent identity, via] -> [{agent, via, hosts, no_responders}].
+
+    A request that failed (NATS unreachable) gives hosts None: no data, which fails the checks
+    that depend on it rather than passing them.
+    """
+    summary = []
+    for result in results:
+        identity, via = result['item']
+        ok = not result.get('failed') and 'hosts' in result
+        summary.append(dict(agent=identity['name'], via=via, hosts=result['hosts'] if ok else None,
+                            no_responders=bool(result.get('no_responders')) if ok else None,
+                            error=None if ok else result.get('msg', 'no result')))
+    return summary
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            'rollback_actions': rollback_actions,
+            'fleet_restart_counts': fleet_restart_counts,
+            'fleet_ping_summary': fleet_ping_summary,
+        }

@@ -1,0 +1,196 @@
+# -*- coding: utf-8 -*-
+# Turns the inventory's fleet data (agents, waves, schedule, subject patterns, timings) into a
+# validated wave plan. Every problem is collected with the variable path where it sits, so a
+# bad inventory is refused as a whole, before any host is touched.
+
+from __future__ import annotations
+
+import re
+import string
+
+NAME_RE = re.compile(r'^[a-z0-9][a-z0-9-]*$')  # one NATS subject token, also a unit/file name
+UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+LABEL_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9+._-]*$')  # becomes a folder name
+SUBJECT_TOKEN_RE = re.compile(r'^[A-Za-z0-9_-]+$')
+PATTERN_FIELDS = {'name', 'id', 'cluster'}
+
+
+class PlanError(Exception):
+    def __init__(self, problems):
+        super().__init__('\n'.join(problems))
+        self.problems = problems
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def subject_prefix(pattern, name, agent):
+    return pattern.format(name=name, id=agent['id'], cluster=agent['cluster'])
+
+
+def _check_pattern(var, pattern, problems):
+    if not isinstance(pattern, str) or not pattern:
+        problems.append('%s: must be a non-empty subject pattern, got %r' % (var, pattern))
+        return
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+    except ValueError as exc:
+        problems.append('%s: %r is not a valid pattern (%s)' % (var, pattern, exc))
+        return
+    unknown = fields - PATTERN_FIELDS
+    if unknown:
+        problems.append('%s: %r uses unknown field(s) %s (allowed: {name}, {id}, {cluster})'
+                        % (var, pattern, ', '.join('{%s}' % f for f in sorted(unknown))))
+        return
+    sample = pattern.format(name='a', id='b', cluster='c')
+    if not all(SUBJECT_TOKEN_RE.match(t) for t in sample.split('.')):
+        problems.append('%s: %r does not make a valid NATS subject (tokens of letters, digits, - and _)'
+                        % (var, pattern))
+
+
+def _check_agents(agents, problems):
+    if not isinstance(agents, dict) or not agents:
+        problems.append('fleet_agents: must be a non-empty mapping of agent name to {id, cluster}')
+        return
+    seen_ids = {}
+    for name, agent in agents.items():
+        where = 'fleet_agents.%s' % name
+        if not NAME_RE.match(str(name)):
+            problems.append('%s: agent names are lower-case letters, digits and dashes' % where)
+        if not isinstance(agent, dict):
+            problems.append('%s: must be a mapping with id and cluster' % where)
+            continue
+        agent_id, cluster = agent.get('id'), agent.get('cluster')
+        if not isinstance(agent_id, str) or not UUID_RE.match(agent_id):
+            problems.append('%s.id: %r is not a lower-case UUID (8-4-4-4-12 hex digits)' % (where, agent_id))
+        elif agent_id in seen_ids:
+            problems.append('%s.id: %s is also the id of %s' % (where, agent_id, seen_ids[agent_id]))
+        else:
+            seen_ids[agent_id] = name
+        if not isinstance(cluster, str) or not NAME_RE.match(cluster):
+            problems.append('%s.cluster: %r is not a capability cluster name (lower-case letters, digits, dashes)'
+                            % (where, cluster))
+
+
+def _check_schedule(wave, phase_name, checkpoints, labels, problems):
+    where = 'wave_schedule.%s.%s' % (wave, phase_name)
+    if not isinstance(checkpoints, list) or not checkpoints:
+        problems.append('%s: needs at least one checkpoint ({label, at}); a phase with no checkpoint '
+                        'has no data to decide on' % where)
+        return []
+    previous_at = 0
+    out = []
+    for i, cp in enumerate(checkpoints):
+        here = '%s[%d]' % (where, i)
+        if not isinstance(cp, dict) or set(cp) != {'label', 'at'}:
+            problems.append('%s: must be exactly {label, at}, got %r' % (here, cp))
+            continue
+        label, at = cp['label'], cp['at']
+        if isinstance(label, str) and label.endswith('-verification'):
+            problems.append('%s.label: %r is reserved for the verification window' % (here, label))
+        elif not isinstance(label, str) or not LABEL_RE.match(label):
+            problems.append('%s.label: %r is not usable as a folder name' % (here, label))
+        elif label in labels:
+            problems.append('%s.label: %r is used twice in wave %s' % (here, label, wave))
+        labels.add(label)
+        if not _is_number(at) or at <= 0:
+            problems.append('%s.at: must be a positive number of seconds, got %r' % (here, at))
+        elif at <= previous_at:
+            problems.append('%s.at: %s is not after the previous checkpoint (%s)' % (here, at, previous_at))
+        else:
+            previous_at = at
+        out.append(dict(label=label, at=at))
+    return out
+
+
+def _ancestors(waves, wave, problems):
+    chain, current = [], waves[wave].get('previous')
+    while current:
+        if current not in waves:
+            problems.append('fleet_waves.%s.previous: %r is not a defined wave' % (chain[-1] if chain else wave, current))
+            break
+        if current in chain or current == wave:
+            problems.append('fleet_waves.%s.previous: the chain of previous waves loops' % wave)
+            break
+        chain.append(current)
+        current = waves[current].get('previous')
+    return chain
+
+
+def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
+               stagger, verify_window, monitor_interval):
+    """Validate everything a wave run depends on; return the plan or raise PlanError."""
+    problems = []
+    _check_agents(agents, problems)
+    _check_pattern('fleet_subject_legacy', subject_legacy, problems)
+    _check_pattern('fleet_subject_unified', subject_unified, problems)
+    for var, value, minimum in (('wave_stagger_seconds', stagger, 0),
+                                ('wave_verify_window_seconds', verify_window, 0),
+                                ('wave_monitor_interval_seconds', monitor_interval, 0.1)):
+        if not _is_number(value) or value < minimum:
+            problems.append('%s: must be a number of seconds >= %s, got %r' % (var, minimum, value))
+    if not isinstance(waves, dict) or wave not in waves:
+        known = ', '.join(sorted(waves)) if isinstance(waves, dict) else 'none'
+        raise PlanError(problems + ['fleet_waves: wave %r is not defined (defined: %s)' % (wave, known)])
+    definition = waves[wave]
+    phases = definition.get('phases') if isinstance(definition, dict) else None
+    if not isinstance(phases, list) or not phases:
+        raise PlanError(problems + ['fleet_waves.%s.phases: must be a non-empty list' % wave])
+    wave_schedule = (schedule or {}).get(wave) if isinstance(schedule, dict) else None
+    if not isinstance(wave_schedule, dict):
+        problems.append('wave_schedule.%s: missing; every wave needs its checkpoints' % wave)
+        wave_schedule = {}
+
+    known_agents = agents if isinstance(agents, dict) else {}
+    plan_phases, in_wave, labels = [], [], set()
+    for i, phase in enumerate(phases):
+        where = 'fleet_waves.%s.phases[%d]' % (wave, i)
+        if not isinstance(phase, dict) or not isinstance(phase.get('name'), str) or not LABEL_RE.match(phase['name']):
+            problems.append('%s.name: every phase needs a name usable as a folder name' % where)
+            continue
+        names = phase.get('agents')
+        if not isinstance(names, list) or not names:
+            problems.append('%s.agents: must be a non-empty list of agent names' % where)
+            names = []
+        members = []
+        for name in names:
+            if name not in known_agents:
+                problems.append('%s.agents: unknown agent %r (known: %s)'
+                                % (where, name, ', '.join(sorted(known_agents))))
+            elif name in in_wave:
+                problems.append('%s.agents: %r is already in an earlier phase of %s' % (where, name, wave))
+            else:
+                in_wave.append(name)
+                members.append(name)
+        checkpoints = _check_schedule(wave, phase['name'], wave_schedule.get(phase['name']), labels, problems)
+        plan_phases.append(dict(name=phase['name'], agents=members, checkpoints=checkpoints))
+    extra = sorted(set(wave_schedule) - {p.get('name') for p in phases if isinstance(p, dict)})
+    if extra:
+        problems.append('wave_schedule.%s: %s not a phase of %s' % (wave, ', '.join(extra), wave))
+    ancestors = _ancestors(waves, wave, problems)
+    if problems:
+        raise PlanError(problems)
+
+    def identity(name):
+        agent = known_agents[name]
+        return dict(name=name, id=agent['id'], cluster=agent['cluster'],
+                    legacy=subject_prefix(subject_legacy, name, agent),
+                    unified=subject_prefix(subject_unified, name, agent))
+
+    for phase in plan_phases:
+        phase['agents'] = [identity(n) for n in phase['agents']]
+        # What the phase is watched by, in seconds after its last host is deployed: the
+        # verification window, then the scheduled checkpoints counted from its end.
+        phase['watch'] = [dict(label='%s-verification' % phase['name'], after=verify_window)] + [
+            dict(label=cp['label'], after=verify_window + cp['at']) for cp in phase['checkpoints']]
+    earlier = {n for w in ancestors for p in waves[w].get('phases', []) for n in p.get('agents', [])}
+    return dict(
+        wave=wave,
+        previous=definition.get('previous'),
+        phases=plan_phases,
+        agents=in_wave,
+        # Agents that no wave so far has touched: the control group for test-vs-control.
+        control=[identity(n) for n in sorted(known_agents) if n not in in_wave and n not in earlier],
+        timings=dict(stagger=stagger, verify_window=verify_window, monitor_interval=monitor_interval),
+    )

@@ -1,0 +1,100 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Documentation stub: the work is done by the action plugin of the same name, on the controller.
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: wave_plan
+short_description: Validate a wave's inventory data and return the plan to follow
+description:
+  - Checks the agent catalogue, the wave's phases, its checkpoint schedule, the subject
+    patterns and the timings, and returns a normalised plan (phases with each agent's
+    identity and subject prefixes, checkpoints, the control group).
+  - Every problem is reported at once, each with the variable path where it sits; nothing
+    is changed anywhere, so a bad inventory stops a run before any host is touched.
+  - Runs once on the controller (an action plugin).
+version_added: "0.1.0"
+author: fleetwave maintainers
+options:
+  wave:
+    description: Name of the wave, a key of O(waves).
+    type: str
+    required: true
+  agents:
+    description: The agent catalogue, C(fleet_agents) (name -> {id, cluster}).
+    type: dict
+    required: true
+  waves:
+    description: The wave definitions, C(fleet_waves).
+    type: dict
+    required: true
+  schedule:
+    description: Checkpoints per wave and phase, C(wave_schedule).
+    type: dict
+    required: true
+  subject_legacy:
+    description: Legacy subject prefix pattern, e.g. C(agent.{name}).
+    type: str
+    required: true
+  subject_unified:
+    description: Unified subject prefix pattern, e.g. C(agents.{cluster}.{id}).
+    type: str
+    required: true
+  stagger:
+    description: Seconds between hosts of a phase.
+    type: float
+    required: true
+  verify_window:
+    description: Seconds a phase is watched after its last host.
+    type: float
+    required: true
+  monitor_interval:
+    description: Seconds between checks while waiting for a checkpoint.
+    type: float
+    required: true
+notes:
+  - Supports check mode; it never changes anything.
+'''
+
+EXAMPLES = r'''
+- name: Ensure the inventory describes a valid wave 2
+  wave_plan:
+    wave: wave2
+    agents: "{{ fleet_agents }}"
+    waves: "{{ fleet_waves }}"
+    schedule: "{{ wave_schedule }}"
+    subject_legacy: "{{ fleet_subject_legacy }}"
+    subject_unified: "{{ fleet_subject_unified }}"
+    stagger: "{{ wave_stagger_seconds }}"
+    verify_window: "{{ wave_verify_window_seconds }}"
+    monitor_interval: "{{ wave_monitor_interval_seconds }}"
+  register: __wave_plan
+'''
+
+RETURN = r'''
+plan:
+  description: The validated plan.
+  returned: success
+  type: dict
+  sample:
+    wave: wave2
+    previous: wave1
+    agents: [network-expert, tdd-expert]
+    phases:
+      - name: phase1
+        agents:
+          - {name: network-expert, id: 01936f88-d2a9-7000-8000-000000000008, cluster: infrastructure,
+             legacy: agent.network-expert, unified: agents.infrastructure.01936f88-d2a9-7000-8000-000000000008}
+        checkpoints: [{label: phase1-T+1h, at: 3600}, {label: phase1-T+2h, at: 7200}]
+    control: [{name: graph-expert, id: 01936fbb-05dc-7000-8000-00000000000b, cluster: knowledge,
+               legacy: agent.graph-expert, unified: agents.knowledge.01936fbb-05dc-7000-8000-00000000000b}]
+    timings: {stagger: 30, verify_window: 540, monitor_interval: 300}
+problems:
+  description: Every problem found, each naming the variable path.
+  returned: failure
+  type: list
+  elements: str
+  sample: ["fleet_waves.wave2.phases[0].agents: unknown agent 'netwrk-expert' (known: git-expert, ...)"]
+'''
