@@ -30,7 +30,7 @@ class ActionModule(ActionBase):
         missing = [a for a in REQUIRED if a not in args]
         if missing:
             return dict(result, failed=True, msg='wave_checkpoint: missing argument(s) %s' % ', '.join(missing))
-        taken_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+        taken_at = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
         health = evaluate_health(args['hosts'], args['flipped'], args['control'], args['units'],
                                  args['pings'], args.get('baseline'))
         folder = os.path.join('checkpoints', args['wave'], args['label'])

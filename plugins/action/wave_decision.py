@@ -31,7 +31,7 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg='wave_decision: missing argument(s) %s' % ', '.join(missing))
         plan, run_id = args['plan'], args['run_id']
         store = ArtifactStore(args['artifacts_dir'])
-        finished_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+        finished_at = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
         try:
             decided = decide_wave(store, plan, run_id)
             report = render_report(plan, run_id, decided, args.get('timeline') or [], args['started_at'], finished_at)

@@ -42,7 +42,7 @@ def rollback_actions(files, agents, env_dir, host, strict=False):
                           'refusing' % (name, host, backup.get('backup'), backup.get('flag')))
             continue
         restore.append(dict(agent=name, backup=backup.get('backup'), created=backup.get('created'),
-                            label=backup.get('label'), unified_now=info.get('unified')))
+                            label=backup.get('label'), unified_before=info.get('unified')))
     return dict(restore=restore, skip=skip, errors=errors)
 
 

@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# Writes one record (JSON or text) into the artifact store, atomically, so that records made
+# by playbooks go through the same store as checkpoints and decisions.
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ansible.plugins.action import ActionBase
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
+from fleet_artifacts import ArtifactError, ArtifactStore  # noqa: E402  pylint: disable=wrong-import-position
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    BYPASS_HOST_LOOP = True
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        if not args.get('artifacts_dir') or not args.get('path') or ('data' in args) == ('text' in args):
+            return dict(result, failed=True,
+                        msg='artifact_record needs artifacts_dir, path and exactly one of data or text')
+        store = ArtifactStore(args['artifacts_dir'])
+        try:
+            result['dest'] = store.path(args['path'])
+            if not self._task.check_mode:
+                if 'data' in args:
+                    store.write_json(args['path'], args['data'])
+                else:
+                    store.write_text(args['path'], args['text'])
+        except (ArtifactError, OSError) as exc:
+            return dict(result, failed=True, msg='could not write %s under %s: %s'
+                        % (args['path'], args['artifacts_dir'], exc))
+        result['changed'] = not self._task.check_mode
+        return result
