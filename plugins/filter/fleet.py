@@ -46,6 +46,12 @@ def rollback_actions(files, agents, env_dir, host, strict=False):
     return dict(restore=restore, skip=skip, errors=errors)
 
 
+def fleet_command_subject(pattern, name, catalog, verb='ping'):
+    """The subject of a command to an agent: <pattern formatted with name/id/cluster>.cmd.<verb>."""
+    agent = catalog[name]
+    return '%s.cmd.%s' % (pattern.format(name=name, id=agent['id'], cluster=agent['cluster']), verb)
+
+
 def fleet_restart_counts(units_by_host):
     """{host: agent_host_info units} -> {host: {agent: n_restarts}}, the baseline of a watch."""
     return {host: {agent: (unit or {}).get('n_restarts') for agent, unit in (units or {}).items()}
@@ -72,6 +78,7 @@ class FilterModule:
     def filters(self):
         return {
             'rollback_actions': rollback_actions,
+            'fleet_command_subject': fleet_command_subject,
             'fleet_restart_counts': fleet_restart_counts,
             'fleet_ping_summary': fleet_ping_summary,
         }

@@ -1,0 +1,91 @@
+"""After converge: every agent installed, network-expert flipped by wave_deploy, the others untouched."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import testinfra.utils.ansible_runner
+from nats.errors import NoRespondersError
+
+# podman exec into the containers, which are named after the inventory hosts (see conftest.py).
+testinfra_hosts = [
+    "podman://" + name
+    for name in testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("dgx")
+]
+
+FLAG = "ENABLE_UNIFIED_SUBJECTS"
+FLIPPED = "network-expert"
+UNTOUCHED = ["tdd-expert", "graph-expert"]
+LABEL = "molecule/default"
+
+
+def test_flipped_agent_has_the_flag_on(read_env, env_path):
+    assert read_env(env_path(FLIPPED))[FLAG] == "true"
+
+
+@pytest.mark.parametrize("agent", UNTOUCHED)
+def test_untouched_agent_keeps_the_flag_off(read_env, env_path, agent):
+    assert read_env(env_path(agent))[FLAG] == "false"
+
+
+def test_flip_backup_is_recorded_in_the_manifest(backups):
+    entries = backups(FLIPPED, label=LABEL)
+    assert len(entries) == 1, "expected one backup labelled %s, the manifest has %s" % (LABEL, backups(FLIPPED))
+    assert entries[0]["backup"].startswith("/var/lib/fleetwave/backups/network-expert.env.")
+    assert entries[0]["flag"] == "false"
+
+
+def test_flip_backup_holds_the_flag_off(host, read_env, backups):
+    backup = backups(FLIPPED, label=LABEL)[0]["backup"]
+    assert host.file(backup).is_file
+    assert read_env(backup)[FLAG] == "false"
+
+
+@pytest.mark.parametrize("agent", UNTOUCHED)
+def test_untouched_agent_has_no_backup(backups, agent):
+    assert backups(agent) == []
+
+
+def test_unit_template_is_installed(host):
+    unit = host.file("/etc/systemd/system/agent@.service")
+    assert unit.is_file
+    assert "EnvironmentFile=/etc/agents/%i.env" in unit.content_string
+
+
+@pytest.mark.parametrize("agent", [FLIPPED] + UNTOUCHED)
+def test_agent_unit_is_running_and_enabled(host, agent):
+    service = host.service("agent@%s.service" % agent)
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_flipped_agent_was_restarted_after_the_flip(backups, backup_time, active_since):
+    # Had the restart been skipped, the unit would still be the instance started at install
+    # time, before the backup was taken, running with the flag off.
+    assert active_since(FLIPPED) > backup_time(backups(FLIPPED, label=LABEL)[0])
+
+
+@pytest.mark.parametrize("agent", [FLIPPED] + UNTOUCHED)
+def test_reference_agent_is_the_unit_main_process(host, unit_property, agent):
+    pid = unit_property(agent, "MainPID")
+    assert pid != "0"
+    assert "/opt/fleetwave/reference-agent/reference_agent.py" in host.file("/proc/%s/cmdline" % pid).content_string
+
+
+def test_flipped_agent_answers_on_its_unified_subject(subjects, ping, hostname):
+    reply = ping(subjects(FLIPPED)[1])
+    assert reply["unified"] is True
+    assert reply["host"] == hostname
+
+
+def test_flipped_agent_still_answers_on_its_legacy_subject(subjects, ping, hostname):
+    reply = ping(subjects(FLIPPED)[0])
+    assert reply["unified"] is True
+    assert reply["host"] == hostname
+
+
+@pytest.mark.parametrize("agent", UNTOUCHED)
+def test_untouched_agent_has_no_unified_subscriber(subjects, ping, agent):
+    with pytest.raises(NoRespondersError):
+        ping(subjects(agent)[1])

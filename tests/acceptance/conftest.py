@@ -1,0 +1,158 @@
+"""Acceptance fixtures: the real sandbox fleet (scripts/sandbox: nats-server on 127.0.0.1:4222,
+systemd stand-ins fleetwave-dgx-1..3 running the reference agents) driven by real playbook runs
+through ansible-runner, the way AWX runs them. Nothing here is mocked.
+
+These tests take over the sandbox: they roll it back, flip it and break it on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import ansible_runner
+import pytest
+import yaml
+
+from tests.conftest import ROOT, nats_connect, run_async
+
+pytestmark = pytest.mark.acceptance
+
+HOSTS = ("dgx-1", "dgx-2", "dgx-3")
+CONTAINER = "fleetwave-{}".format
+NATS_URL = "nats://127.0.0.1:4222"
+ARTIFACTS = ROOT / "artifacts"
+CONTRACT = yaml.safe_load((ROOT / "inventory/production/group_vars/all/00-contract.yml").read_text())
+AGENTS = CONTRACT["fleet_agents"]
+
+
+def podman_exec(host: str, *cmd: str, check: bool = True) -> str:
+    done = subprocess.run(["podman", "exec", CONTAINER(host), *cmd], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError("podman exec %s %s failed: %s" % (host, " ".join(cmd), done.stderr))
+    return done.stdout
+
+
+def podman_write(host: str, path: str, content: str) -> None:
+    subprocess.run(["podman", "exec", "-i", CONTAINER(host), "sh", "-c", "cat > '%s'" % path],
+                   input=content, text=True, check=True)
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    status: str
+    stdout: str
+    events: list
+
+    def failed_messages(self) -> list[str]:
+        return [str(e["event_data"]["res"].get("msg", "")) for e in self.events
+                if e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors")]
+
+
+def run_playbook(tmp_path: Path, playbook: str, *args: str, extravars: dict | None = None) -> PlaybookRun:
+    """Run a playbook of this repo against the sandbox inventory with ansible-runner."""
+    private = tmp_path / ("runner-" + Path(playbook).stem)
+    if private.exists():
+        shutil.rmtree(private)
+    private.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    runner = ansible_runner.run(
+        private_data_dir=str(private),
+        project_dir=str(ROOT),
+        playbook=str(ROOT / "playbooks" / playbook),
+        inventory=str(ROOT / "inventory/sandbox/hosts.yml"),
+        extravars=extravars or {},
+        cmdline=" ".join(args) or None,
+        envvars=env,
+        quiet=True,
+        timeout=600,
+    )
+    stdout = runner.stdout.read()
+    (tmp_path / (Path(playbook).stem + ".log")).write_text(stdout)
+    return PlaybookRun(rc=runner.rc, status=runner.status, stdout=stdout, events=list(runner.events))
+
+
+def fleet_snapshot() -> dict:
+    """Everything a run could change on a host: env files, backups manifest, unit PIDs and restarts."""
+    snap = {}
+    for host in HOSTS:
+        files = podman_exec(host, "sh", "-c", "for f in /etc/agents/*.env; do echo \"== $f\"; cat \"$f\"; done")
+        manifest = podman_exec(host, "cat", "/var/lib/fleetwave/backups/manifest.json", check=False)
+        units = podman_exec(host, "systemctl", "show", "--property=Id,MainPID,NRestarts",
+                            *["agent@%s.service" % a for a in AGENTS])
+        snap[host] = dict(files=files, manifest=manifest, units=units)
+    return snap
+
+
+def env_flag(host: str, agent: str) -> str:
+    for line in podman_exec(host, "cat", "/etc/agents/%s.env" % agent).splitlines():
+        if line.startswith("ENABLE_UNIFIED_SUBJECTS="):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise AssertionError("no flag in %s's env file on %s" % (agent, host))
+
+
+def subject(agent: str, via: str, verb: str = "ping") -> str:
+    a = AGENTS[agent]
+    prefix = "agent.%s" % agent if via == "legacy" else "agents.%s.%s" % (a["cluster"], a["id"])
+    return "%s.cmd.%s" % (prefix, verb)
+
+
+def gather(subj: str, timeout: float = 1.5) -> dict:
+    """Send one request and collect every reply: {'hosts': [...], 'no_responders': bool}."""
+    async def go():
+        import asyncio
+        nc = await nats_connect(NATS_URL)
+        try:
+            inbox = nc.new_inbox()
+            replies, no_responders = [], asyncio.Event()
+
+            async def on_reply(msg):
+                if msg.headers and msg.headers.get("Status") == "503":
+                    no_responders.set()
+                else:
+                    replies.append(json.loads(msg.data))
+
+            await nc.subscribe(inbox, cb=on_reply)
+            await nc.publish(subj, b"", reply=inbox)
+            try:
+                await asyncio.wait_for(no_responders.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            return dict(hosts=sorted(r["host"] for r in replies), no_responders=no_responders.is_set(),
+                        unified=sorted({r["unified"] for r in replies}))
+        finally:
+            await nc.close()
+    return run_async(go())
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The sandbox is up (scripts/sandbox up, idempotent) and every agent is legacy-only."""
+    if os.geteuid() != 0:
+        pytest.fail("acceptance tests need root (podman); run them through scripts/test")
+    subprocess.run([str(ROOT / "scripts/sandbox"), "up"], check=True, capture_output=True)
+    return HOSTS
+
+
+@pytest.fixture(scope="session")
+def wave1_go(sandbox, tmp_path_factory):
+    """Wave 1 GO recorded, as wave 2's pre-flight requires."""
+    decision = ARTIFACTS / "checkpoints/wave1/decision.json"
+    if not (decision.exists() and json.loads(decision.read_text())["decision"] == "GO"):
+        run = run_playbook(tmp_path_factory.mktemp("wave1"), "wave1.yml")
+        assert run.rc == 0, run.stdout[-3000:]
+    return decision
+
+
+@pytest.fixture
+def legacy_fleet(sandbox, tmp_path):
+    """Wave 2's agents rolled back to legacy before the test."""
+    run = run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2"})
+    assert run.rc == 0, run.stdout[-3000:]
+    return sandbox

@@ -1,0 +1,63 @@
+"""Bad input gets a clear error that says what and where, and changes nothing on any host."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from .conftest import CONTRACT, fleet_snapshot, podman_exec, podman_write, run_playbook
+
+pytestmark = pytest.mark.acceptance
+
+
+def refused(tmp_path, playbook, *args, extravars=None):
+    before = fleet_snapshot()
+    run = run_playbook(tmp_path, playbook, *args, extravars=extravars)
+    assert run.rc != 0, "the run should have been refused:\n" + run.stdout[-3000:]
+    assert fleet_snapshot() == before, "a refused run changed a host"
+    return "\n".join(run.failed_messages())
+
+
+def test_unknown_agent_in_a_wave_definition(sandbox, wave1_go, tmp_path):
+    waves = copy.deepcopy(CONTRACT["fleet_waves"])
+    waves["wave2"]["phases"][1]["agents"] = ["tdd-expert", "netwrk-expert"]
+    msg = refused(tmp_path, "wave2.yml", extravars={"fleet_waves": waves})
+    assert "fleet_waves.wave2.phases[1].agents: unknown agent 'netwrk-expert'" in msg
+
+
+def test_bad_timing_from_extra_vars(sandbox, wave1_go, tmp_path):
+    msg = refused(tmp_path, "wave2.yml", extravars={"wave_stagger_seconds": -5})
+    assert "wave_stagger_seconds: must be a number of seconds >= 0, got -5" in msg
+
+
+def test_rollback_with_no_backup_to_restore(sandbox, tmp_path):
+    msg = refused(tmp_path, "rollback.yml", extravars={"rollback_agents": "graph-expert"})
+    assert "graph-expert on dgx-1: no backup recorded for /etc/agents/graph-expert.env" in msg
+
+
+def test_rollback_of_an_unknown_agent(sandbox, tmp_path):
+    msg = refused(tmp_path, "rollback.yml", extravars={"rollback_agents": "nope-expert"})
+    assert "rollback_agents names nope-expert, not in the catalogue" in msg
+
+
+def test_nats_unreachable_during_verification(sandbox, wave1_go, tmp_path):
+    msg = refused(tmp_path, "wave2.yml", extravars={"fleet_nats_controller_url": "nats://127.0.0.1:1"})
+    assert "cannot connect to NATS at nats://127.0.0.1:1" in msg
+
+
+def test_malformed_env_file(sandbox, wave1_go, tmp_path):
+    path = "/etc/agents/network-expert.env"
+    original = podman_exec("dgx-3", "cat", path)
+    podman_exec("dgx-3", "sh", "-c", "printf 'this line is not an assignment\\n' >> %s" % path)
+    try:
+        msg = refused(tmp_path, "wave2.yml")
+        assert re.search(r"%s line \d+" % re.escape(path), msg), msg
+    finally:
+        podman_write("dgx-3", path, original)
+
+
+def test_missing_previous_wave_go(sandbox, tmp_path):
+    msg = refused(tmp_path, "wave2.yml", extravars={"fleet_artifacts_dir": str(tmp_path / "empty-artifacts")})
+    assert "wave2 needs wave1's GO recorded in" in msg and "there is no such file" in msg
