@@ -30,8 +30,16 @@ class ActionModule(ActionBase):
         if missing or unknown:
             return dict(result, failed=True, msg='wave_plan: missing argument(s) %s; unknown argument(s) %s'
                         % (', '.join(missing) or 'none', ', '.join(unknown) or 'none'))
+        args = {a: self._task.args[a] for a in ARGS}
+        # Timings given with -e arrive as strings; the plan wants numbers.
+        for name in ('stagger', 'verify_window', 'monitor_interval'):
+            if isinstance(args[name], str):
+                try:
+                    args[name] = float(args[name])
+                except ValueError:
+                    pass  # build_plan reports it with the variable's name
         try:
-            plan = build_plan(**{a: self._task.args[a] for a in ARGS})
+            plan = build_plan(**args)
         except PlanError as exc:
             return dict(result, failed=True, problems=exc.problems,
                         msg='the inventory does not describe a valid %s (nothing was changed):\n  - %s'

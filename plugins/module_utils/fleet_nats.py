@@ -35,8 +35,9 @@ class NatsUnreachable(Exception):
 
 
 def redact_url(url):
-    """nats://user:secret@host:4222 -> nats://user:***@host:4222 (for messages and results)."""
-    return re.sub(r'(//[^:/@]+):[^@/]*@', r'\1:***@', url)
+    """nats://user:secret@host:4222 -> nats://***@host:4222: all user info is masked, since
+    nats://<token>@host carries a token and a password may itself contain '@'."""
+    return re.sub(r'(?<=://)[^/\s]*@', '***@', url)
 
 
 def check_nats_library(module):
@@ -74,7 +75,7 @@ async def connect(params):
     except Exception as exc:  # nats-py raises several unrelated types here
         reason = errors[-1] if errors else exc
         raise NatsUnreachable('cannot connect to NATS at %s within %.1f s: %s' % (
-            redact_url(params['url']), params['connect_timeout'], reason or type(reason).__name__))
+            redact_url(params['url']), params['connect_timeout'], str(reason) or type(reason).__name__))
 
 
 def is_no_responders(msg):

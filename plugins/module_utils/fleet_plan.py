@@ -8,11 +8,14 @@ from __future__ import annotations
 import re
 import string
 
-NAME_RE = re.compile(r'^[a-z0-9][a-z0-9-]*$')  # one NATS subject token, also a unit/file name
-UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
-LABEL_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9+._-]*$')  # becomes a folder name
-SUBJECT_TOKEN_RE = re.compile(r'^[A-Za-z0-9_-]+$')
+# Matched with fullmatch: `$` would accept a trailing newline (a YAML `|` block gives one).
+NAME_RE = re.compile(r'[a-z0-9][a-z0-9-]*')  # one NATS subject token, also a unit/file name
+UUID_RE = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
+LABEL_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9+._-]*')  # becomes a folder name
+SUBJECT_TOKEN_RE = re.compile(r'[A-Za-z0-9_-]+')
 PATTERN_FIELDS = {'name', 'id', 'cluster'}
+# Names that sit beside the checkpoint folders in checkpoints/<wave>/.
+RESERVED_LABELS = {'history', 'decision.json', 'report.md', 'MANIFEST.sha256'}
 
 
 class PlanError(Exception):
@@ -35,16 +38,16 @@ def _check_pattern(var, pattern, problems):
         return
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
-    except ValueError as exc:
+        unknown = fields - PATTERN_FIELDS
+        if unknown:
+            problems.append('%s: %r uses unknown field(s) %s (allowed: {name}, {id}, {cluster})'
+                            % (var, pattern, ', '.join('{%s}' % f for f in sorted(unknown))))
+            return
+        sample = pattern.format(name='a', id='b', cluster='c')
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
         problems.append('%s: %r is not a valid pattern (%s)' % (var, pattern, exc))
         return
-    unknown = fields - PATTERN_FIELDS
-    if unknown:
-        problems.append('%s: %r uses unknown field(s) %s (allowed: {name}, {id}, {cluster})'
-                        % (var, pattern, ', '.join('{%s}' % f for f in sorted(unknown))))
-        return
-    sample = pattern.format(name='a', id='b', cluster='c')
-    if not all(SUBJECT_TOKEN_RE.match(t) for t in sample.split('.')):
+    if not all(SUBJECT_TOKEN_RE.fullmatch(t) for t in sample.split('.')):
         problems.append('%s: %r does not make a valid NATS subject (tokens of letters, digits, - and _)'
                         % (var, pattern))
 
@@ -56,19 +59,19 @@ def _check_agents(agents, problems):
     seen_ids = {}
     for name, agent in agents.items():
         where = 'fleet_agents.%s' % name
-        if not NAME_RE.match(str(name)):
+        if not NAME_RE.fullmatch(str(name)):
             problems.append('%s: agent names are lower-case letters, digits and dashes' % where)
         if not isinstance(agent, dict):
             problems.append('%s: must be a mapping with id and cluster' % where)
             continue
         agent_id, cluster = agent.get('id'), agent.get('cluster')
-        if not isinstance(agent_id, str) or not UUID_RE.match(agent_id):
+        if not isinstance(agent_id, str) or not UUID_RE.fullmatch(agent_id):
             problems.append('%s.id: %r is not a lower-case UUID (8-4-4-4-12 hex digits)' % (where, agent_id))
         elif agent_id in seen_ids:
             problems.append('%s.id: %s is also the id of %s' % (where, agent_id, seen_ids[agent_id]))
         else:
             seen_ids[agent_id] = name
-        if not isinstance(cluster, str) or not NAME_RE.match(cluster):
+        if not isinstance(cluster, str) or not NAME_RE.fullmatch(cluster):
             problems.append('%s.cluster: %r is not a capability cluster name (lower-case letters, digits, dashes)'
                             % (where, cluster))
 
@@ -89,11 +92,14 @@ def _check_schedule(wave, phase_name, checkpoints, labels, problems):
         label, at = cp['label'], cp['at']
         if isinstance(label, str) and label.endswith('-verification'):
             problems.append('%s.label: %r is reserved for the verification window' % (here, label))
-        elif not isinstance(label, str) or not LABEL_RE.match(label):
+        elif isinstance(label, str) and label in RESERVED_LABELS:
+            problems.append('%s.label: %r is reserved (it names a file or folder of the wave)' % (here, label))
+        elif not isinstance(label, str) or not LABEL_RE.fullmatch(label):
             problems.append('%s.label: %r is not usable as a folder name' % (here, label))
         elif label in labels:
             problems.append('%s.label: %r is used twice in wave %s' % (here, label, wave))
-        labels.add(label)
+        else:
+            labels.add(label)
         if not _is_number(at) or at <= 0:
             problems.append('%s.at: must be a positive number of seconds, got %r' % (here, at))
         elif at <= previous_at:
@@ -112,6 +118,9 @@ def _ancestors(waves, wave, problems):
             break
         if current in chain or current == wave:
             problems.append('fleet_waves.%s.previous: the chain of previous waves loops' % wave)
+            break
+        if not isinstance(waves[current], dict):
+            problems.append('fleet_waves.%s: must be a mapping with phases' % current)
             break
         chain.append(current)
         current = waves[current].get('previous')
@@ -146,7 +155,7 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
     plan_phases, in_wave, labels = [], [], set()
     for i, phase in enumerate(phases):
         where = 'fleet_waves.%s.phases[%d]' % (wave, i)
-        if not isinstance(phase, dict) or not isinstance(phase.get('name'), str) or not LABEL_RE.match(phase['name']):
+        if not isinstance(phase, dict) or not isinstance(phase.get('name'), str) or not LABEL_RE.fullmatch(phase['name']):
             problems.append('%s.name: every phase needs a name usable as a folder name' % where)
             continue
         names = phase.get('agents')

@@ -323,15 +323,11 @@ def test_previous_chain_must_not_loop(inv):
 
 # --- bugs ----------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: fleet_plan._check_schedule adds every label to a set, so an "
-                   "unhashable label (a YAML list) raises TypeError instead of being reported as a problem")
 def test_unhashable_label_is_a_problem_not_a_crash(inv):
     inv["wave_schedule"]["wave2"]["phase1"][0]["label"] = ["T+1h"]
     assert problems_of(inv) == ["wave_schedule.wave2.phase1[0].label: ['T+1h'] is not usable as a folder name"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fleet_plan._check_pattern calls pattern.format() outside its "
-                   "try, so a conversion or format spec ({name!x}, {id:d}) raises ValueError instead of a problem")
 @pytest.mark.parametrize("pattern", ["agent.{name!x}", "agents.{id:d}"])
 def test_pattern_with_a_bad_format_spec_is_a_problem_not_a_crash(inv, pattern):
     inv["fleet_subject_unified"] = pattern
@@ -339,16 +335,12 @@ def test_pattern_with_a_bad_format_spec_is_a_problem_not_a_crash(inv, pattern):
     assert problem.startswith("fleet_subject_unified: %r" % pattern)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fleet_plan._ancestors calls .get() on an ancestor wave without "
-                   "checking it is a mapping; a wave defined as null raises AttributeError")
 def test_previous_wave_that_is_not_a_mapping_is_a_problem_not_a_crash(inv):
     inv["fleet_waves"]["wave1"] = None
     problems = problems_of(inv)
     assert any(p.startswith("fleet_waves.wave1") for p in problems)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: NAME_RE/UUID_RE/LABEL_RE/SUBJECT_TOKEN_RE end in '$', which also "
-                   "matches before a trailing newline (a YAML '|' block scalar), so such values are accepted")
 @pytest.mark.parametrize("where", ["label", "id", "pattern"])
 def test_trailing_newline_is_refused(inv, where):
     if where == "label":
@@ -360,9 +352,6 @@ def test_trailing_newline_is_refused(inv, where):
     assert len(problems_of(inv)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: checkpoint labels share checkpoints/<wave>/ with the wave's own "
-                   "history/, decision.json and report.md; such a label is accepted and later breaks archiving "
-                   "or wave_decision")
 @pytest.mark.parametrize("label", ["history", "decision.json", "report.md"])
 def test_labels_that_collide_with_wave_artifacts_are_refused(inv, label):
     inv["wave_schedule"]["wave2"]["phase2"][0]["label"] = label

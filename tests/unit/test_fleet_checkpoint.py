@@ -1,0 +1,228 @@
+"""plugins/module_utils/fleet_checkpoint.py: a checkpoint is GO only when every check has data and
+passes; each check keeps what was expected and measured; the summary shows them all."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ansible.module_utils.fleet_checkpoint import GO, NO_GO, describe, evaluate_health, render_summary
+
+pytestmark = pytest.mark.unit
+
+HOSTS = ["dgx-1", "dgx-2"]
+FLIPPED = ["network-expert"]
+CONTROL = ["graph-expert"]
+
+
+def unit(state="active", restarts=0):
+    return dict(unit="agent@x.service", active_state=state, sub_state="running", main_pid=42, n_restarts=restarts,
+                active_seconds=12.5)
+
+
+@pytest.fixture
+def obs():
+    """Healthy observations: every unit active, flipped agent on both subjects, control on legacy only."""
+    return dict(
+        hosts=list(HOSTS), flipped=list(FLIPPED), control=list(CONTROL),
+        units={h: {"network-expert": unit(), "graph-expert": unit(restarts=2)} for h in HOSTS},
+        pings=[dict(agent="network-expert", via="legacy", hosts=list(HOSTS), no_responders=False),
+               dict(agent="network-expert", via="unified", hosts=list(reversed(HOSTS)), no_responders=False),
+               dict(agent="graph-expert", via="legacy", hosts=list(HOSTS), no_responders=False),
+               dict(agent="graph-expert", via="unified", hosts=[], no_responders=True)],
+        baseline={h: {"network-expert": 0, "graph-expert": 2} for h in HOSTS},
+    )
+
+
+def judge(obs):
+    return evaluate_health(obs["hosts"], obs["flipped"], obs["control"], obs["units"], obs["pings"], obs["baseline"])
+
+
+def ping(obs, agent, via):
+    return next(p for p in obs["pings"] if p["agent"] == agent and p["via"] == via)
+
+
+def failed(result):
+    return [(c["check"], c["agent"], c["host"]) for c in result["failures"]]
+
+
+# --- evaluate_health -----------------------------------------------------------------------------
+
+def test_healthy_observations_are_go(obs):
+    result = judge(obs)
+    assert result["decision"] == GO and result["failures"] == []
+
+
+def test_every_check_is_made_for_every_agent_and_host(obs):
+    checks = [(c["check"], c["agent"], c["host"]) for c in judge(obs)["checks"]]
+    expected = set()
+    for agent in FLIPPED + CONTROL:
+        for host in HOSTS:
+            expected |= {("unit active", agent, host), ("no restarts", agent, host), ("answers on legacy", agent, host)}
+    expected |= {("answers on unified", "network-expert", h) for h in HOSTS}
+    expected.add(("legacy only (control)", "graph-expert", None))
+    assert len(checks) == len(expected) == 15 and set(checks) == expected
+
+
+def test_checks_record_expected_and_measured(obs):
+    checks = judge(obs)["checks"]
+    unit_check = next(c for c in checks if c["check"] == "unit active")
+    assert (unit_check["expected"], unit_check["measured"], unit_check["ok"]) == ("active", "active", True)
+    control = next(c for c in checks if c["check"] == "legacy only (control)")
+    assert control["expected"] == "no responders on unified" and control["measured"] == "no responders"
+
+
+@pytest.mark.parametrize("state", ["failed", "inactive", "activating"])
+def test_unit_not_active_on_one_host_is_no_go(obs, state):
+    obs["units"]["dgx-2"]["network-expert"]["active_state"] = state
+    result = judge(obs)
+    assert result["decision"] == NO_GO and failed(result) == [("unit active", "network-expert", "dgx-2")]
+    assert result["failures"][0]["measured"] == state
+
+
+def test_unit_not_observed_is_no_go_not_a_pass(obs):
+    del obs["units"]["dgx-1"]["graph-expert"]
+    result = judge(obs)
+    assert failed(result) == [("unit active", "graph-expert", "dgx-1"), ("no restarts", "graph-expert", "dgx-1")]
+    assert [c["measured"] for c in result["failures"]] == [None, None]
+
+
+def test_host_without_any_unit_data_fails_all_its_unit_checks(obs):
+    obs["units"]["dgx-2"] = None
+    assert len([f for f in failed(judge(obs)) if f[2] == "dgx-2"]) == 4
+
+
+def test_restart_since_the_baseline_is_no_go(obs):
+    obs["units"]["dgx-1"]["graph-expert"]["n_restarts"] = 3
+    result = judge(obs)
+    assert failed(result) == [("no restarts", "graph-expert", "dgx-1")]
+    assert (result["failures"][0]["expected"], result["failures"][0]["measured"]) == (2, 3)
+
+
+def test_restart_count_at_or_below_the_baseline_passes(obs):
+    obs["baseline"]["dgx-1"]["graph-expert"] = 5
+    assert judge(obs)["decision"] == GO
+
+
+def test_unknown_restart_count_fails(obs):
+    obs["units"]["dgx-1"]["network-expert"]["n_restarts"] = None
+    assert failed(judge(obs)) == [("no restarts", "network-expert", "dgx-1")]
+
+
+def test_unknown_baseline_count_fails(obs):
+    obs["baseline"]["dgx-2"]["network-expert"] = None
+    assert failed(judge(obs)) == [("no restarts", "network-expert", "dgx-2")]
+
+
+def test_without_baseline_a_known_restart_count_passes(obs):
+    obs["baseline"] = None
+    obs["units"]["dgx-1"]["graph-expert"]["n_restarts"] = 9
+    assert judge(obs)["decision"] == GO
+
+
+def test_flipped_agent_missing_on_unified_on_one_host_is_no_go(obs):
+    ping(obs, "network-expert", "unified")["hosts"] = ["dgx-1"]
+    result = judge(obs)
+    assert failed(result) == [("answers on unified", "network-expert", "dgx-2")]
+    assert (result["failures"][0]["expected"], result["failures"][0]["measured"]) == (True, False)
+
+
+def test_flipped_agent_missing_on_legacy_is_no_go(obs):
+    ping(obs, "network-expert", "legacy")["hosts"] = ["dgx-2"]
+    assert failed(judge(obs)) == [("answers on legacy", "network-expert", "dgx-1")]
+
+
+def test_ping_never_sent_fails_on_every_host(obs):
+    obs["pings"].remove(ping(obs, "network-expert", "unified"))
+    result = judge(obs)
+    assert failed(result) == [("answers on unified", "network-expert", h) for h in HOSTS]
+    assert [c["measured"] for c in result["failures"]] == [None, None]
+
+
+def test_failed_ping_is_no_data_and_fails(obs):
+    ping(obs, "graph-expert", "legacy").update(hosts=None, no_responders=None)
+    assert failed(judge(obs)) == [("answers on legacy", "graph-expert", h) for h in HOSTS]
+
+
+def test_control_agent_answering_on_unified_is_no_go(obs):
+    ping(obs, "graph-expert", "unified").update(hosts=["dgx-2"], no_responders=False)
+    result = judge(obs)
+    assert failed(result) == [("legacy only (control)", "graph-expert", None)]
+    assert result["failures"][0]["measured"] == ["dgx-2"]
+
+
+@pytest.mark.parametrize("no_responders", [None, False])
+def test_control_unified_without_a_no_responders_answer_fails(obs, no_responders):
+    # None: the request failed (no data); False with no hosts: a subscriber exists but stayed silent.
+    ping(obs, "graph-expert", "unified").update(hosts=None if no_responders is None else [],
+                                                no_responders=no_responders)
+    assert failed(judge(obs)) == [("legacy only (control)", "graph-expert", None)]
+
+
+def test_control_unified_never_asked_fails(obs):
+    obs["pings"].remove(ping(obs, "graph-expert", "unified"))
+    result = judge(obs)
+    assert failed(result) == [("legacy only (control)", "graph-expert", None)]
+    assert result["failures"][0]["measured"] is None
+
+
+def test_control_agent_is_not_required_to_answer_on_unified(obs):
+    checks = judge(obs)["checks"]
+    assert not [c for c in checks if c["agent"] == "graph-expert" and c["check"] == "answers on unified"]
+
+
+def test_extra_hosts_answering_do_not_fail(obs):
+    ping(obs, "network-expert", "legacy")["hosts"].append("dgx-9")
+    assert judge(obs)["decision"] == GO
+
+
+def test_nothing_to_check_is_no_go():
+    result = evaluate_health([], [], [], {}, [])
+    assert result == dict(decision=NO_GO, checks=[], failures=[])
+
+
+def test_inputs_are_not_modified(obs):
+    before = copy.deepcopy(obs)
+    judge(obs)
+    assert obs == before
+
+
+# --- describe / render_summary -------------------------------------------------------------------
+
+def test_describe_names_agent_check_host_expected_and_measured():
+    check = dict(check="unit active", agent="tdd-expert", host="dgx-2", expected="active", measured="failed", ok=False)
+    assert describe(check) == "tdd-expert unit active on dgx-2: expected active, measured failed"
+
+
+def test_describe_without_host():
+    check = dict(check="legacy only (control)", agent="graph-expert", host=None,
+                 expected="no responders on unified", measured=["dgx-1"], ok=False)
+    assert describe(check) == ("graph-expert legacy only (control): expected no responders on unified, "
+                               "measured ['dgx-1']")
+
+
+def test_summary_of_a_go_checkpoint(obs):
+    result = judge(obs)
+    text = render_summary("wave2", "T+1h", "2025-01-14T09:30:00Z", result)
+    lines = text.splitlines()
+    assert lines[0] == "# wave2 T+1h: GO"
+    assert "Taken at 2025-01-14T09:30:00Z. 15 checks, 0 failed." in lines
+    assert "## Failed" not in text and "**NO**" not in text
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| agent ")]
+    assert len(rows) == 15 and all(row.endswith("| yes |") for row in rows)
+    assert text.endswith("\n")
+
+
+def test_summary_of_a_no_go_checkpoint_lists_failures_first(obs):
+    obs["units"]["dgx-2"]["network-expert"]["active_state"] = "failed"
+    ping(obs, "graph-expert", "unified").update(hosts=["dgx-1"], no_responders=False)
+    text = render_summary("wave2", "T+6h", "2025-01-14T15:30:00Z", judge(obs))
+    assert text.startswith("# wave2 T+6h: NO-GO\n")
+    assert "15 checks, 2 failed." in text
+    failed_section = text.split("## Failed\n\n", 1)[1].split("\n\n", 1)[0]
+    assert failed_section.splitlines() == [
+        "- network-expert unit active on dgx-2: expected active, measured failed",
+        "- graph-expert legacy only (control): expected no responders on unified, measured ['dgx-1']"]
+    assert text.index("## Failed") < text.index("## Checks")
+    assert "| network-expert | dgx-2 | unit active | active | failed | **NO** |" in text
+    assert "| graph-expert | - | legacy only (control) | no responders on unified | ['dgx-1'] | **NO** |" in text
