@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import ARTIFACTS, HOSTS, env_flag, fleet_snapshot, gather, run_playbook, subject
+from .conftest import AGENTS, ARTIFACTS, HOSTS, env_flag, fleet_snapshot, gather, run_playbook, subject
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -109,7 +109,7 @@ def test_rollback_of_one_agent_on_one_host_leaves_the_rest(wave2, tmp_path):
 
 
 def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
-    flipped = {h: sorted(a for a in WAVE2 if env_flag(h, a) == "true") for h in HOSTS}
+    flipped = {h: sorted(a for a in AGENTS if env_flag(h, a) == "true") for h in HOSTS}
     assert any(flipped.values())
     started = time.monotonic()
     run = run_playbook(tmp_path, "rollback.yml")

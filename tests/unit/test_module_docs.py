@@ -18,9 +18,11 @@ ACTIONS = REPO / "plugins/action"
 
 
 def constants(path):
-    """The module-level string constants and tuples of a Python file, read without importing it."""
+    """The module- and class-level constants of a Python file, read without importing it."""
     found = {}
-    for node in ast.parse(path.read_text()).body:
+    tree = ast.parse(path.read_text())
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    for node in tree.body + [n for c in classes for n in c.body]:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 found[node.targets[0].id] = ast.literal_eval(node.value)
