@@ -7,16 +7,13 @@ from __future__ import annotations
 import os
 import sys
 
-from ansible.plugins.action import ActionBase
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
+# pylint: disable=wrong-import-position
 from fleet_artifacts import ArtifactError, ArtifactStore  # noqa: E402  pylint: disable=wrong-import-position
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    BYPASS_HOST_LOOP = True
-    _requires_connection = False
+class ActionModule(ControllerAction):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)

@@ -9,27 +9,22 @@ import datetime
 import os
 import sys
 
-from ansible.plugins.action import ActionBase
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
 # pylint: disable=wrong-import-position
 from fleet_artifacts import ArtifactError, ArtifactStore  # noqa: E402
 from fleet_checkpoint import describe, evaluate_health, render_summary  # noqa: E402
 
-REQUIRED = ('wave', 'label', 'run_id', 'artifacts_dir', 'hosts', 'flipped', 'control', 'units', 'pings')
 
-
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    BYPASS_HOST_LOOP = True
-    _requires_connection = False
+class ActionModule(ControllerAction):
+    REQUIRED = ('wave', 'label', 'run_id', 'artifacts_dir', 'hosts', 'flipped', 'control', 'units', 'pings')
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = self._task.args
-        missing = [a for a in REQUIRED if a not in args]
-        if missing:
-            return dict(result, failed=True, msg='wave_checkpoint: missing argument(s) %s' % ', '.join(missing))
+        failed = self.missing_args(result)
+        if failed:
+            return failed
         taken_at = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
         health = evaluate_health(args['hosts'], args['flipped'], args['control'], args['units'],
                                  args['pings'], args.get('baseline'))

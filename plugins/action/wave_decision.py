@@ -8,27 +8,22 @@ import datetime
 import os
 import sys
 
-from ansible.plugins.action import ActionBase
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
 # pylint: disable=wrong-import-position
 from fleet_artifacts import ArtifactError, ArtifactStore  # noqa: E402
 from fleet_decision import decide_wave, render_report  # noqa: E402
 
-REQUIRED = ('plan', 'run_id', 'artifacts_dir', 'started_at')
 
-
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    BYPASS_HOST_LOOP = True
-    _requires_connection = False
+class ActionModule(ControllerAction):
+    REQUIRED = ('plan', 'run_id', 'artifacts_dir', 'started_at')
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = self._task.args
-        missing = [a for a in REQUIRED if a not in args]
-        if missing:
-            return dict(result, failed=True, msg='wave_decision: missing argument(s) %s' % ', '.join(missing))
+        failed = self.missing_args(result)
+        if failed:
+            return failed
         plan, run_id = args['plan'], args['run_id']
         store = ArtifactStore(args['artifacts_dir'])
         finished_at = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')

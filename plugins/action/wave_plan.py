@@ -7,21 +7,16 @@ from __future__ import annotations
 import os
 import sys
 
-from ansible.plugins.action import ActionBase
-
-# Custom module_utils reach modules through AnsiballZ only; controller-side plugins import
-# them from the folder directly.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
+# pylint: disable=wrong-import-position
 from fleet_plan import PlanError, build_plan  # noqa: E402  pylint: disable=wrong-import-position
 
 ARGS = ('wave', 'agents', 'waves', 'schedule', 'subject_legacy', 'subject_unified',
         'stagger', 'verify_window', 'monitor_interval')
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    BYPASS_HOST_LOOP = True
-    _requires_connection = False
+class ActionModule(ControllerAction):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
