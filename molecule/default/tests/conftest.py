@@ -18,8 +18,6 @@ import nats
 import pytest
 import testinfra.utils.ansible_runner
 
-BACKUP_DIR = "/var/lib/fleetwave/backups"
-
 
 def _utc(text, fmt):
     return datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc)
@@ -45,7 +43,7 @@ def hostname(host):
 @pytest.fixture(scope="module")
 def hostvars(hostname):
     """Its inventory variables, untemplated (as written in molecule.yml)."""
-    runner = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+    runner = testinfra.utils.ansible_runner.AnsibleRunner.get_runner(os.environ["MOLECULE_INVENTORY_FILE"])
     return runner.get_variables(hostname)
 
 
@@ -57,17 +55,22 @@ def env_path(hostvars):
 
 
 @pytest.fixture
+def backup_dir(hostvars):
+    return hostvars.get("fleet_backup_dir", "/var/lib/fleetwave/backups")
+
+
+@pytest.fixture
 def read_env(host):
     """read_env(path) -> the KEY=VALUE pairs of an env file (or a backup of one) on the host."""
     return lambda path: _parse_env(host.file(path).content_string)
 
 
 @pytest.fixture
-def backups(host, env_path):
+def backups(host, env_path, backup_dir):
     """backups(agent, label=None) -> the manifest's entries for the agent's env file, oldest first."""
 
     def _backups(agent, label=None):
-        manifest = json.loads(host.file(BACKUP_DIR + "/manifest.json").content_string)
+        manifest = json.loads(host.file(backup_dir + "/manifest.json").content_string)
         entries = [b for b in manifest["backups"] if b["path"] == env_path(agent)
                    and (label is None or b.get("label") == label)]
         return sorted(entries, key=lambda b: b["created"])

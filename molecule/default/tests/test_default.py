@@ -9,10 +9,8 @@ import testinfra.utils.ansible_runner
 from nats.errors import NoRespondersError
 
 # podman exec into the containers, which are named after the inventory hosts (see conftest.py).
-testinfra_hosts = [
-    "podman://" + name
-    for name in testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("dgx")
-]
+_INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner.get_runner(os.environ["MOLECULE_INVENTORY_FILE"])
+testinfra_hosts = ["podman://" + name for name in _INVENTORY.get_hosts("dgx")]
 
 FLAG = "ENABLE_UNIFIED_SUBJECTS"
 FLIPPED = "network-expert"
@@ -29,10 +27,10 @@ def test_untouched_agent_keeps_the_flag_off(read_env, env_path, agent):
     assert read_env(env_path(agent))[FLAG] == "false"
 
 
-def test_flip_backup_is_recorded_in_the_manifest(backups):
+def test_flip_backup_is_recorded_in_the_manifest(backups, backup_dir):
     entries = backups(FLIPPED, label=LABEL)
     assert len(entries) == 1, "expected one backup labelled %s, the manifest has %s" % (LABEL, backups(FLIPPED))
-    assert entries[0]["backup"].startswith("/var/lib/fleetwave/backups/network-expert.env.")
+    assert entries[0]["backup"].startswith(backup_dir + "/network-expert.env.")
     assert entries[0]["flag"] == "false"
 
 
