@@ -1,0 +1,188 @@
+"""The audit_trail callback in a real ansible-playbook run on localhost, with this repository's
+ansible.cfg: the trail verifies, holds the expected events in order with plausible timestamps and
+durations, never holds the secret passed as an extra var (only its name), keeps the no_log result
+censored; scripts/audit-verify accepts it and names the line after one is edited."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+AUDIT_VERIFY = REPO / "scripts" / "audit-verify"
+SECRET = "S3cretValue"
+CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
+
+PLAY = dict(
+    name="Exercise the audit trail", hosts="localhost", gather_facts=False,
+    tasks=[
+        {"name": "Report ok", "ansible.builtin.debug": {"msg": "all good"}},
+        {"name": "Change something", "ansible.builtin.command": {"cmd": "true"}, "notify": "Announce the change"},
+        {"name": "Fail but carry on", "ansible.builtin.fail": {"msg": "deliberate failure"}, "ignore_errors": True},
+        {"name": "Skip this", "ansible.builtin.debug": {"msg": "never"}, "when": False},
+        {"name": "Check each item", "ansible.builtin.assert": {"that": "item != 3", "quiet": True},
+         "loop": [1, 2, 3], "when": "item != 2", "ignore_errors": True},
+        {"name": "Use the secret", "ansible.builtin.debug": {"msg": "the secret is {{ secret }}"}, "no_log": True},
+        {"name": "Reach a closed port", "ansible.builtin.ping": {}, "ignore_unreachable": True,
+         "vars": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1}},
+    ],
+    handlers=[{"name": "Announce the change", "ansible.builtin.debug": {"msg": "changed"}}],
+)
+
+
+class Run:
+    def __init__(self, proc, audit, started, finished):
+        self.proc, self.audit, self.started, self.finished = proc, audit, started, finished
+        self.output = proc.stdout + proc.stderr
+        self.events = [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+
+    def results(self, task):
+        return [e for e in self.events if e["event"] == "host_result" and e["task"] == task]
+
+
+def run_playbook(workdir, play):
+    """Run `play` on localhost from workdir with the trail at workdir/trail/audit.jsonl."""
+    (workdir / "play.yml").write_text(yaml.safe_dump([play], sort_keys=False))
+    audit = workdir / "trail" / "audit.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "FLEETWAVE_AUDIT_"))}
+    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CALLBACKS_ENABLED="audit_trail",
+               FLEETWAVE_AUDIT_PATH=str(audit), ANSIBLE_LOCAL_TEMP=str(workdir / ".tmp"),
+               ANSIBLE_SSH_CONTROL_PATH_DIR=str(workdir / ".cp"), ANSIBLE_NOCOLOR="1")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    proc = subprocess.run([str(PLAYBOOK), "-i", "localhost,", "-c", "local", "play.yml",
+                           "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "secret=%s" % SECRET],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    return Run(proc, audit, started, finished)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return run_playbook(tmp_path_factory.mktemp("audit-run"), PLAY)
+
+
+def test_the_run_succeeds_and_announces_the_trail(run):
+    assert run.proc.returncode == 0, run.output
+    assert "audit_trail: %s: %d lines, anchor %d:" % (run.audit, len(run.events), len(run.events)) in run.proc.stderr
+
+
+def test_the_trail_verifies(run):
+    proc = subprocess.run([str(AUDIT_VERIFY), str(run.audit)], capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stdout) == (0, "%s: OK (%d lines, chain intact)\n" % (run.audit, len(run.events)))
+    anchor = run.proc.stderr.split("anchor ")[1].split()[0]
+    proc = subprocess.run([str(AUDIT_VERIFY), "--anchor", anchor, str(run.audit)], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_the_events_come_in_the_expected_order(run):
+    summary = [(e["event"], e.get("name") or e.get("task"), e.get("status"), e.get("item")) for e in run.events]
+    assert summary == [
+        ("playbook_start", None, None, None),
+        ("play_start", "Exercise the audit trail", None, None),
+        ("task_start", "Report ok", None, None),
+        ("host_result", "Report ok", "ok", None),
+        ("task_start", "Change something", None, None),
+        ("host_result", "Change something", "changed", None),
+        ("task_start", "Fail but carry on", None, None),
+        ("host_result", "Fail but carry on", "failed", None),
+        ("task_start", "Skip this", None, None),
+        ("host_result", "Skip this", "skipped", None),
+        ("task_start", "Check each item", None, None),
+        ("host_result", "Check each item", "ok", "1"),
+        ("host_result", "Check each item", "skipped", "2"),
+        ("host_result", "Check each item", "failed", "3"),
+        ("host_result", "Check each item", "failed", None),
+        ("task_start", "Use the secret", None, None),
+        ("host_result", "Use the secret", "ok", None),
+        ("task_start", "Reach a closed port", None, None),
+        ("host_result", "Reach a closed port", "unreachable", None),
+        ("handler_start", "Announce the change", None, None),
+        ("host_result", "Announce the change", "ok", None),
+        ("stats", None, None, None),
+        ("playbook_end", None, None, None),
+    ]
+
+
+def test_the_run_is_described_without_values(run):
+    start, play, end = run.events[0], run.events[1], run.events[-1]
+    assert start["playbook"] == "play.yml" and start["check_mode"] is False and start["limit"] is None
+    assert start["extra_vars"] == ["ansible_python_interpreter", "secret"] and start["user"] and start["run_id"]
+    assert (play["hosts"], play["serial"]) == (["localhost"], [])
+    assert run.results("Fail but carry on")[0]["msg"] == "deliberate failure"
+    assert run.results("Fail but carry on")[0]["ignored"] is True
+    assert run.results("Check each item")[-1]["items"] == 3
+    task = next(e for e in run.events if e["event"] == "task_start" and e["name"] == "Change something")
+    source = (pathlib.Path(task["path"].rpartition(":")[0])).read_text().splitlines()
+    assert source[int(task["path"].rpartition(":")[2]) - 1].strip() == "- name: Change something"
+    assert task["action"] == "ansible.builtin.command" and task["role"] is None
+    assert run.events[-2]["hosts"]["localhost"] == dict(ok=7, changed=1, failures=0, unreachable=0, skipped=1,
+                                                        rescued=0, ignored=3)
+    assert end["outcome"] == "ok" and end["failed_hosts"] == []
+
+
+def test_timestamps_and_durations_are_plausible(run):
+    stamps = [datetime.datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+              for e in run.events]
+    assert run.started <= stamps[0] and stamps[-1] <= run.finished
+    assert stamps == sorted(stamps)
+    durations = [e["duration_ms"] for e in run.events if e["event"] == "host_result"]
+    assert all(isinstance(d, int) and 0 <= d <= 60000 for d in durations), durations
+    total = (run.finished - run.started).total_seconds() * 1000
+    assert 0 < run.events[-1]["duration_ms"] <= total
+
+
+def test_the_secret_is_nowhere_and_the_no_log_result_is_censored(run):
+    assert SECRET not in run.audit.read_text()
+    result, = run.results("Use the secret")
+    assert result["censored"] == CENSORED and "msg" not in result
+
+
+def test_audit_verify_names_an_edited_line(run, tmp_path):
+    lines = run.audit.read_bytes().splitlines(keepends=True)
+    k = next(n for n, e in enumerate(run.events, 1) if e.get("task") == "Change something" and "status" in e)
+    assert b'"changed":true' in lines[k - 1]
+    lines[k - 1] = lines[k - 1].replace(b'"changed":true', b'"changed":false')
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(lines))
+    proc = subprocess.run([str(AUDIT_VERIFY), str(run.audit), str(edited)], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [
+        "%s: OK (%d lines, chain intact)" % (run.audit, len(lines)),
+        "%s: BROKEN at line %d: content does not match its own sha256 (the line was edited)" % (edited, k)]
+
+
+def test_audit_verify_runs_without_the_venv(run, tmp_path):
+    """A bare python3 with only its standard library: no venv on PATH, no PYTHONPATH."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    lines = run.audit.read_bytes().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:-1]))
+    anchor = run.proc.stderr.split("anchor ")[1].split()[0]
+    proc = subprocess.run([str(AUDIT_VERIFY), "--anchor", anchor, str(cut)], capture_output=True, text=True,
+                          env=env, timeout=30)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith("%s: BROKEN at line %d: the log ends at seq" % (cut, len(lines)))
+
+
+def test_a_run_aborted_by_an_error_still_ends_its_trail(tmp_path):
+    play = dict(name="Abort", hosts="localhost", gather_facts=False,
+                tasks=[{"name": "Notify a handler that does not exist", "ansible.builtin.command": {"cmd": "true"},
+                        "notify": "No such handler"}])
+    aborted = run_playbook(tmp_path, play)
+    assert aborted.proc.returncode != 0 and "No such handler" in aborted.output
+    assert [(e["event"], e.get("outcome")) for e in aborted.events] == [
+        ("playbook_start", None), ("play_start", None), ("task_start", None), ("playbook_end", "aborted")]
+    proc = subprocess.run([str(AUDIT_VERIFY), str(aborted.audit)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout
