@@ -1,0 +1,607 @@
+# -*- coding: utf-8 -*-
+# The measurement core of the nats_probe module: an open-loop request generator, reply matching,
+# HDR latency histograms, event pairing by Nats-Msg-Id and the per target / per agent / total
+# aggregates. Plain Python (no AnsibleModule), so unit tests and bench/probe.py call it directly.
+#
+# Open loop: request i of a target is due at t0 + i/R whatever happened to the requests before it,
+# and its latency is measured from that INTENDED time, not from when it actually left. A stalled
+# agent (or a stalled probe) therefore shows up as latency instead of silently lowering the send
+# rate - the coordinated-omission trap of closed-loop "send, wait, send" probes.
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import math
+import re
+import time
+import traceback
+
+try:
+    from hdrh.histogram import HdrHistogram
+    HAS_HDRH = True
+    HDRH_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - reported by the module with missing_required_lib
+    HdrHistogram = None
+    HAS_HDRH = False
+    HDRH_IMPORT_ERROR = traceback.format_exc()
+
+from ansible.module_utils.fleet_nats import connect as nats_connect, is_no_responders
+
+# HDR histogram range and precision: microseconds, 1 us .. 60 s, 3 significant digits.
+LOWEST_US = 1
+HIGHEST_US = 60_000_000
+SIGNIFICANT_DIGITS = 3
+
+MAX_SAMPLES = 1000          # raw latencies kept per target, for rank tests
+MAX_EMIT = 10_000           # the reference agent's own cap on one emit request
+MAX_REQUESTS = 1_000_000    # rate x window x targets: a probe must fit in memory
+SETTLE_S = 0.25             # after the window, wait at least this long for late event copies
+POLL_S = 0.01
+
+EVENT_TYPE = 'probe'
+VIAS = ('legacy', 'unified')
+TARGET_HEADER = 'Agent-Target'
+ERROR_HEADER = 'Agent-Error'
+MSG_ID_HEADER = 'Nats-Msg-Id'
+
+_TOKEN_RE = re.compile(r'[^\s.*>]+')
+
+
+# ------------------------------------------------------------------------------ small helpers
+
+def ratio(numerator, denominator, digits=6):
+    """numerator / denominator, or None when there is no data: no data is never 0 or 1."""
+    if not denominator:
+        return None
+    return round(numerator / denominator, digits)
+
+
+def is_subject(subject):
+    """A literal NATS subject: dot-separated tokens, no wildcards or whitespace."""
+    return bool(subject) and all(_TOKEN_RE.fullmatch(token) for token in subject.split('.'))
+
+
+def reply_is_error(headers, data):
+    """An agent's error reply: an Agent-Error header, or a JSON body with ok: false."""
+    if headers and any(key.lower() == ERROR_HEADER.lower() for key in headers):
+        return True
+    if data[:1] == b'{':
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return isinstance(body, dict) and body.get('ok') is False
+    return False
+
+
+def downsample(values, limit=MAX_SAMPLES, digits=3):
+    """At most `limit` values that keep the distribution: evenly spaced order statistics.
+
+    Returned sorted (rank tests need no order); all values when there are no more than `limit`.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if n > limit:
+        ordered = [ordered[min(n - 1, int((i + 0.5) * n / limit))] for i in range(limit)]
+    return [round(v, digits) for v in ordered]
+
+
+def _utc(ts):
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec='milliseconds')
+
+
+# ------------------------------------------------------------------------------ validation
+
+def validate(params):
+    """The first problem with the probe parameters, as a message naming the limit, or None."""
+    rate, window, timeout = params['rate'], params['window'], params['timeout']
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+        return 'rate must be > 0 requests per second per target, got %r' % (rate,)
+    if not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
+        return 'window must be > 0 seconds, got %r' % (window,)
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        return 'timeout (the grace period after the window) must be > 0 seconds, got %r' % (timeout,)
+    emit = params['emit_events']
+    if not 0 <= emit <= MAX_EMIT:
+        return 'emit_events must be between 0 and %d (the agent caps one emit there), got %d' % (MAX_EMIT, emit)
+    agents, hosts, verbs = params['agents'], params['hosts'], params['verbs']
+    if not agents:
+        return 'agents is empty: name at least one agent to probe'
+    names = [a.get('name') for a in agents]
+    if len(set(names)) != len(names):
+        return 'agents names a type twice: %s' % ', '.join(sorted({n for n in names if names.count(n) > 1}))
+    for agent in agents:
+        if not agent.get('name'):
+            return 'every agent needs a name'
+        for via in VIAS:
+            if not is_subject(agent.get(via) or ''):
+                return 'agent %s: %s prefix %r is not a literal NATS subject (no wildcards, spaces or empty tokens)' % (
+                    agent['name'], via, agent.get(via))
+        if agent['legacy'] == agent['unified']:
+            return 'agent %s: legacy and unified prefixes are both %r; they must differ' % (
+                agent['name'], agent['legacy'])
+    if not hosts:
+        return 'hosts is empty: name at least one instance host (the Agent-Target of its requests)'
+    bad = [h for h in hosts if not h or any(c.isspace() for c in h)]
+    if bad:
+        return 'hosts %r: a host must be non-empty without whitespace (it goes into the Agent-Target header)' % (bad,)
+    if len(set(hosts)) != len(hosts):
+        return 'hosts names a host twice: %s' % ', '.join(sorted({h for h in hosts if hosts.count(h) > 1}))
+    if not verbs or not all(_TOKEN_RE.fullmatch(v or '') for v in verbs):
+        return 'verbs %r: each verb must be one subject token, e.g. ping' % (verbs,)
+    n_targets = len(agents) * len(hosts) * len(VIAS) * len(verbs)
+    total = Schedule(rate, window, n_targets).total
+    if total > MAX_REQUESTS:
+        return ('rate x window x targets = %g x %g s x %d = %d requests, over the limit of %d per probe; '
+                'lower rate or window' % (rate, window, n_targets, total, MAX_REQUESTS))
+    return None
+
+
+# ------------------------------------------------------------------------------ targets and schedule
+
+def plan_targets(agents, hosts, verbs):
+    """One target per agent x host x via x verb; `expected` is false for the unified subject of an
+    agent whose flag is off (probed to prove nobody answers there, left out of the aggregates)."""
+    targets = []
+    for index, agent in enumerate(agents):
+        for host in hosts:
+            for via in VIAS:
+                for verb in verbs:
+                    targets.append(dict(
+                        agent=agent['name'], agent_index=index, host=host, via=via, verb=verb,
+                        subject='%s.cmd.%s' % (agent[via], verb),
+                        expected=via == 'legacy' or bool(agent.get('unified_enabled'))))
+    return targets
+
+
+class Schedule:
+    """Intended send times of the open-loop generator.
+
+    n_targets targets each at `rate` per second for `window` seconds, interleaved round robin, so
+    the combined stream is evenly spaced at rate x n_targets: slot j goes to target j % n_targets
+    at t0 + j / (rate x n_targets), i.e. request i of target k at t0 + i/rate + k/(rate x n_targets).
+    """
+
+    def __init__(self, rate, window, n_targets):
+        self.rate = float(rate)
+        self.window = float(window)
+        self.n_targets = int(n_targets)
+        self.per_target = max(1, int(math.floor(self.rate * self.window + 1e-9)))
+        self.total = self.per_target * self.n_targets
+        self.total_rate = self.rate * self.n_targets
+
+    def offset(self, slot):
+        """Seconds from t0 to the intended send time of `slot`."""
+        return slot / self.total_rate
+
+    def target_of(self, slot):
+        return slot % self.n_targets
+
+    def due(self, elapsed):
+        """How many slots are due `elapsed` seconds after t0 (intended time <= elapsed)."""
+        if elapsed < 0:
+            return 0
+        return min(self.total, int(math.floor(elapsed * self.total_rate + 1e-9)) + 1)
+
+
+async def generate(schedule, send, t0, clock=time.monotonic, sleep=asyncio.sleep, on_lag=None):
+    """Send each slot at t0 + schedule.offset(slot), never waiting for replies.
+
+    After a stall (a slow publish, a busy event loop) the overdue slots go out at once with their
+    original intended times, so the rate holds and the stall shows up as latency; nothing is sent
+    after the window ends (t0 + window), and the call returns at the end of the window.
+    send(slot, intended) is awaited; on_lag(seconds) receives each send's lateness.
+    Returns the number of slots sent.
+    """
+    end = t0 + schedule.window
+    slot = 0
+    while slot < schedule.total:
+        now = clock()
+        if now >= end:
+            return slot
+        due = schedule.due(now - t0)
+        while slot < due:
+            now = clock()
+            if now >= end:
+                return slot
+            intended = t0 + schedule.offset(slot)
+            await send(slot, intended)
+            if on_lag is not None:
+                on_lag(now - intended)
+            slot += 1
+        if slot < schedule.total:
+            await sleep(max(0.0, t0 + schedule.offset(slot) - clock()))
+    await sleep(max(0.0, end - clock()))  # the window (and event collection) lasts the full W
+    return slot
+
+
+# ------------------------------------------------------------------------------ latency
+
+def _histogram():
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+class Latency:
+    """Latencies of one target (or a merge of several): an HDR histogram in microseconds for the
+    percentiles, exact count/sum/max, and the raw samples in milliseconds."""
+
+    def __init__(self):
+        self.hist = _histogram()
+        self.count = 0
+        self.sum_s = 0.0
+        self.max_s = 0.0
+        self.samples_ms = []
+
+    def record(self, seconds):
+        seconds = max(0.0, seconds)
+        self.hist.record_value(min(HIGHEST_US, max(LOWEST_US, int(round(seconds * 1e6)))))
+        self.count += 1
+        self.sum_s += seconds
+        self.max_s = max(self.max_s, seconds)
+        self.samples_ms.append(seconds * 1000.0)
+
+    def merge(self, other):
+        if other.count:
+            self.hist.add(other.hist)
+            self.count += other.count
+            self.sum_s += other.sum_s
+            self.max_s = max(self.max_s, other.max_s)
+            self.samples_ms.extend(other.samples_ms)
+        return self
+
+    def summary(self):
+        return latency_summary(self)
+
+
+def latency_summary(latency):
+    """{p50, p90, p99, max, mean, count} in ms; every value null (count 0) without data."""
+    if not latency.count:
+        return dict(p50=None, p90=None, p99=None, max=None, mean=None, count=0)
+
+    def at(percentile):
+        return round(latency.hist.get_value_at_percentile(percentile) / 1000.0, 3)
+
+    return dict(p50=at(50), p90=at(90), p99=at(99), max=round(latency.max_s * 1000.0, 3),
+                mean=round(latency.sum_s / latency.count * 1000.0, 3), count=latency.count)
+
+
+# ------------------------------------------------------------------------------ counters
+
+class TargetStats:
+    """What happened to the requests of one target."""
+
+    def __init__(self, target):
+        self.target = target
+        self.scheduled = 0
+        self.sent = 0
+        self.replies = 0        # agent replies, ok or error
+        self.errors = 0
+        self.no_responders = 0
+        self.timeouts = 0
+        self.latency = Latency()
+
+    @property
+    def replies_ok(self):
+        return self.replies - self.errors
+
+    def add_reply(self, latency_s, error):
+        self.replies += 1
+        if error:
+            self.errors += 1
+        self.latency.record(latency_s)
+
+
+def counts(stats_list):
+    """Summed counters with delivery and error_rate (null when nothing was sent)."""
+    sent = sum(s.sent for s in stats_list)
+    replies = sum(s.replies for s in stats_list)
+    errors = sum(s.errors for s in stats_list)
+    timeouts = sum(s.timeouts for s in stats_list)
+    no_responders = sum(s.no_responders for s in stats_list)
+    return dict(sent=sent, replies=replies, replies_ok=replies - errors, errors=errors, timeouts=timeouts,
+                no_responders=no_responders, delivery=ratio(replies - errors, sent),
+                error_rate=ratio(errors + timeouts + no_responders, sent))
+
+
+def target_result(stats, max_samples=MAX_SAMPLES):
+    t = stats.target
+    result = dict(agent=t['agent'], host=t['host'], via=t['via'], verb=t['verb'], subject=t['subject'],
+                  expected=t['expected'], scheduled=stats.scheduled)
+    result.update(counts([stats]))
+    result['latency_ms'] = stats.latency.summary()
+    result['samples_ms'] = downsample(stats.latency.samples_ms, max_samples)
+    return result
+
+
+# ------------------------------------------------------------------------------ events
+
+class EventLedger:
+    """Event copies seen per agent, paired by their Nats-Msg-Id header.
+
+    An event belongs to the window when its first copy arrived inside it; its other copy may come
+    later (until collection stops), so a copy in flight at the end of the window is not a miss.
+    """
+
+    def __init__(self):
+        self._events = {}   # (agent_index, msg_id) -> [first_seen, legacy_seen, unified_seen]
+        self._anonymous = 0
+
+    def add(self, agent_index, via, msg_id, now):
+        if not msg_id:  # cannot be paired: counted on its own
+            self._anonymous += 1
+            msg_id = '\0anonymous-%d' % self._anonymous
+        key = (agent_index, msg_id)
+        entry = self._events.get(key)
+        if entry is None:
+            entry = self._events[key] = [now, False, False]
+        entry[1 if via == 'legacy' else 2] = True
+
+    def summary(self, agent_index, start, end):
+        """{legacy, unified, paired}: events of the window seen on each subject, and on both."""
+        legacy = unified = paired = 0
+        for (index, _), (first, on_legacy, on_unified) in self._events.items():
+            if index != agent_index or not start <= first <= end:
+                continue
+            legacy += on_legacy
+            unified += on_unified
+            paired += on_legacy and on_unified
+        return dict(legacy=legacy, unified=unified, paired=paired)
+
+
+def dual_publish_success(events, unified_enabled):
+    """Events seen on both subjects / events seen on legacy; null when the flag is off or no data."""
+    if not unified_enabled:
+        return None
+    return ratio(events['paired'], events['legacy'])
+
+
+def unified_share(events, replies_unified, replies_all):
+    """Unified agent messages (event copies + replies on unified) / all agent messages."""
+    return ratio(events['unified'] + replies_unified, events['legacy'] + events['unified'] + replies_all)
+
+
+def publish_time(instances):
+    """Worst instance's publish_time_ms (p50/p99/max as the agents report them), count summed."""
+    reported = [i['publish_time_ms'] for i in instances
+                if isinstance(i.get('publish_time_ms'), dict) and i['publish_time_ms'].get('count')]
+    if not reported:
+        return dict(p50=None, p99=None, max=None, count=0)
+
+    def worst(key):
+        values = [r[key] for r in reported if isinstance(r.get(key), (int, float))]
+        return max(values) if values else None
+
+    return dict(p50=worst('p50'), p99=worst('p99'), max=worst('max'), count=sum(r['count'] for r in reported))
+
+
+# ------------------------------------------------------------------------------ the probe
+
+class Probe:
+    """One probe run on an open NATS connection `nc` (nats-py client)."""
+
+    def __init__(self, nc, params, clock=time.monotonic, sleep=asyncio.sleep, wall=time.time):
+        self.nc = nc
+        self.params = params
+        self.clock = clock
+        self.sleep = sleep
+        self.wall = wall
+        self.agents = params['agents']
+        self.hosts = params['hosts']
+        self.targets = plan_targets(self.agents, self.hosts, params['verbs'])
+        self.stats = [TargetStats(t) for t in self.targets]
+        self.schedule = Schedule(params['rate'], params['window'], len(self.targets))
+        for stats in self.stats:
+            stats.scheduled = self.schedule.per_target
+        self.pending = {}       # slot -> intended send time
+        self.controls = {}      # 'c<n>' -> control request record
+        self.ledger = EventLedger()
+        self.lag = Latency()
+        self.unmatched = 0
+        self.inbox = None
+        self._headers = [{TARGET_HEADER: t['host']} for t in self.targets]
+
+    # -- NATS callbacks -------------------------------------------------------------------
+
+    async def _on_reply(self, msg):
+        now = self.clock()
+        token = msg.subject[len(self.inbox) + 1:]
+        if token[:1] == 'c':
+            control = self.controls.get(token)
+            if control is None or control['done']:
+                self.unmatched += 1
+                return
+            control['done'] = True
+            if is_no_responders(msg):
+                control['no_responders'] = True
+                return
+            try:
+                control['reply'] = json.loads(msg.data)
+            except (ValueError, UnicodeDecodeError):
+                control['reply'] = None
+            control['error'] = reply_is_error(msg.headers, msg.data)
+            return
+        try:
+            slot = int(token)
+            intended = self.pending.pop(slot)
+        except (KeyError, ValueError):
+            self.unmatched += 1  # a duplicate, or a reply after the grace period
+            return
+        stats = self.stats[self.schedule.target_of(slot)]
+        if is_no_responders(msg):
+            stats.no_responders += 1
+        else:
+            stats.add_reply(now - intended, reply_is_error(msg.headers, msg.data))
+
+    def _on_event(self, agent_index, via):
+        ledger, clock = self.ledger, self.clock
+
+        async def on_event(msg):
+            ledger.add(agent_index, via, (msg.headers or {}).get(MSG_ID_HEADER), clock())
+
+        return on_event
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _send(self, slot, intended):
+        target = self.schedule.target_of(slot)
+        self.pending[slot] = intended
+        self.stats[target].sent += 1
+        await self.nc.publish(self.targets[target]['subject'], b'', reply='%s.%d' % (self.inbox, slot),
+                              headers=self._headers[target])
+
+    async def _control(self, kind, agent_index, host, payload=b''):
+        cid = 'c%d' % len(self.controls)
+        self.controls[cid] = dict(kind=kind, agent_index=agent_index, host=host, done=False, reply=None,
+                                  error=False, no_responders=False)
+        subject = '%s.cmd.%s' % (self.agents[agent_index]['legacy'], kind)
+        await self.nc.publish(subject, payload, reply='%s.%s' % (self.inbox, cid), headers={TARGET_HEADER: host})
+
+    def _controls_of(self, kind):
+        return [c for c in self.controls.values() if c['kind'] == kind]
+
+    async def _wait(self, done, deadline, not_before=None):
+        while self.clock() < deadline:
+            if done() and (not_before is None or self.clock() >= not_before):
+                return True
+            await self.sleep(POLL_S)
+        return done()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self):
+        nc, params = self.nc, self.params
+        grace = float(params['timeout'])
+        self.inbox = nc.new_inbox()
+        subs = [await nc.subscribe(self.inbox + '.*', cb=self._on_reply)]
+        for index, agent in enumerate(self.agents):
+            for via in VIAS:
+                subs.append(await nc.subscribe('%s.evt.>' % agent[via], cb=self._on_event(index, via)))
+        await nc.flush(timeout=max(grace, 1.0))  # the server has our interest before t0
+
+        wall0, t0 = self.wall(), self.clock()
+        if params['emit_events']:
+            body = json.dumps(dict(count=params['emit_events'], type=EVENT_TYPE)).encode()
+            for index in range(len(self.agents)):
+                for host in self.hosts:
+                    await self._control('emit', index, host, body)
+        sent = await generate(self.schedule, self._send, t0, self.clock, self.sleep, on_lag=self.lag.record)
+        window_end = self.clock()
+        seconds = window_end - t0
+        wall_end = wall0 + seconds
+
+        # Grace: every request answered and every emit confirmed, and a short settle for event
+        # copies in flight, or the grace period, whichever comes first.
+        await self._wait(lambda: not self.pending and all(c['done'] for c in self.controls.values()),
+                         window_end + grace, not_before=window_end + min(SETTLE_S, grace))
+        for slot in self.pending:
+            self.stats[self.schedule.target_of(slot)].timeouts += 1
+        self.pending.clear()
+        for sub in subs[1:]:
+            await sub.unsubscribe()  # events after this are outside the window
+
+        for index in range(len(self.agents)):
+            for host in self.hosts:
+                await self._control('status', index, host)
+        await nc.flush(timeout=grace)
+        status_deadline = self.clock() + grace
+        await self._wait(lambda: all(c['done'] for c in self._controls_of('status')), status_deadline)
+
+        result = self.results(t0, window_end)
+        result['window'] = dict(started=_utc(wall0), ended=_utc(wall_end), seconds=round(seconds, 3))
+        result['achieved_rate'] = round(sent / seconds, 3) if seconds > 0 else None
+        result['requested_rate'] = round(self.schedule.total_rate, 3)
+        lag = self.lag.summary()
+        result['send_lag_ms'] = dict(p50=lag['p50'], p99=lag['p99'], max=lag['max'])
+        result['connection'] = dict(client_id=getattr(nc, 'client_id', None),
+                                    published=nc.stats['out_msgs'], received=nc.stats['in_msgs'])
+        return result
+
+    # -- results -----------------------------------------------------------------------------
+
+    def _instances(self, agent_index):
+        instances = []
+        for host in self.hosts:
+            status = next((c for c in self._controls_of('status')
+                           if c['agent_index'] == agent_index and c['host'] == host), None)
+            emit = next((c for c in self._controls_of('emit')
+                         if c['agent_index'] == agent_index and c['host'] == host), None)
+            body = status['reply'] if status and isinstance(status['reply'], dict) and not status['error'] else None
+            emitted = None
+            if emit is not None and isinstance(emit['reply'], dict) and not emit['error']:
+                emitted = emit['reply'].get('emitted')
+            instances.append(dict(
+                host=host, answered=body is not None, emitted=emitted,
+                unified=body.get('unified') if body else None,
+                pid=body.get('pid') if body else None,
+                uptime_s=body.get('uptime_s') if body else None,
+                counters=body.get('counters') if body else None,
+                faults=body.get('faults') if body else None,
+                publish_time_ms=body.get('publish_time_ms') if body else None))
+        return instances
+
+    def results(self, start, end):
+        targets = [target_result(s) for s in self.stats]
+        agents = []
+        expected_all, events_all = [], dict(legacy=0, unified=0, paired=0)
+        dual = dict(legacy=0, paired=0)
+        share = dict(unified=0, all=0)
+        for index, agent in enumerate(self.agents):
+            own = [s for s in self.stats if s.target['agent_index'] == index]
+            expected = [s for s in own if s.target['expected']]
+            expected_all.extend(expected)
+            latency = Latency()
+            for s in expected:
+                latency.merge(s.latency)
+            replies_unified = sum(s.replies for s in own if s.target['via'] == 'unified')
+            replies_all = sum(s.replies for s in own)
+            events = self.ledger.summary(index, start, end)
+            instances = self._instances(index)
+            emitted = [i['emitted'] for i in instances if i['emitted'] is not None]
+            entry = dict(name=agent['name'], unified_enabled=bool(agent.get('unified_enabled')))
+            entry.update(counts(expected))
+            entry.update(
+                latency_ms=latency.summary(),
+                unified_replies=replies_unified,
+                events=dict(events, emitted=sum(emitted) if emitted else None),
+                dual_publish_success=dual_publish_success(events, agent.get('unified_enabled')),
+                unified_share=unified_share(events, replies_unified, replies_all),
+                publish_time_ms=publish_time(instances),
+                instances=instances)
+            agents.append(entry)
+            for key in events_all:
+                events_all[key] += events[key]
+            if agent.get('unified_enabled'):
+                dual['legacy'] += events['legacy']
+                dual['paired'] += events['paired']
+            share['unified'] += events['unified'] + replies_unified
+            share['all'] += events['legacy'] + events['unified'] + replies_all
+        latency = Latency()
+        for s in expected_all:
+            latency.merge(s.latency)
+        totals = dict(targets=len(expected_all))
+        totals.update(counts(expected_all))
+        totals.update(latency_ms=latency.summary(), events=events_all,
+                      dual_publish_success=ratio(dual['paired'], dual['legacy']),
+                      unified_share=ratio(share['unified'], share['all']),
+                      unmatched_replies=self.unmatched)
+        return dict(targets=targets, agents=agents, totals=totals)
+
+
+async def run_probe(params, connect=nats_connect, clock=time.monotonic, sleep=asyncio.sleep):
+    """Connect with fleet_nats.connect(params) (or `connect`), probe, close; returns the results.
+
+    params: the NATS connection options of fleet_nats.NATS_ARGUMENT_SPEC plus agents, hosts, rate,
+    window, timeout, emit_events and verbs (see the nats_probe module). Raises ValueError for
+    nonsense parameters, fleet_nats.NatsUnreachable when the server cannot be reached.
+    """
+    problem = validate(params)
+    if problem:
+        raise ValueError(problem)
+    nc = await connect(params)
+    try:
+        return await Probe(nc, params, clock=clock, sleep=sleep).run()
+    finally:
+        if not nc.is_closed:
+            await nc.close()

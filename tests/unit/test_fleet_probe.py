@@ -1,0 +1,483 @@
+"""plugins/module_utils/fleet_probe.py (and the parameter checks of plugins/modules/nats_probe.py):
+open-loop scheduling on a fake clock, reply matching and aggregation on a simulated NATS
+connection, HDR percentiles, event pairing, and null (never 0 or 1) where there is no data.
+No network, no subprocesses, no real sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+
+import pytest
+from ansible.module_utils import fleet_probe
+from ansible.module_utils.fleet_probe import (
+    EventLedger, Latency, Schedule, TargetStats, counts, downsample, dual_publish_success, generate,
+    latency_summary, plan_targets, publish_time, ratio, reply_is_error, run_probe, unified_share, validate)
+
+pytestmark = pytest.mark.unit
+
+AGENT = dict(name="network-expert", legacy="agent.network-expert",
+             unified="agents.infrastructure.01936f88-d2a9-7000-8000-000000000008", unified_enabled=True)
+CONTROL = dict(name="graph-expert", legacy="agent.graph-expert", unified="agents.knowledge.0193-b",
+               unified_enabled=False)
+HOSTS = ["dgx-1", "dgx-2"]
+
+
+def params(**overrides):
+    base = dict(url="nats://127.0.0.1:4222", user="", password="", token="", creds_file=None, connect_timeout=2.0,
+                agents=[dict(AGENT)], hosts=list(HOSTS), rate=10.0, window=2.0, timeout=1.0, emit_events=0,
+                verbs=["ping"])
+    base.update(overrides)
+    return base
+
+
+# --- a fake clock and a simulated NATS connection -----------------------------------------------
+
+class FakeClock:
+    """Virtual time: sleep() advances it and delivers the messages that fall due meanwhile."""
+
+    def __init__(self, start=1000.0):
+        self.now = start
+        self._queue = []
+        self._order = itertools.count()
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def at(self, when, callback, msg):
+        heapq.heappush(self._queue, (when, next(self._order), callback, msg))
+
+    async def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        until = self.now + max(0.0, seconds)
+        while self._queue and self._queue[0][0] <= until:
+            when, _, callback, msg = heapq.heappop(self._queue)
+            self.now = max(self.now, when)
+            await callback(msg)
+        self.now = until
+
+
+class Msg:
+    def __init__(self, subject, data=b"", headers=None):
+        self.subject, self.data, self.headers = subject, data, headers
+
+
+def matches(pattern, subject):
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+class FakeNats:
+    """Just enough of a nats-py client: publish() asks `respond(subject, headers, payload)` for
+    [(delay, subject, data, headers)] and delivers them to matching subscriptions after delay."""
+
+    def __init__(self, clock, respond):
+        self.clock, self.respond = clock, respond
+        self.subs = []
+        self.published = []
+        self.stats = {"out_msgs": 0, "in_msgs": 0}
+        self.client_id = 7
+        self.is_closed = False
+
+    def new_inbox(self):
+        return "_INBOX.fake"
+
+    async def subscribe(self, subject, cb):
+        nc = self
+
+        class Sub:
+            async def unsubscribe(self):
+                nc.subs.remove(entry)
+
+        entry = (subject, cb)
+        self.subs.append(entry)
+        return Sub()
+
+    async def flush(self, timeout=None):
+        pass
+
+    async def close(self):
+        self.is_closed = True
+
+    async def publish(self, subject, payload=b"", reply="", headers=None):
+        self.stats["out_msgs"] += 1
+        self.published.append((self.clock(), subject, reply, dict(headers or {}), payload))
+        answers = self.respond(subject, dict(headers or {}), payload)
+        if answers is None:  # nobody subscribes: the server's no-responders status
+            answers = [(0.0005, reply, b"", {"Status": "503"})] if reply else []
+        for delay, to, data, hdrs in answers:
+            to = reply if to == "REPLY" else to
+            for pattern, cb in list(self.subs):
+                if matches(pattern, to):
+                    self.clock.at(self.clock() + delay, self._deliver(cb), Msg(to, data, hdrs))
+
+    def _deliver(self, cb):
+        async def deliver(msg):
+            self.stats["in_msgs"] += 1
+            await cb(msg)
+
+        return deliver
+
+
+def fleet(latency=None, unified_on=True, drop_every=0, error_hosts=(), silent_hosts=()):
+    """A responder playing agents AGENT and CONTROL on HOSTS: replies after latency[host] s,
+    events dual-published (every drop_every-th unified copy dropped), errors or silence per host."""
+    latency = latency or {}
+    seq = itertools.count(1)
+    agents = {a["name"]: a for a in (AGENT, CONTROL)}
+
+    def respond(subject, headers, payload):
+        for agent in agents.values():
+            on = unified_on if agent is AGENT else False
+            for via in ("legacy", "unified"):
+                prefix = agent[via] + ".cmd."
+                if not subject.startswith(prefix):
+                    continue
+                if via == "unified" and not on:
+                    return None
+                host = headers.get("Agent-Target")
+                if host in silent_hosts:
+                    return []
+                verb = subject[len(prefix):]
+                delay = latency.get(host, 0.002)
+                if host in error_hosts:
+                    return [(delay, "REPLY", b'{"ok": false}', {"Agent-Error": "requested"})]
+                if verb == "emit":
+                    count = json.loads(payload)["count"]
+                    out = []
+                    for _ in range(count):
+                        n = next(seq)
+                        hdr = {"Nats-Msg-Id": "%s.%s.%d" % (agent["name"], host, n)}
+                        out.append((0.001, agent["legacy"] + ".evt.probe", b"{}", hdr))
+                        if on and not (drop_every and n % drop_every == 0):
+                            out.append((0.001, agent["unified"] + ".evt.probe", b"{}", hdr))
+                    out.append((0.002, "REPLY", json.dumps({"ok": True, "emitted": count}).encode(), {}))
+                    return out
+                if verb == "status":
+                    body = {"ok": True, "unified": on, "pid": 1, "uptime_s": 9.0,
+                            "counters": {"requests": {"legacy": 1, "unified": 0, "errors": 0}},
+                            "faults": {}, "publish_time_ms": {"count": 10, "mean": 0.05, "p50": 0.04,
+                                                              "p99": 0.2 if host == "dgx-1" else 0.3, "max": 0.5}}
+                    return [(delay, "REPLY", json.dumps(body).encode(), {"Agent-Host": host})]
+                return [(delay, "REPLY", json.dumps({"ok": True, "via": via}).encode(), {"Agent-Host": host})]
+        return None
+
+    return respond
+
+
+def probe(respond, **overrides):
+    clock = FakeClock()
+    nc = FakeNats(clock, respond)
+
+    async def connect(_params):
+        return nc
+
+    result = asyncio.run(run_probe(params(**overrides), connect=connect, clock=clock, sleep=clock.sleep))
+    return result, nc, clock
+
+
+# --- scheduling ----------------------------------------------------------------------------------
+
+def test_schedule_interleaves_targets_evenly():
+    s = Schedule(rate=20, window=10, n_targets=4)
+    assert (s.per_target, s.total, s.total_rate) == (200, 800, 80.0)
+    # request i of target k is due at i/R + k/(R*N)
+    for slot in (0, 1, 5, 799):
+        i, k = divmod(slot, 4)
+        assert s.target_of(slot) == k
+        assert s.offset(slot) == pytest.approx(i / 20 + k / 80)
+    assert s.offset(s.total - 1) < s.window
+
+
+def test_schedule_due_counts_slots_whose_time_has_come():
+    s = Schedule(rate=10, window=1, n_targets=1)
+    assert [s.due(t) for t in (-0.01, 0.0, 0.05, 0.1, 0.35, 0.9, 5.0)] == [0, 1, 1, 2, 4, 10, 10]
+
+
+def test_schedule_sends_at_least_one_request_and_rounds_down():
+    assert Schedule(rate=0.1, window=1, n_targets=3).total == 3
+    assert Schedule(rate=3, window=2.5, n_targets=1).per_target == 7
+    assert Schedule(rate=0.3, window=10, n_targets=1).per_target == 3  # 0.3 x 10 is 2.9999...
+
+
+def run_generator(schedule, stall=None):
+    """generate() on a fake clock; stall = (slot, seconds) makes that send block the loop."""
+    clock = FakeClock(start=0.0)
+    sent, lags = [], []
+
+    async def send(slot, intended):
+        sent.append((slot, intended, clock()))
+        if stall and slot == stall[0]:
+            clock.now += stall[1]
+
+    count = asyncio.run(generate(schedule, send, t0=0.0, clock=clock, sleep=clock.sleep, on_lag=lags.append))
+    return count, sent, lags, clock
+
+
+def test_generator_sends_every_slot_on_time_and_lasts_the_window():
+    schedule = Schedule(rate=5, window=2, n_targets=2)
+    count, sent, lags, clock = run_generator(schedule)
+    assert count == schedule.total == 20
+    assert [s for s, _, _ in sent] == list(range(20))
+    assert all(actual == pytest.approx(intended) for _, intended, actual in sent)
+    assert max(lags) == pytest.approx(0.0, abs=1e-9)
+    assert clock() == pytest.approx(2.0)  # returns at the end of the window, not after the last send
+
+
+def test_generator_catches_up_after_a_stall_without_moving_intended_times():
+    schedule = Schedule(rate=10, window=2, n_targets=1)
+    count, sent, lags, _ = run_generator(schedule, stall=(3, 0.55))  # slot 3 blocks 550 ms
+    assert count == 20  # the rate holds: the overdue slots go out at once
+    intended = [i for _, i, _ in sent]
+    assert intended == pytest.approx([j / 10 for j in range(20)])
+    burst = [actual for slot, _, actual in sent if 4 <= slot <= 8]
+    assert burst == pytest.approx([0.85] * 5)  # slots due during the stall, sent together at its end
+    assert lags[4] == pytest.approx(0.45) and lags[8] == pytest.approx(0.05)
+    assert sent[9][2] == pytest.approx(0.9)  # back on schedule
+
+
+def test_generator_sends_nothing_after_the_window():
+    schedule = Schedule(rate=10, window=1, n_targets=1)
+    count, sent, _, _ = run_generator(schedule, stall=(2, 5.0))
+    assert count == 3 and all(actual <= 0.2 for _, _, actual in sent)
+
+
+# --- latency, percentiles, samples ---------------------------------------------------------------
+
+def test_latency_percentiles_from_the_hdr_histogram():
+    latency = Latency()
+    for ms in range(1, 101):  # 1..100 ms
+        latency.record(ms / 1000)
+    summary = latency.summary()
+    assert summary["count"] == 100
+    for key, expected in (("p50", 50), ("p90", 90), ("p99", 99)):
+        assert summary[key] == pytest.approx(expected, rel=1e-3)  # 3 significant digits
+    assert summary["max"] == 100.0 and summary["mean"] == pytest.approx(50.5)
+
+
+def test_latency_without_replies_is_null_not_zero():
+    assert latency_summary(Latency()) == dict(p50=None, p90=None, p99=None, max=None, mean=None, count=0)
+
+
+def test_latency_merge_and_clamping():
+    a, b = Latency(), Latency()
+    a.record(0.001)
+    b.record(0.150)
+    b.record(-1.0)    # clamped to 0 (recorded as 1 us in the histogram)
+    b.record(3600.0)  # beyond 60 s: the histogram keeps 60 s, the exact max keeps the truth
+    merged = Latency().merge(a).merge(b).merge(Latency())
+    assert merged.count == 4 and merged.summary()["max"] == 3600000.0
+    assert merged.hist.get_max_value() <= fleet_probe.HIGHEST_US * 1.001
+
+
+def test_downsample_keeps_the_distribution_in_at_most_the_limit():
+    values = [float(v) for v in range(10000, 0, -1)]
+    sample = downsample(values, 1000)
+    assert len(sample) == 1000 and sample == sorted(sample)
+    assert sample[0] <= 10 and sample[-1] >= 9990 and sample[499] == pytest.approx(5000, abs=10)
+    assert downsample([3.14159, 1.0], 1000) == [1.0, 3.142]
+
+
+# --- replies and counters ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("headers, data, error", [
+    ({"Agent-Error": "bad-request"}, b'{"ok": false}', True),
+    ({"agent-error": "x"}, b"", True),
+    (None, b'{"ok": false, "error": "x"}', True),
+    ({"Agent-Host": "dgx-1"}, b'{"ok": true}', False),
+    (None, b"pong", False),
+    (None, b"{not json", False),
+])
+def test_error_replies(headers, data, error):
+    assert reply_is_error(headers, data) is error
+
+
+def test_counts_are_null_when_nothing_was_sent():
+    stats = TargetStats(dict(agent="a", host="h", via="legacy", verb="ping", subject="s", expected=True))
+    assert counts([stats])["delivery"] is None and counts([stats])["error_rate"] is None
+    assert counts([])["delivery"] is None
+
+
+def test_counts_delivery_and_error_rate():
+    stats = TargetStats({})
+    stats.sent = 10
+    for error in (False,) * 6 + (True,):
+        stats.add_reply(0.001, error)
+    stats.timeouts, stats.no_responders = 2, 1
+    got = counts([stats])
+    assert got["replies_ok"] == 6 and got["delivery"] == 0.6 and got["error_rate"] == 0.4
+    assert ratio(1, 3) == 0.333333 and ratio(0, 0) is None
+
+
+def test_targets_cover_agents_hosts_vias_and_verbs():
+    targets = plan_targets([AGENT, CONTROL], HOSTS, ["ping", "status"])
+    assert len(targets) == 2 * 2 * 2 * 2
+    control_unified = [t for t in targets if t["agent"] == "graph-expert" and t["via"] == "unified"]
+    assert control_unified and not any(t["expected"] for t in control_unified)
+    assert {t["subject"] for t in targets if t["agent"] == "network-expert" and t["verb"] == "ping"} == {
+        "agent.network-expert.cmd.ping", AGENT["unified"] + ".cmd.ping"}
+
+
+# --- event pairing -------------------------------------------------------------------------------
+
+def test_events_pair_by_message_id_within_the_window():
+    ledger = EventLedger()
+    ledger.add(0, "legacy", "id-1", 10.0)
+    ledger.add(0, "unified", "id-1", 10.001)
+    ledger.add(0, "legacy", "id-2", 10.5)            # unified copy dropped
+    ledger.add(0, "legacy", "id-3", 11.999)
+    ledger.add(0, "unified", "id-3", 12.01)          # late copy of an event of the window: still paired
+    ledger.add(0, "legacy", "id-0", 9.0)             # before the window
+    ledger.add(0, "unified", "id-4", 12.5)           # after the window
+    ledger.add(1, "legacy", "id-1", 10.0)            # another agent's id space
+    ledger.add(0, "legacy", None, 10.2)              # no id: cannot pair
+    ledger.add(0, "legacy", "id-1", 10.3)            # a duplicate copy counts once
+    events = ledger.summary(0, 10.0, 12.0)
+    assert events == dict(legacy=4, unified=2, paired=2)
+    assert dual_publish_success(events, True) == 0.5
+    assert ledger.summary(1, 10.0, 12.0) == dict(legacy=1, unified=0, paired=0)
+
+
+def test_dual_publish_and_share_are_null_without_data_or_flag():
+    nothing = dict(legacy=0, unified=0, paired=0)
+    assert dual_publish_success(nothing, True) is None
+    assert dual_publish_success(dict(legacy=5, unified=5, paired=5), False) is None
+    assert unified_share(nothing, 0, 0) is None
+    assert unified_share(dict(legacy=10, unified=0, paired=0), 0, 20) == 0.0
+    assert unified_share(dict(legacy=10, unified=10, paired=10), 20, 40) == 0.5
+
+
+def test_publish_time_is_the_worst_instance_and_null_without_reports():
+    instances = [dict(publish_time_ms=dict(count=3, p50=0.1, p99=0.4, max=1.0)),
+                 dict(publish_time_ms=dict(count=5, p50=0.2, p99=0.3, max=0.5)),
+                 dict(publish_time_ms=dict(count=0, p50=None, p99=None, max=None)),
+                 dict(publish_time_ms=None)]
+    assert publish_time(instances) == dict(p50=0.2, p99=0.4, max=1.0, count=8)
+    assert publish_time(instances[2:]) == dict(p50=None, p99=None, max=None, count=0)
+
+
+# --- the whole probe on a simulated connection ---------------------------------------------------
+
+def test_probe_measures_each_instance_from_the_intended_send_time():
+    result, nc, _ = probe(fleet(latency={"dgx-1": 0.002, "dgx-2": 0.150}), emit_events=50)
+    by = {(t["host"], t["via"]): t for t in result["targets"]}
+    assert len(by) == 4
+    for (host, _), target in by.items():
+        assert target["sent"] == target["scheduled"] == target["replies"] == 20
+        assert target["delivery"] == 1.0 and target["error_rate"] == 0.0
+        expected = 2.0 if host == "dgx-1" else 150.0
+        assert target["latency_ms"]["p50"] == pytest.approx(expected, rel=2e-3)
+        assert len(target["samples_ms"]) == 20
+    # Each request is addressed to its instance and has its own reply subject.
+    pings = [p for p in nc.published if p[1].endswith(".cmd.ping")]
+    assert len(pings) == 80 and len({p[2] for p in pings}) == 80
+    assert {p[3]["Agent-Target"] for p in pings} == set(HOSTS)
+    agent = result["agents"][0]
+    assert agent["delivery"] == 1.0 and agent["dual_publish_success"] == 1.0
+    assert agent["events"] == dict(legacy=100, unified=100, paired=100, emitted=100)
+    assert agent["unified_share"] == 0.5  # 100 + 40 unified of 280 agent messages
+    assert agent["latency_ms"]["count"] == 80
+    assert agent["publish_time_ms"] == dict(p50=0.04, p99=0.3, max=0.5, count=20)
+    assert [i["answered"] for i in agent["instances"]] == [True, True]
+    assert result["achieved_rate"] == pytest.approx(40.0) and result["requested_rate"] == 40.0
+    assert result["window"]["seconds"] == pytest.approx(2.0)
+    assert result["connection"]["published"] == 80 + 2 + 2  # pings, emits, status requests
+    assert result["totals"]["unmatched_replies"] == 0
+
+
+def test_probe_counts_no_responders_timeouts_and_errors_apart():
+    result, _, _ = probe(fleet(unified_on=False, error_hosts=("dgx-2",)), agents=[dict(AGENT, unified_enabled=False)])
+    by = {(t["host"], t["via"]): t for t in result["targets"]}
+    assert by["dgx-1", "unified"]["no_responders"] == 20 and by["dgx-1", "unified"]["expected"] is False
+    assert by["dgx-1", "unified"]["latency_ms"]["p50"] is None and by["dgx-1", "unified"]["delivery"] == 0.0
+    assert by["dgx-2", "legacy"]["errors"] == 20 and by["dgx-2", "legacy"]["error_rate"] == 1.0
+    agent = result["agents"][0]  # expected targets only: the legacy ones
+    assert agent["sent"] == 40 and agent["delivery"] == 0.5 and agent["error_rate"] == 0.5
+    assert agent["unified_replies"] == 0 and agent["unified_share"] == 0.0
+    assert agent["dual_publish_success"] is None  # flag off: not measured, not a pass
+
+
+def test_probe_counts_unanswered_requests_as_timeouts_and_nulls_what_it_cannot_measure():
+    result, _, clock = probe(fleet(silent_hosts=("dgx-1", "dgx-2")), timeout=1.5, emit_events=10)
+    assert all(t["timeouts"] == t["sent"] == 20 and t["replies"] == 0 for t in result["targets"])
+    agent = result["agents"][0]
+    assert agent["delivery"] == 0.0 and agent["error_rate"] == 1.0
+    assert agent["latency_ms"]["p50"] is None and agent["dual_publish_success"] is None
+    assert agent["unified_share"] is None and agent["events"]["emitted"] is None
+    assert agent["publish_time_ms"] == dict(p50=None, p99=None, max=None, count=0)
+    assert [i["answered"] for i in agent["instances"]] == [False, False]
+    # Window 2 s + 1.5 s grace for replies + 1.5 s for the status replies, then it gives up.
+    assert clock() - 1000.0 == pytest.approx(5.0, abs=0.05)
+
+
+def test_probe_dual_publish_success_counts_dropped_unified_copies():
+    result, _, _ = probe(fleet(drop_every=25), emit_events=100)
+    agent = result["agents"][0]
+    assert agent["events"]["legacy"] == 200 and agent["events"]["paired"] == 192
+    assert agent["dual_publish_success"] == 0.96 and result["totals"]["dual_publish_success"] == 0.96
+
+
+def test_probe_late_reply_after_the_grace_is_a_timeout_not_a_latency():
+    result, _, _ = probe(fleet(latency={"dgx-1": 5.0, "dgx-2": 0.001}), timeout=1.0)
+    by = {(t["host"], t["via"]): t for t in result["targets"]}
+    assert by["dgx-1", "legacy"]["timeouts"] == 20 and by["dgx-1", "legacy"]["replies"] == 0
+    assert by["dgx-2", "legacy"]["timeouts"] == 0
+
+
+# --- parameters ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(rate=0), "rate must be > 0"),
+    (dict(rate=-5.0), "rate must be > 0"),
+    (dict(window=0), "window must be > 0"),
+    (dict(timeout=0), "timeout"),
+    (dict(emit_events=20000), "between 0 and 10000"),
+    (dict(agents=[]), "agents is empty"),
+    (dict(agents=[dict(AGENT, unified="agents.*.x")]), "not a literal NATS subject"),
+    (dict(agents=[dict(AGENT, unified=AGENT["legacy"])]), "must differ"),
+    (dict(agents=[AGENT, AGENT]), "twice"),
+    (dict(hosts=[]), "hosts is empty"),
+    (dict(hosts=["dgx 1"]), "whitespace"),
+    (dict(verbs=["cmd.ping"]), "one subject token"),
+    (dict(rate=5000, window=3600), "over the limit of 1000000"),
+])
+def test_nonsense_parameters_are_named(overrides, words):
+    assert words in validate(params(**overrides))
+    with pytest.raises(ValueError, match=words.split()[0]):
+        asyncio.run(run_probe(params(**overrides), connect=None))
+
+
+def test_sane_parameters_pass():
+    assert validate(params()) is None
+
+
+# --- the module --------------------------------------------------------------------------------------
+
+def test_module_docs_match_the_argument_spec(check_docs):
+    check_docs("nats_probe")
+
+
+MODULE_ARGS = dict(url="nats://127.0.0.1:1", agents=[AGENT], hosts=HOSTS)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(rate=0), "rate must be > 0 requests per second per target, got 0.0"),
+    (dict(window=-1), "window must be > 0 seconds, got -1.0"),
+])
+def test_module_fails_on_nonsense_before_connecting(run_module, overrides, words):
+    result = run_module("nats_probe", dict(MODULE_ARGS, **overrides))
+    assert result["failed"] and result["msg"] == words
+
+
+def test_module_reports_a_missing_hdrhistogram(run_module, monkeypatch):
+    monkeypatch.setattr(fleet_probe, "HAS_HDRH", False)
+    result = run_module("nats_probe", MODULE_ARGS)
+    assert result["failed"] and "hdrhistogram" in result["msg"]
