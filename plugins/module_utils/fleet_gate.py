@@ -1,0 +1,431 @@
+# -*- coding: utf-8 -*-
+# The checkpoint gate: criteria (criteria/default.yml) judged against measurements, GO / NO-GO /
+# ROLLBACK / INCONCLUSIVE. Pure logic, no I/O beyond reading the criteria file, so the action
+# plugin only gathers figures and writes what comes back. Statistics are done here with the stdlib:
+# the controller has no scipy.
+#
+# No data is never a pass: a missing, null or NaN figure fails its criterion, and a rollback
+# trigger that cannot be ruled out holds the wave (NO-GO) without rolling back on its own.
+
+from __future__ import annotations
+
+import collections
+import collections.abc
+import math
+import operator
+import re
+
+import yaml  # ships with ansible-core; the gate runs on the controller
+
+GO, NO_GO, ROLLBACK, INCONCLUSIVE = 'GO', 'NO-GO', 'ROLLBACK', 'INCONCLUSIVE'
+
+COMPARATORS = {'<': operator.lt, '<=': operator.le, '>': operator.gt, '>=': operator.ge, '==': operator.eq}
+UNITS = ('%', 'ms', 'count', 'ratio', 'load')
+SCOPES = ('per_agent', 'wave')
+SECTIONS = ('primary', 'secondary', 'rollback_triggers')
+CRITERION_KEYS = ('name', 'metric', 'comparator', 'threshold', 'unit', 'scope', 'description')
+TOP_KEYS = SECTIONS + ('on_trigger', 'comparison')
+COMPARISON_KEYS = ('test', 'alpha', 'min_effect', 'min_samples', 'on_inconclusive', 'metrics')
+COMPARED_KEYS = ('metric', 'worse', 'required')
+# fullmatch: `$` would accept a trailing newline.
+METRIC_RE = re.compile(r'[a-z][a-z0-9_]*')
+
+MannWhitney = collections.namedtuple('MannWhitney', 'u p effect n_a n_b')
+
+
+class CriteriaError(Exception):
+    """Every problem found in one criteria source, each as '<file>: <key path>: <reason>'."""
+
+    def __init__(self, problems):
+        super().__init__('\n'.join(problems))
+        self.problems = problems
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fmt(value):
+    return '{:.10g}'.format(value) if _is_number(value) else repr(value)
+
+
+# --- loading and validation ----------------------------------------------------------------------
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice: PyYAML would silently keep the last one."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, collections.abc.Hashable):
+            continue  # left to construct_mapping, which reports it with its line
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, 'duplicate key %r' % (key,), key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse(source, source_name):
+    """The data in source: a dict as is, YAML text when source_name is given, else a file path."""
+    if isinstance(source, dict):
+        return source, source_name or '<criteria>'
+    name = source_name
+    if name is None:
+        name = str(source)
+        try:
+            with open(source, encoding='utf-8') as handle:
+                source = handle.read()
+        except OSError as exc:
+            raise CriteriaError(['%s: (file): cannot read: %s' % (name, exc.strerror or exc)])
+    try:
+        data = yaml.load(source, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, 'problem_mark', None)
+        where = 'line %d, column %d' % (mark.line + 1, mark.column + 1) if mark else '(file)'
+        reason = getattr(exc, 'problem', None) or str(exc)
+        raise CriteriaError(['%s: %s: YAML syntax error: %s' % (name, where, reason)])
+    return data, name
+
+
+def _check_keys(data, path, allowed, problems):
+    for key in data:
+        if key not in allowed:
+            problems.append('%s: unknown key %r (allowed: %s)' % (_join(path, key), key, ', '.join(allowed)))
+    for key in allowed:
+        if key not in data:
+            problems.append('%s: missing' % _join(path, key))
+
+
+def _join(path, key):
+    return '%s.%s' % (path, key) if path else str(key)
+
+
+def _check_choice(data, path, key, choices, problems):
+    if key in data and not any(data[key] == c and type(data[key]) is type(c) for c in choices):
+        problems.append('%s: %s is not one of %s' % (_join(path, key), _fmt(data[key]), ', '.join(choices)))
+
+
+def _check_number(data, path, key, problems, low=None, high=None, integer=False, open_range=False):
+    if key not in data:
+        return
+    value = data[key]
+    kind = 'an integer' if integer else 'a number'
+    if not _is_number(value) or (integer and not isinstance(value, int)) or not math.isfinite(value):
+        problems.append('%s: %s is not %s' % (_join(path, key), _fmt(value), kind))
+    elif open_range and (value <= low or value >= high):
+        problems.append('%s: %s is not strictly between %s and %s' % (_join(path, key), _fmt(value), low, high))
+    elif low is not None and value < low:
+        problems.append('%s: %s is below %s' % (_join(path, key), _fmt(value), _fmt(low)))
+    elif high is not None and value > high:
+        problems.append('%s: %s is above %s' % (_join(path, key), _fmt(value), _fmt(high)))
+
+
+def _check_text(data, path, key, problems, pattern=None):
+    if key not in data:
+        return
+    value = data[key]
+    if not isinstance(value, str) or not value.strip():
+        problems.append('%s: %s is not a non-empty string' % (_join(path, key), _fmt(value)))
+    elif pattern and not pattern.fullmatch(value):
+        problems.append('%s: %r is not a metric name (lower case, digits, _)' % (_join(path, key), value))
+
+
+def _check_section(data, section, names, problems):
+    items = data.get(section)
+    if section not in data:
+        return  # reported as missing with the top-level keys
+    if not isinstance(items, list):
+        problems.append('%s: expected a list of criteria, got %s' % (section, type(items).__name__))
+        return
+    if section == 'primary' and not items:
+        problems.append('primary: empty: GO needs at least one primary criterion')
+    metrics = {}
+    for index, item in enumerate(items):
+        path = '%s[%d]' % (section, index)
+        if not isinstance(item, dict):
+            problems.append('%s: expected a mapping, got %s' % (path, type(item).__name__))
+            continue
+        _check_keys(item, path, CRITERION_KEYS, problems)
+        _check_text(item, path, 'name', problems)
+        _check_text(item, path, 'metric', problems, METRIC_RE)
+        _check_choice(item, path, 'comparator', COMPARATORS, problems)
+        _check_number(item, path, 'threshold', problems)
+        _check_choice(item, path, 'unit', UNITS, problems)
+        _check_choice(item, path, 'scope', SCOPES, problems)
+        _check_text(item, path, 'description', problems)
+        # Names identify result rows across the file; a metric judged twice in one section is a
+        # copy-paste slip. The same metric in two sections is deliberate (a limit and a trigger).
+        name, metric = item.get('name'), item.get('metric')
+        if isinstance(name, str):
+            if name in names:
+                problems.append('%s.name: %r already used by %s' % (path, name, names[name]))
+            names.setdefault(name, path)
+        if isinstance(metric, str):
+            if metric in metrics:
+                problems.append('%s.metric: %r already used by %s' % (path, metric, metrics[metric]))
+            metrics.setdefault(metric, path)
+
+
+def _check_comparison(data, problems):
+    block = data.get('comparison')
+    if 'comparison' not in data:
+        return
+    if not isinstance(block, dict):
+        problems.append('comparison: expected a mapping, got %s' % type(block).__name__)
+        return
+    _check_keys(block, 'comparison', COMPARISON_KEYS, problems)
+    _check_choice(block, 'comparison', 'test', ('mann_whitney',), problems)
+    _check_number(block, 'comparison', 'alpha', problems, low=0, high=1, open_range=True)
+    _check_number(block, 'comparison', 'min_effect', problems, low=0, high=1)
+    _check_number(block, 'comparison', 'min_samples', problems, low=2, integer=True)
+    _check_choice(block, 'comparison', 'on_inconclusive', ('pause', 'rollback'), problems)
+    metrics = block.get('metrics')
+    if 'metrics' in block and not isinstance(metrics, list):
+        problems.append('comparison.metrics: expected a list, got %s' % type(metrics).__name__)
+        return
+    seen = {}
+    for index, item in enumerate(metrics or []):
+        path = 'comparison.metrics[%d]' % index
+        if not isinstance(item, dict):
+            problems.append('%s: expected a mapping, got %s' % (path, type(item).__name__))
+            continue
+        _check_keys(item, path, COMPARED_KEYS, problems)
+        _check_text(item, path, 'metric', problems, METRIC_RE)
+        _check_choice(item, path, 'worse', ('higher', 'lower'), problems)
+        if 'required' in item and not isinstance(item['required'], bool):
+            problems.append('%s.required: %s is not true or false' % (path, _fmt(item['required'])))
+        metric = item.get('metric')
+        if isinstance(metric, str):
+            if metric in seen:
+                problems.append('%s.metric: %r already used by %s' % (path, metric, seen[metric]))
+            seen.setdefault(metric, path)
+
+
+def load_criteria(source, source_name=None):
+    """Validated criteria from a file path, YAML text (when source_name names it) or a parsed dict.
+
+    Raises CriteriaError listing every problem as '<source_name>: <key path>: <reason>'.
+    """
+    data, name = _parse(source, source_name)
+    if data is None:
+        raise CriteriaError(['%s: (top level): empty: expected a mapping with %s' % (name, ', '.join(TOP_KEYS))])
+    if not isinstance(data, dict):
+        raise CriteriaError(['%s: (top level): expected a mapping, got %s' % (name, type(data).__name__)])
+    problems = []
+    _check_keys(data, '', TOP_KEYS, problems)
+    names = {}
+    for section in SECTIONS:
+        _check_section(data, section, names, problems)
+    _check_choice(data, '', 'on_trigger', ('rollback', 'pause'), problems)
+    _check_comparison(data, problems)
+    if problems:
+        raise CriteriaError(['%s: %s' % (name, problem) for problem in problems])
+    return data
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+def _finite(values, what):
+    """The numbers in values; None and NaN/inf are missing points, anything else is a caller bug."""
+    kept = []
+    for value in values or ():
+        if value is None:
+            continue
+        if not _is_number(value):
+            raise TypeError('%s: %r is not a number' % (what, value))
+        if math.isfinite(value):
+            kept.append(float(value))
+    return kept
+
+
+def _ranks(values):
+    """Average ranks (1-based, ties share the mean rank) and the sizes of the tie groups."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks, ties = [0.0] * len(values), []
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2.0 + 1
+        if end > start:
+            ties.append(end - start + 1)
+        start = end + 1
+    return ranks, ties
+
+
+def mann_whitney_u(a, b, min_samples=20):
+    """Mann-Whitney U test of sample a (test) against sample b (control).
+
+    Returns MannWhitney(u, p, effect, n_a, n_b):
+      u       U of a: pairs (x in a, y in b) with x > y, ties counting one half
+      p       two-sided p-value, normal approximation with tie and continuity correction
+              (as scipy's method='asymptotic'); None when either sample has fewer than
+              min_samples points, where the approximation is not trusted
+      effect  rank-biserial r = 2u/(n_a n_b) - 1 = 1 - 2u_b/(n_a n_b), which is Cliff's delta:
+              +1 every a above every b, -1 every a below, 0 no shift; None when a sample is empty
+    None, NaN and inf points are dropped first; n_a and n_b count what was kept.
+    """
+    a, b = _finite(a, 'sample a'), _finite(b, 'sample b')
+    n_a, n_b = len(a), len(b)
+    if not n_a or not n_b:
+        return MannWhitney(None, None, None, n_a, n_b)
+    ranks, ties = _ranks(a + b)
+    u = sum(ranks[:n_a]) - n_a * (n_a + 1) / 2.0
+    effect = 2.0 * u / (n_a * n_b) - 1
+    if min(n_a, n_b) < min_samples:
+        return MannWhitney(u, None, effect, n_a, n_b)
+    n = n_a + n_b
+    variance = n_a * n_b / 12.0 * ((n + 1) - sum(t ** 3 - t for t in ties) / float(n * (n - 1)))
+    if variance <= 0:  # every point tied: no evidence of any shift
+        return MannWhitney(u, 1.0, effect, n_a, n_b)
+    z = max(abs(u - n_a * n_b / 2.0) - 0.5, 0.0) / math.sqrt(variance)
+    return MannWhitney(u, min(1.0, math.erfc(z / math.sqrt(2))), effect, n_a, n_b)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+def _measured(value):
+    """(value, None) for a usable figure, else (None, why it is not one)."""
+    if value is None:
+        return None, 'no data'
+    if not _is_number(value):
+        return None, 'no data (not a number: %r)' % (value,)
+    if not math.isfinite(value):
+        return None, 'no data (%s)' % value
+    return value, None
+
+
+def _judge(kind, criterion, agent, raw):
+    value, missing = _measured(raw)
+    comparator, threshold = criterion['comparator'], criterion['threshold']
+    row = dict(name=criterion['name'], kind=kind, metric=criterion['metric'], scope=criterion['scope'],
+               agent=agent, comparator=comparator, threshold=threshold, unit=criterion['unit'],
+               measured=value, passed=False, fired=None, reason=missing)
+    if missing:
+        return row
+    holds = COMPARATORS[comparator](value, threshold)
+    row['reason'] = '%s %s %s %s' % (_fmt(value), comparator if holds else 'is not ' + comparator,
+                                     _fmt(threshold), criterion['unit'])
+    if kind == 'rollback_trigger':
+        row.update(fired=holds, passed=not holds)  # the comparator states when it fires
+    else:
+        row['passed'] = holds
+    return row
+
+
+def _rows(kind, criteria, measurements):
+    per_agent = measurements.get('per_agent') or {}
+    wave = measurements.get('wave') or {}
+    rows = []
+    for criterion in criteria:
+        metric = criterion['metric']
+        if criterion['scope'] == 'wave':
+            rows.append(_judge(kind, criterion, None, wave.get(metric)))
+        elif not per_agent:
+            row = _judge(kind, criterion, None, None)
+            row['reason'] = 'no data (no agent measured)'
+            rows.append(row)
+        else:
+            rows.extend(_judge(kind, criterion, agent, (per_agent[agent] or {}).get(metric))
+                        for agent in sorted(per_agent))
+    return rows
+
+
+def _compare(settings, metric, worse, required, test, control):
+    mw = mann_whitney_u(test, control, settings['min_samples'])
+    row = dict(metric=metric, worse=worse, required=required, n_test=mw.n_a, n_control=mw.n_b,
+               U=mw.u, p=mw.p, effect=mw.effect, verdict=None, reason=None)
+    figures = 'n %d test / %d control' % (mw.n_a, mw.n_b)
+    if mw.p is None:
+        row.update(verdict='too few samples',
+                   reason='%s, need %d on each side' % (figures, settings['min_samples']))
+        return row
+    figures = 'p=%.3g, effect r=%+.2f, %s' % (mw.p, mw.effect, figures)
+    if mw.p >= settings['alpha'] or abs(mw.effect) < settings['min_effect']:
+        row.update(verdict='no difference', reason='%s (alpha %s, min effect %s)' % (
+            figures, _fmt(settings['alpha']), _fmt(settings['min_effect'])))
+        return row
+    direction = 'higher' if mw.effect > 0 else 'lower'
+    if worse is None:
+        verdict = 'differs'  # a metric not in comparison.metrics: shown, never gating
+    else:
+        verdict = 'degraded' if direction == worse else 'improved'
+    row.update(verdict=verdict, reason='test %s than control: %s' % (direction, figures))
+    return row
+
+
+def _comparisons(settings, samples):
+    test, control = samples.get('test') or {}, samples.get('control') or {}
+    configured = {m['metric']: m for m in settings.get('metrics') or []}
+    rows = []
+    for metric in list(configured) + sorted((set(test) | set(control)) - set(configured)):
+        spec = configured.get(metric, {})
+        rows.append(_compare(settings, metric, spec.get('worse'), spec.get('required', False),
+                             test.get(metric), control.get(metric)))
+    return rows
+
+
+def _where(row):
+    return ' on %s' % row['agent'] if row['agent'] else ''
+
+
+def evaluate(criteria, measurements):
+    """Decide one checkpoint. criteria: as returned by load_criteria. measurements:
+
+      per_agent  {agent: {metric: value}}   the agents under test, for per_agent criteria
+      wave       {metric: value}            one figure each, for wave criteria
+      samples    {test: {metric: [..]}, control: {metric: [..]}}   raw points for test vs control
+
+    Precedence: a fired trigger (ROLLBACK, or NO-GO paused when on_trigger is pause); a failed
+    primary or a trigger without data (NO-GO); a gated comparison degraded (NO-GO); a required
+    comparison with too few samples (INCONCLUSIVE); else GO. Everything is evaluated either way.
+    """
+    measurements = measurements or {}
+    settings = criteria['comparison']
+    triggers = _rows('rollback_trigger', criteria['rollback_triggers'], measurements)
+    primary = _rows('primary', criteria['primary'], measurements)
+    secondary = _rows('secondary', criteria['secondary'], measurements)
+    comparisons = _comparisons(settings, measurements.get('samples') or {})
+
+    fired = [r for r in triggers if r['fired']]
+    unknown = [r for r in triggers if r['fired'] is None]
+    failed = [r for r in primary if not r['passed']]
+    degraded = [c for c in comparisons if c['verdict'] == 'degraded']
+    short = [c for c in comparisons if c['required'] and c['verdict'] == 'too few samples']
+
+    lines = ['trigger %s fired%s: %s %s' % (r['name'], _where(r), r['metric'], r['reason']) for r in fired]
+    lines += ['trigger %s cannot be ruled out%s: %s %s' % (r['name'], _where(r), r['metric'], r['reason'])
+              for r in unknown]
+    lines += ['primary %s failed%s: %s %s' % (r['name'], _where(r), r['metric'], r['reason']) for r in failed]
+    lines += ['comparison %s %s: %s' % (c['metric'], c['verdict'], c['reason']) for c in degraded]
+    lines += ['comparison %s %s (required): %s' % (c['metric'], c['verdict'], c['reason']) for c in short]
+    notes = ['secondary %s failed%s (informational): %s %s' % (r['name'], _where(r), r['metric'], r['reason'])
+             for r in secondary if not r['passed']]
+    notes += ['comparison %s %s: %s' % (c['metric'], c['verdict'], c['reason']) for c in comparisons
+              if c['verdict'] in ('improved', 'differs') or (c['verdict'] == 'too few samples' and not c['required'])]
+
+    paused = False
+    if fired:
+        paused = criteria['on_trigger'] == 'pause'
+        outcome, action = (NO_GO, 'pause') if paused else (ROLLBACK, 'rollback')
+        headline = '%d rollback trigger(s) fired: %s' % (len(fired), ', '.join(sorted({r['name'] for r in fired})))
+    elif unknown or failed or degraded:
+        outcome, action = NO_GO, 'stop'
+        headline = '%d check(s) failed' % (len(unknown) + len(failed) + len(degraded))
+    elif short:
+        outcome, action = INCONCLUSIVE, settings['on_inconclusive']
+        headline = 'required comparison(s) lack samples: %s' % ', '.join(c['metric'] for c in short)
+    else:
+        outcome, action = GO, 'proceed'
+        headline = '%d primary checks passed, no rollback trigger, %d comparison(s) without degradation' % (
+            len(primary), len(comparisons))
+    return dict(outcome=outcome, action=action, paused=paused,
+                reasons=lines, summary_lines=['%s: %s' % (outcome, headline)] + lines + notes,
+                criteria=triggers + primary + secondary, comparisons=comparisons)

@@ -1,0 +1,358 @@
+"""plugins/module_utils/fleet_gate.py and criteria/default.yml: criteria files are refused with the
+file, key path and reason; no data never passes; triggers roll back (or pause); the Mann-Whitney
+figures agree with textbook values, a pairwise count and a permutation test."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pathlib
+import random
+
+import pytest
+import yaml
+from ansible.module_utils.fleet_gate import (GO, INCONCLUSIVE, NO_GO, ROLLBACK, CriteriaError, evaluate,
+                                             load_criteria, mann_whitney_u)
+
+pytestmark = pytest.mark.unit
+
+DEFAULT = pathlib.Path(__file__).resolve().parents[2] / "criteria" / "default.yml"
+AGENTS = ("network-expert", "tdd-expert")
+GOOD_AGENT = dict(uptime_pct=100.0, error_rate_pct=0.01, delivery_pct=100.0, latency_p50_ms=4.0,
+                  latency_p99_ms=20.0, dual_publish_success_pct=100.0, unified_share_pct=50.0,
+                  publish_time_ms=0.5, agent_crashes=0)
+GOOD_WAVE = dict(cpu_overhead_pct=1.0, memory_overhead_pct=2.0, system_load=0.3, latency_p50_degradation_pct=3.0)
+
+
+@pytest.fixture(scope="module")
+def criteria():
+    return load_criteria(str(DEFAULT))
+
+
+def latency(seed, shift=0.0, n=40):
+    rng = random.Random(seed)
+    return [rng.gauss(5.0, 1.0) + shift for _ in range(n)]
+
+
+def good(**wave):
+    return dict(per_agent={a: dict(GOOD_AGENT) for a in AGENTS}, wave=dict(GOOD_WAVE, **wave),
+                samples=dict(test=dict(latency_ms=latency(3)), control=dict(latency_ms=latency(4))))
+
+
+def with_agent(metric, value, agent="tdd-expert"):
+    measurements = good()
+    measurements["per_agent"][agent][metric] = value
+    return measurements
+
+
+def problems_of(data, name="criteria/bad.yml"):
+    text = data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False)
+    with pytest.raises(CriteriaError) as exc:
+        load_criteria(text, name)
+    return exc.value.problems
+
+
+# --- criteria files ------------------------------------------------------------------------------
+
+def test_default_criteria_load_with_the_contract_counts(criteria):
+    assert (len(criteria["primary"]), len(criteria["secondary"]), len(criteria["rollback_triggers"])) == (7, 4, 5)
+    assert [c["metric"] for c in criteria["primary"]] == [
+        "uptime_pct", "error_rate_pct", "delivery_pct", "latency_p50_ms", "latency_p99_ms",
+        "dual_publish_success_pct", "unified_share_pct"]
+    assert criteria["comparison"]["min_samples"] == 20 and criteria["on_trigger"] == "rollback"
+
+
+def test_text_and_dict_sources_validate_like_the_file(criteria):
+    assert load_criteria(DEFAULT.read_text(), "criteria/default.yml") == criteria
+    assert load_criteria(copy.deepcopy(criteria)) == criteria
+
+
+def mutated(edit):
+    data = yaml.safe_load(DEFAULT.read_text())
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda d: d["primary"][3].update(comparator="=<"),
+     "criteria/bad.yml: primary[3].comparator: '=<' is not one of <, <=, >, >=, =="),
+    (lambda d: d["primary"][0].pop("threshold"), "criteria/bad.yml: primary[0].threshold: missing"),
+    (lambda d: d["secondary"][1].update(threshold="ten"),
+     "criteria/bad.yml: secondary[1].threshold: 'ten' is not a number"),
+    (lambda d: d["rollback_triggers"][2].update(treshold=0),
+     "criteria/bad.yml: rollback_triggers[2].treshold: unknown key 'treshold'"),
+    (lambda d: d["primary"][1].update(metric="uptime_pct"),
+     "criteria/bad.yml: primary[1].metric: 'uptime_pct' already used by primary[0]"),
+    (lambda d: d.update(on_failure="pause"), "criteria/bad.yml: on_failure: unknown key 'on_failure'"),
+    (lambda d: d["comparison"].update(alpha=1), "criteria/bad.yml: comparison.alpha: 1 is not strictly between"),
+    (lambda d: d["comparison"]["metrics"][0].update(worse="up"),
+     "criteria/bad.yml: comparison.metrics[0].worse: 'up' is not one of higher, lower"),
+], ids=["bad-comparator", "missing-threshold", "non-numeric-threshold", "unknown-key", "duplicate-metric",
+        "unknown-top-key", "alpha-out-of-range", "bad-direction"])
+def test_malformed_criteria_name_file_key_path_and_reason(edit, expected):
+    problems = problems_of(mutated(edit))
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+def test_every_problem_is_reported_at_once():
+    def edit(d):
+        d["primary"][3]["comparator"] = "=<"
+        d["secondary"][0]["unit"] = "percent"
+    problems = problems_of(mutated(edit))
+    assert [p.split(": ")[1] for p in problems] == ["primary[3].comparator", "secondary[0].unit"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("primary:\n  - name: x\n    metric: [a\n", "criteria/bad.yml: line 4, column 1: YAML syntax error: "),
+    ("on_trigger: pause\non_trigger: rollback\n", "criteria/bad.yml: line 2, column 1: YAML syntax error: "
+                                                  "duplicate key 'on_trigger'"),
+    ("", "criteria/bad.yml: (top level): empty"),
+    ("# only a comment\n", "criteria/bad.yml: (top level): empty"),
+    ("- primary\n", "criteria/bad.yml: (top level): expected a mapping, got list"),
+    ("primary: {}\n", "criteria/bad.yml: primary: expected a list of criteria, got dict"),
+], ids=["syntax", "duplicate-yaml-key", "empty", "comment-only", "top-level-list", "section-not-list"])
+def test_unusable_files_are_refused_with_file_and_place(text, expected):
+    assert any(p.startswith(expected) for p in problems_of(text))
+
+
+def test_unreadable_file_is_named(tmp_path):
+    with pytest.raises(CriteriaError, match=r"missing\.yml: \(file\): cannot read: No such file"):
+        load_criteria(str(tmp_path / "missing.yml"))
+
+
+# --- criteria against measurements ---------------------------------------------------------------
+
+def rows(result, name, agent=None):
+    return [r for r in result["criteria"] if r["name"] == name and (agent is None or r["agent"] == agent)]
+
+
+def test_healthy_wave_is_go(criteria):
+    result = evaluate(criteria, good())
+    assert (result["outcome"], result["action"], result["paused"], result["reasons"]) == (GO, "proceed", False, [])
+    # Per agent: 7 primary, 1 secondary, 3 triggers; once for the wave: 3 secondary, 2 triggers.
+    assert len(result["criteria"]) == 2 * 11 + 5
+    assert result["summary_lines"][0].startswith("GO: ")
+    assert [(c["metric"], c["verdict"]) for c in result["comparisons"]] == [
+        ("latency_ms", "no difference"), ("publish_time_ms", "too few samples")]
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), "n/a", "missing"])
+def test_no_data_fails_a_primary_and_names_it(criteria, value):
+    measurements = with_agent("uptime_pct", value)
+    if value == "missing":
+        del measurements["per_agent"]["tdd-expert"]["uptime_pct"]
+    result = evaluate(criteria, measurements)
+    [row] = rows(result, "agent_uptime", "tdd-expert")
+    assert row["passed"] is False and row["measured"] is None and row["reason"].startswith("no data")
+    assert result["outcome"] == NO_GO and result["action"] == "stop"
+    assert result["reasons"] == ["primary agent_uptime failed on tdd-expert: uptime_pct " + row["reason"]]
+
+
+def test_no_agents_measured_fails_every_per_agent_criterion(criteria):
+    measurements = good()
+    measurements["per_agent"] = {}
+    result = evaluate(criteria, measurements)
+    assert result["outcome"] == NO_GO
+    assert all(r["reason"] == "no data (no agent measured)" for r in result["criteria"] if r["scope"] == "per_agent")
+
+
+def test_failed_primary_is_no_go_naming_agent_and_figures(criteria):
+    result = evaluate(criteria, with_agent("latency_p99_ms", 250, agent="network-expert"))
+    assert result["outcome"] == NO_GO
+    assert result["reasons"] == ["primary latency_p99 failed on network-expert: latency_p99_ms 250 is not < 200 ms"]
+
+
+def test_secondary_failure_alone_keeps_go(criteria):
+    result = evaluate(criteria, good(cpu_overhead_pct=7.5))
+    assert result["outcome"] == GO
+    assert rows(result, "cpu_overhead")[0]["passed"] is False
+    assert "secondary cpu_overhead failed (informational): cpu_overhead_pct 7.5 is not < 5 %" in result["summary_lines"]
+
+
+@pytest.mark.parametrize("scope, metric, value, trigger", [
+    ("agent", "delivery_pct", 99.98, "message_loss"),
+    ("agent", "error_rate_pct", 1.5, "error_rate_high"),
+    ("agent", "agent_crashes", 1, "agent_crash"),
+    ("wave", "latency_p50_degradation_pct", 25.0, "performance_degradation"),
+    ("wave", "system_load", 4.5, "system_instability"),
+])
+def test_each_trigger_rolls_back_naming_it(criteria, scope, metric, value, trigger):
+    measurements = with_agent(metric, value) if scope == "agent" else good(**{metric: value})
+    result = evaluate(criteria, measurements)
+    assert (result["outcome"], result["action"], result["paused"]) == (ROLLBACK, "rollback", False)
+    where = " on tdd-expert" if scope == "agent" else ""
+    assert result["reasons"][0].startswith("trigger %s fired%s: %s " % (trigger, where, metric))
+    assert result["summary_lines"][0] == "ROLLBACK: 1 rollback trigger(s) fired: %s" % trigger
+    [row] = rows(result, trigger, "tdd-expert" if scope == "agent" else None)
+    assert row["fired"] is True and row["passed"] is False
+
+
+def test_on_trigger_pause_gives_a_paused_no_go(criteria):
+    paused = dict(criteria, on_trigger="pause")
+    result = evaluate(paused, with_agent("agent_crashes", 2))
+    assert (result["outcome"], result["action"], result["paused"]) == (NO_GO, "pause", True)
+    assert result["reasons"][0] == "trigger agent_crash fired on tdd-expert: agent_crashes 2 > 0 count"
+
+
+def test_trigger_without_data_holds_but_does_not_roll_back(criteria):
+    measurements = good()
+    del measurements["wave"]["latency_p50_degradation_pct"]
+    result = evaluate(criteria, measurements)
+    assert result["outcome"] == NO_GO
+    assert result["reasons"] == ["trigger performance_degradation cannot be ruled out: "
+                                 "latency_p50_degradation_pct no data"]
+
+
+def single(comparator, threshold=100):
+    data = yaml.safe_load(DEFAULT.read_text())
+    data.update(primary=[dict(data["primary"][0], comparator=comparator, threshold=threshold)], rollback_triggers=[])
+    return load_criteria(data, "boundary")
+
+
+@pytest.mark.parametrize("comparator, passes", [("<", False), ("<=", True), (">", False), (">=", True), ("==", True)])
+def test_exactly_at_the_threshold_behaves_as_written(comparator, passes):
+    for measured in (100, 100.0):
+        result = evaluate(single(comparator), with_agent("uptime_pct", measured))
+        assert rows(result, "agent_uptime", "tdd-expert")[0]["passed"] is passes
+        assert result["outcome"] == (GO if passes else NO_GO)
+
+
+def test_default_thresholds_are_strict_where_the_contract_says_so(criteria):
+    # uptime exactly 99.9 is not "> 99.9"; delivery exactly 100 is "= 100 %".
+    result = evaluate(criteria, with_agent("uptime_pct", 99.9))
+    assert rows(result, "agent_uptime", "tdd-expert")[0]["reason"] == "99.9 is not > 99.9 %"
+    assert rows(evaluate(criteria, good()), "message_delivery", "tdd-expert")[0]["passed"] is True
+
+
+# --- Mann-Whitney --------------------------------------------------------------------------------
+
+def pairwise_u(a, b):
+    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in a for y in b)
+
+
+def test_mann_whitney_matches_the_scipy_documentation_example():
+    # scipy.stats.mannwhitneyu docs: males vs females, U1 = 17, asymptotic p = 0.11134688653314041.
+    res = mann_whitney_u([19, 22, 16, 29, 24], [20, 11, 17, 12], min_samples=2)
+    assert res.u == 17 and res.p == pytest.approx(0.11134688653314041, abs=1e-12)
+    assert res.effect == pytest.approx(2 * 17 / 20 - 1) and (res.n_a, res.n_b) == (5, 4)
+
+
+def test_mann_whitney_tie_correction_by_hand():
+    # Pooled 1 2 2 2 3 3 4 5: ranks 1, 3 3 3, 5.5 5.5, 7, 8. R_a = 1+3+3+5.5 = 12.5, U_a = 12.5 - 4*5/2 = 2.5.
+    # Ties of 3 and 2: sum(t^3 - t) = 24 + 6 = 30; var = 4*4/12 * (9 - 30/(8*7)); z = (|2.5 - 8| - 0.5)/sd.
+    res = mann_whitney_u([1, 2, 2, 3], [2, 3, 4, 5], min_samples=2)
+    sd = math.sqrt(16 / 12 * (9 - 30 / 56))
+    assert res.u == 2.5 and res.effect == pytest.approx(2 * 2.5 / 16 - 1)
+    assert res.p == pytest.approx(math.erfc(5 / sd / math.sqrt(2)), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_u_and_effect_agree_with_a_pairwise_count(seed):
+    rng = random.Random(seed)
+    # Rounded so ties happen.
+    a = [round(rng.gauss(0, 1), 1) for _ in range(rng.randint(1, 30))]
+    b = [round(rng.gauss(0.3, 1), 1) for _ in range(rng.randint(1, 30))]
+    res = mann_whitney_u(a, b)
+    assert res.u == pytest.approx(pairwise_u(a, b))
+    # Cliff's delta: P(a > b) - P(a < b).
+    wins = sum(x > y for x in a for y in b) - sum(x < y for x in a for y in b)
+    assert res.effect == pytest.approx(wins / (len(a) * len(b)))
+
+
+# p about 0.45, 0.04 and 0.003: the middle, near alpha, and the tail.
+@pytest.mark.parametrize("seed, shift, tolerance", [(11, 0.0, 0.03), (13, 1.2, 0.015), (15, 1.2, 0.004)])
+def test_p_agrees_with_a_permutation_test(seed, shift, tolerance):
+    rng = random.Random(seed)
+    a = [rng.gauss(shift, 1) for _ in range(12)]
+    b = [rng.gauss(0, 1) for _ in range(15)]
+    res = mann_whitney_u(a, b, min_samples=10)
+    centre, observed = len(a) * len(b) / 2, abs(pairwise_u(a, b) - len(a) * len(b) / 2)
+    pooled, rounds, extreme = a + b, 3000, 0
+    for _ in range(rounds):
+        rng.shuffle(pooled)
+        extreme += abs(pairwise_u(pooled[:12], pooled[12:]) - centre) >= observed - 1e-9
+    assert res.p == pytest.approx(extreme / rounds, abs=tolerance)
+
+
+def test_p_is_withheld_below_min_samples_and_empty_samples_give_nothing():
+    assert mann_whitney_u(range(19), range(40)).p is None
+    assert mann_whitney_u(range(20), range(40)).p is not None
+    assert mann_whitney_u([], [1, 2]) == (None, None, None, 0, 2)
+
+
+def test_missing_points_are_dropped_and_all_tied_is_no_shift():
+    assert mann_whitney_u([1.0, None, float("nan"), 2.0], [1.0, 2.0], min_samples=2)[3:] == (2, 2)
+    res = mann_whitney_u([3] * 25, [3] * 25)
+    assert (res.p, res.effect) == (1.0, 0.0)
+    with pytest.raises(TypeError, match="'fast' is not a number"):
+        mann_whitney_u(["fast"], [1])
+
+
+def test_effect_sign_means_test_above_control():
+    assert mann_whitney_u([10] * 20, [1] * 20).effect == 1.0
+    assert mann_whitney_u([1] * 20, [10] * 20).effect == -1.0
+
+
+# --- test vs control -----------------------------------------------------------------------------
+
+def test_identical_distributions_are_go(criteria):
+    measurements = good()
+    same = latency(5)
+    measurements["samples"] = dict(test=dict(latency_ms=list(same)), control=dict(latency_ms=list(same)))
+    result = evaluate(criteria, measurements)
+    assert result["outcome"] == GO
+    assert result["comparisons"][0]["p"] == 1.0 and result["comparisons"][0]["effect"] == 0.0
+
+
+def test_shifted_latency_is_no_go_naming_the_comparison(criteria):
+    measurements = good()
+    measurements["samples"]["test"]["latency_ms"] = latency(3, shift=50.0)
+    result = evaluate(criteria, measurements)
+    assert result["outcome"] == NO_GO
+    [line] = result["reasons"]
+    assert line.startswith("comparison latency_ms degraded: test higher than control: p=")
+    assert "effect r=+1.00, n 40 test / 40 control" in line
+    assert result["comparisons"][0]["verdict"] == "degraded" and result["comparisons"][0]["U"] == 1600
+
+
+def test_faster_test_group_is_not_a_degradation(criteria):
+    measurements = good()
+    measurements["samples"]["test"]["latency_ms"] = latency(3, shift=-3.0)
+    result = evaluate(criteria, measurements)
+    assert result["outcome"] == GO and result["comparisons"][0]["verdict"] == "improved"
+
+
+def test_ungated_sample_metric_is_reported_but_never_decides(criteria):
+    measurements = good()
+    measurements["samples"]["test"]["rss_mb"] = latency(4, shift=100.0)
+    measurements["samples"]["control"]["rss_mb"] = latency(5)
+    result = evaluate(criteria, measurements)
+    assert result["outcome"] == GO
+    assert [c["verdict"] for c in result["comparisons"] if c["metric"] == "rss_mb"] == ["differs"]
+
+
+@pytest.mark.parametrize("on_inconclusive", ["pause", "rollback"])
+def test_too_few_samples_for_a_required_comparison_is_inconclusive(criteria, on_inconclusive):
+    settings = dict(criteria["comparison"], on_inconclusive=on_inconclusive)
+    measurements = good()
+    measurements["samples"]["test"]["latency_ms"] = latency(3, n=19)
+    result = evaluate(dict(criteria, comparison=settings), measurements)
+    assert (result["outcome"], result["action"]) == (INCONCLUSIVE, on_inconclusive)
+    assert result["reasons"] == ["comparison latency_ms too few samples (required): "
+                                 "n 19 test / 40 control, need 20 on each side"]
+
+
+def test_inconclusive_yields_to_a_failed_primary(criteria):
+    measurements = with_agent("error_rate_pct", 0.5)
+    measurements["samples"] = {}
+    assert evaluate(criteria, measurements)["outcome"] == NO_GO
+
+
+def test_every_row_has_the_documented_shape(criteria):
+    result = evaluate(criteria, good())
+    keys = {"name", "kind", "metric", "scope", "agent", "comparator", "threshold", "unit", "measured", "passed",
+            "fired", "reason"}
+    assert all(set(r) == keys for r in result["criteria"])
+    assert all(set(c) == {"metric", "worse", "required", "n_test", "n_control", "U", "p", "effect", "verdict",
+                          "reason"} for c in result["comparisons"])
+    assert set(result) == {"outcome", "action", "paused", "reasons", "summary_lines", "criteria", "comparisons"}
