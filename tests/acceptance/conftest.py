@@ -132,11 +132,14 @@ def gather(subj: str, timeout: float = 1.5) -> dict:
 
 
 @pytest.fixture(scope="session")
-def sandbox():
-    """The sandbox is up (scripts/sandbox up, idempotent) and every agent is legacy-only."""
+def sandbox(tmp_path_factory):
+    """The sandbox is up (scripts/sandbox up, idempotent) and wave 3's agents, wave 2's control
+    group, are legacy-only whatever an earlier run left."""
     if os.geteuid() != 0:
         pytest.fail("acceptance tests need root (podman); run them through scripts/test")
     subprocess.run([str(ROOT / "scripts/sandbox"), "up"], check=True, capture_output=True)
+    run = run_playbook(tmp_path_factory.mktemp("sandbox"), "rollback.yml", extravars={"rollback_wave": "wave3"})
+    assert run.rc == 0, run.stdout[-3000:]
     return HOSTS
 
 
