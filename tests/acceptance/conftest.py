@@ -132,14 +132,13 @@ def gather(subj: str, timeout: float = 1.5) -> dict:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory):
-    """The sandbox is up (scripts/sandbox up, idempotent) and wave 3's agents, wave 2's control
-    group, are legacy-only whatever an earlier run left."""
+def sandbox():
+    """A freshly installed sandbox fleet (scripts/sandbox reset): every agent legacy-only with no
+    backup, whatever an earlier session left on this machine."""
     if os.geteuid() != 0:
         pytest.fail("acceptance tests need root (podman); run them through scripts/test")
-    subprocess.run([str(ROOT / "scripts/sandbox"), "up"], check=True, capture_output=True)
-    run = run_playbook(tmp_path_factory.mktemp("sandbox"), "rollback.yml", extravars={"rollback_wave": "wave3"})
-    assert run.rc == 0, run.stdout[-3000:]
+    done = subprocess.run([str(ROOT / "scripts/sandbox"), "reset"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return HOSTS
 
 
