@@ -6,6 +6,12 @@ from __future__ import annotations
 
 PRE_RESTORE_LABEL = 'pre-restore'
 
+def fleet_env_path(name, env_dir):
+    """The env file of an agent, <env_dir>/<name>.env, spelt one way everywhere: the backup
+    manifest is keyed by this path, so a deploy and a rollback must build it identically."""
+    return '%s/%s.env' % (env_dir.rstrip('/'), name)
+
+
 def rollback_actions(files, agents, env_dir, host, strict=False):
     """Decide, per agent, whether a rollback restores a backup, has nothing to do, or must refuse.
 
@@ -17,7 +23,7 @@ def rollback_actions(files, agents, env_dir, host, strict=False):
     """
     restore, skip, errors = [], [], []
     for name in agents:
-        path = '%s/%s.env' % (env_dir.rstrip('/'), name)
+        path = fleet_env_path(name, env_dir)
         info = files.get(path)
         if info is None or not info.get('exists'):
             if strict:
@@ -78,6 +84,7 @@ class FilterModule:
     def filters(self):
         return {
             'rollback_actions': rollback_actions,
+            'fleet_env_path': fleet_env_path,
             'fleet_command_subject': fleet_command_subject,
             'fleet_restart_counts': fleet_restart_counts,
             'fleet_ping_summary': fleet_ping_summary,

@@ -179,3 +179,20 @@ def test_filter_plugin_exports_the_three_filters():
     assert filters["rollback_actions"] is fleet.rollback_actions
     assert filters["fleet_restart_counts"] is fleet.fleet_restart_counts
     assert filters["fleet_ping_summary"] is fleet.fleet_ping_summary
+
+
+@pytest.mark.parametrize("env_dir", ["/etc/agents", "/etc/agents/", "/etc/agents//"])
+def test_env_path_is_spelt_one_way_whatever_the_trailing_slashes(env_dir):
+    # The backup manifest is keyed by this path: deploy and rollback must agree on it.
+    assert fleet.fleet_env_path("tdd-expert", env_dir) == "/etc/agents/tdd-expert.env"
+
+
+def test_rollback_actions_key_the_env_info_by_the_same_path():
+    files = {fleet.fleet_env_path("tdd-expert", "/etc/agents"): dict(exists=True, unified=False, backups=[])}
+    assert fleet.rollback_actions(files, ["tdd-expert"], "/etc/agents/", "dgx-1")["skip"][0]["agent"] == "tdd-expert"
+
+
+def test_fleet_command_subject_formats_the_pattern_and_verb():
+    catalog = {"tdd-expert": {"id": "01936faa-f4cb-7000-8000-00000000000a", "cluster": "quality-assurance"}}
+    assert fleet.fleet_command_subject("agents.{cluster}.{id}", "tdd-expert", catalog, "status") == (
+        "agents.quality-assurance.01936faa-f4cb-7000-8000-00000000000a.cmd.status")
