@@ -8,9 +8,15 @@ DOCUMENTATION = r'''
 module: agent_host_info
 short_description: Report the state of agent units on a host
 description:
-  - For each agent, reads its systemd unit C(<unit_prefix>@<agent>.service) with
-    C(systemctl show) - active state, main PID, restart count, how long it has been active -
-    and the host's load average.
+  - For each agent, reads its systemd unit C(<unit_prefix>@<agent>.service) with one
+    C(systemctl show) - active state, main PID, restart count, how long it has been active,
+    CPU time used and memory in use - and the host's load average, CPU count and sampling times.
+  - CPU and memory come from the unit's cgroup (C(CPUUsageNSec), C(MemoryCurrent)) when systemd
+    accounts for it; otherwise (cgroup v1 without delegation, accounting off) from
+    C(/proc/<MainPID>/stat) and C(/proc/<MainPID>/status), which cover the main process only.
+  - Two samples give the unit's CPU share in between - the difference of C(cpu_seconds) over the
+    difference of C(sampled_at_uptime) - as long as C(main_pid) and C(metrics_source) are unchanged.
+  - With O(since), also counts each unit's journal entries of priority C(err) or worse since then.
   - Read-only; never changes anything.
 version_added: "0.1.0"
 author: fleetwave maintainers
@@ -24,8 +30,16 @@ options:
     description: Units are named C(<unit_prefix>@<agent>.service).
     type: str
     default: agent
+  since:
+    description:
+      - Epoch seconds (fractions allowed). When given, each unit's journal is read from this
+        time on with C(journalctl -u <unit> -p err) and its error entries counted and sampled.
+      - When not given, the journal is not read and the journal fields are null.
+    type: float
 notes:
   - Supports check mode.
+  - Reading the system journal needs root or membership of C(systemd-journal) (use C(become));
+    without it journalctl finds no entries and reports no error.
 '''
 
 EXAMPLES = r'''
@@ -33,32 +47,91 @@ EXAMPLES = r'''
   agent_host_info:
     agents: [network-expert, tdd-expert]
   register: __units
+
+- name: Read them again with the journal errors since the watch started
+  agent_host_info:
+    agents: [network-expert, tdd-expert]
+    since: "{{ _wave_watch_t0 }}"
+  register: __units
 '''
 
 RETURN = r'''
 units:
-  description: Per agent, the unit's state.
+  description:
+    - Per agent, the unit's state.
+    - C(unit) (str), C(load_state) (str), C(active_state) (str), C(sub_state) (str),
+      C(main_pid) (int), C(n_restarts) (int), C(active_seconds) (float, null unless active).
+    - C(cpu_seconds) (float) - CPU time the unit (cgroup) or its main process (proc) has used so far.
+    - C(memory_bytes) (int) - memory in use by the unit (cgroup C(MemoryCurrent)) or the main
+      process's resident set (proc C(VmRSS)).
+    - C(metrics_source) (str) - C(cgroup) or C(proc) for where both figures came from, C(mixed)
+      when one came from each, null when there is no figure (unit not active, no main PID,
+      process gone); the figures are then null too.
+    - C(journal_errors) (int) - entries of priority C(err) or worse since O(since); null without
+      O(since) or when journalctl is missing or fails.
+    - C(journal_error_sample) (list of str) - the last up to 5 of their messages, each cut to
+      200 characters; null when C(journal_errors) is.
+    - C(journal_error_note) (str) - why C(journal_errors) is null although O(since) was given;
+      null otherwise.
   returned: always
   type: dict
   sample:
     network-expert:
       unit: agent@network-expert.service
+      load_state: loaded
       active_state: active
       sub_state: running
       main_pid: 4242
       n_restarts: 0
       active_seconds: 361.2
+      cpu_seconds: 0.27
+      memory_bytes: 31113216
+      metrics_source: proc
+      journal_errors: 1
+      journal_error_sample: ["ERROR reference-agent: lost connection to nats://127.0.0.1:4222"]
+      journal_error_note: null
 load:
   description: The host's 1, 5 and 15 minute load averages.
   returned: always
   type: list
   elements: float
   sample: [0.12, 0.08, 0.02]
+ncpu:
+  description: The host's CPU count (C(os.cpu_count())); null if unknown.
+  returned: always
+  type: int
+  sample: 8
+load_per_cpu:
+  description: The 1 minute load average divided by RV(ncpu), rounded to 3 digits; null if RV(ncpu) is.
+  returned: always
+  type: float
+  sample: 0.015
+sampled_at_epoch:
+  description: When the sample was taken, in epoch seconds (the host's clock).
+  returned: always
+  type: float
+  sample: 1795477318.52
+sampled_at_uptime:
+  description: When the sample was taken, in seconds since the host booted (C(/proc/uptime)); the
+    base for CPU shares between two samples, unaffected by clock changes.
+  returned: always
+  type: float
+  sample: 1000.5
 '''
+
+import json
+import math
+import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-PROPERTIES = ('ActiveState', 'SubState', 'MainPID', 'NRestarts', 'ActiveEnterTimestampMonotonic', 'LoadState')
+PROPERTIES = ('ActiveState', 'SubState', 'MainPID', 'NRestarts', 'ActiveEnterTimestampMonotonic', 'LoadState',
+              'CPUUsageNSec', 'MemoryCurrent')
+# systemd prints "[not set]" for a figure it does not account; some versions print UINT64_MAX instead.
+UNSET = 2 ** 64 - 1
+SAMPLE_SIZE = 5
+SAMPLE_CHARS = 200
 
 
 def _int(value):
@@ -68,21 +141,131 @@ def _int(value):
         return None
 
 
-def read_unit(module, systemctl, unit, uptime):
+def _accounted(value):
+    """A systemd accounting figure, or None when systemd does not have one."""
+    value = _int(value)
+    return None if value is None or value == UNSET else value
+
+
+def _read(path):
+    try:
+        # A command name need not be valid UTF-8.
+        with open(path, errors='replace') as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process from /proc/<pid>/stat, or None when it cannot be read."""
+    stat = _read('/proc/%d/stat' % pid)
+    if stat is None or ')' not in stat:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces and ')': the fields after
+    # it start after the last ')', with the state (field 3) first, so utime and stime (fields 14
+    # and 15) are at 11 and 12.
+    fields = stat[stat.rindex(')') + 1:].split()
+    try:
+        ticks = int(fields[11]) + int(fields[12])
+    except (IndexError, ValueError):
+        return None
+    return ticks / float(os.sysconf('SC_CLK_TCK'))
+
+
+def proc_memory_bytes(pid):
+    """VmRSS of a process from /proc/<pid>/status in bytes, or None (gone, or a kernel thread)."""
+    status = _read('/proc/%d/status' % pid)
+    for line in (status or '').splitlines():
+        if line.startswith('VmRSS:'):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1]) * 1024
+    return None
+
+
+def unit_metrics(props, active, pid):
+    """(cpu_seconds, memory_bytes, metrics_source): the cgroup's figures where systemd has them,
+    the main process's from /proc otherwise, all None when the unit is not running."""
+    if active != 'active':
+        return None, None, None
+    sources = []
+    cpu = _accounted(props.get('CPUUsageNSec'))
+    if cpu is not None:
+        cpu = cpu / 1e9
+        sources.append('cgroup')
+    elif pid:
+        cpu = proc_cpu_seconds(pid)
+        if cpu is not None:
+            sources.append('proc')
+    memory = _accounted(props.get('MemoryCurrent'))
+    if memory is not None:
+        sources.append('cgroup')
+    elif pid:
+        memory = proc_memory_bytes(pid)
+        if memory is not None:
+            sources.append('proc')
+    source = None if not sources else sources[0] if len(set(sources)) == 1 else 'mixed'
+    return cpu, memory, source
+
+
+def journal_errors(module, journalctl, unit, since):
+    """(count, sample, note): the unit's journal entries of priority err or worse since `since`."""
+    if journalctl is None:
+        return None, None, 'journalctl not found on this host'
+    since_arg = '@' + ('%.6f' % since).rstrip('0').rstrip('.')
+    args = [journalctl, '-u', unit, '--since', since_arg, '-p', 'err', '-o', 'json', '--no-pager', '-q']
+    rc, out, err = module.run_command(args)
+    if rc != 0:
+        return None, None, 'journalctl -u %s --since %s failed (rc=%d): %s' % (
+            unit, since_arg, rc, (err.strip() or out.strip())[:SAMPLE_CHARS])
+    messages = []
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        try:
+            message = json.loads(line).get('MESSAGE')
+        except (ValueError, AttributeError):
+            return None, None, 'journalctl -u %s printed a line that is not a JSON object: %s' % (
+                unit, line[:SAMPLE_CHARS])
+        if isinstance(message, list):
+            # journald gives a message that is not valid UTF-8 as a list of byte values.
+            try:
+                message = bytes(message).decode('utf-8', 'replace')
+            except (TypeError, ValueError):
+                message = ''
+        elif message is None:
+            # No message, or one larger than journalctl prints in JSON without --all.
+            message = ''
+        messages.append(str(message)[:SAMPLE_CHARS])
+    return len(messages), messages[-SAMPLE_SIZE:], None
+
+
+def read_unit(module, systemctl, unit, uptime, journalctl=None, since=None):
     rc, out, err = module.run_command([systemctl, 'show', unit, '--property=' + ','.join(PROPERTIES)])
     if rc != 0:
         module.fail_json(msg='systemctl show %s failed (rc=%d): %s' % (unit, rc, err.strip()))
     props = dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
     entered = _int(props.get('ActiveEnterTimestampMonotonic'))
     active = props.get('ActiveState')
+    pid = _int(props.get('MainPID'))
+    cpu, memory, source = unit_metrics(props, active, pid)
+    errors = sample = note = None
+    if since is not None:
+        errors, sample, note = journal_errors(module, journalctl, unit, since)
     return dict(
         unit=unit,
         load_state=props.get('LoadState'),
         active_state=active,
         sub_state=props.get('SubState'),
-        main_pid=_int(props.get('MainPID')),
+        main_pid=pid,
         n_restarts=_int(props.get('NRestarts')),
         active_seconds=round(uptime - entered / 1e6, 3) if active == 'active' and entered else None,
+        cpu_seconds=cpu,
+        memory_bytes=memory,
+        metrics_source=source,
+        journal_errors=errors,
+        journal_error_sample=sample,
+        journal_error_note=note,
     )
 
 
@@ -91,17 +274,27 @@ def main():
         argument_spec=dict(
             agents=dict(type='list', elements='str', required=True),
             unit_prefix=dict(type='str', default='agent'),
+            since=dict(type='float'),
         ),
         supports_check_mode=True,
     )
+    since = module.params['since']
+    if since is not None and not (math.isfinite(since) and since >= 0):
+        module.fail_json(msg='since must be a time in epoch seconds (0 or more), got %r' % since)
     systemctl = module.get_bin_path('systemctl', required=True)
+    journalctl = module.get_bin_path('journalctl') if since is not None else None
     with open('/proc/uptime') as handle:
         uptime = float(handle.read().split()[0])
+    sampled_at = time.time()
     with open('/proc/loadavg') as handle:
         load = [float(x) for x in handle.read().split()[:3]]
-    units = {a: read_unit(module, systemctl, '%s@%s.service' % (module.params['unit_prefix'], a), uptime)
+    ncpu = os.cpu_count()
+    units = {a: read_unit(module, systemctl, '%s@%s.service' % (module.params['unit_prefix'], a), uptime,
+                          journalctl, since)
              for a in module.params['agents']}
-    module.exit_json(changed=False, units=units, load=load)
+    module.exit_json(changed=False, units=units, load=load, ncpu=ncpu,
+                     load_per_cpu=round(load[0] / ncpu, 3) if ncpu else None,
+                     sampled_at_epoch=sampled_at, sampled_at_uptime=uptime)
 
 
 if __name__ == '__main__':
