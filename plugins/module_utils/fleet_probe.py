@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # The measurement core of the nats_probe module: an open-loop request generator, reply matching,
-# HDR latency histograms, event pairing by Nats-Msg-Id and the per target / per agent / total
-# aggregates. Plain Python (no AnsibleModule), so unit tests and bench/probe.py call it directly.
+# HDR latency histograms, event pairing by Nats-Msg-Id (attributed to an instance by Agent-Host) and
+# the per target / per instance / per agent / total aggregates. Plain Python (no AnsibleModule), so
+# unit tests and bench/probe.py call it directly.
 #
 # Open loop: request i of a target is due at t0 + i/R whatever happened to the requests before it,
 # and its latency is measured from that INTENDED time, not from when it actually left. A stalled
@@ -45,6 +46,7 @@ VIAS = ('legacy', 'unified')
 TARGET_HEADER = 'Agent-Target'
 ERROR_HEADER = 'Agent-Error'
 MSG_ID_HEADER = 'Nats-Msg-Id'
+HOST_HEADER = 'Agent-Host'
 
 _TOKEN_RE = re.compile(r'[^\s.*>]+')
 
@@ -317,37 +319,71 @@ def target_result(stats, max_samples=MAX_SAMPLES):
 
 # ------------------------------------------------------------------------------ events
 
+ANY_HOST = object()  # EventLedger.summary(host=ANY_HOST): events of every host, attributed or not
+
+
+def header(headers, name):
+    """Case-insensitive header lookup; None when absent or empty."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        wanted = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+    return value or None
+
+
 class EventLedger:
-    """Event copies seen per agent, paired by their Nats-Msg-Id header.
+    """Event copies seen per agent, paired by their Nats-Msg-Id header, each attributed to the
+    instance named by its Agent-Host header (None when no copy carried one).
 
     An event belongs to the window when its first copy arrived inside it; its other copy may come
     later (until collection stops), so a copy in flight at the end of the window is not a miss.
     """
 
     def __init__(self):
-        self._events = {}   # (agent_index, msg_id) -> [first_seen, legacy_seen, unified_seen]
+        # agent_index -> {msg_id: [first_seen, legacy_seen, unified_seen, host]}
+        self._events = {}
         self._anonymous = 0
 
-    def add(self, agent_index, via, msg_id, now):
+    def add(self, agent_index, via, msg_id, now, host=None):
         if not msg_id:  # cannot be paired: counted on its own
             self._anonymous += 1
             msg_id = '\0anonymous-%d' % self._anonymous
-        key = (agent_index, msg_id)
-        entry = self._events.get(key)
+        events = self._events.setdefault(agent_index, {})
+        entry = events.get(msg_id)
         if entry is None:
-            entry = self._events[key] = [now, False, False]
+            entry = events[msg_id] = [now, False, False, None]
         entry[1 if via == 'legacy' else 2] = True
+        if host and entry[3] is None:
+            entry[3] = host
 
-    def summary(self, agent_index, start, end):
-        """{legacy, unified, paired}: events of the window seen on each subject, and on both."""
+    def _window(self, agent_index, start, end):
+        for first, on_legacy, on_unified, host in self._events.get(agent_index, {}).values():
+            if start <= first <= end:
+                yield on_legacy, on_unified, host
+
+    def summary(self, agent_index, start, end, host=ANY_HOST):
+        """{legacy, unified, paired}: events of the window seen on each subject, and on both;
+        only those attributed to `host` unless host is ANY_HOST (None: the unattributed ones)."""
         legacy = unified = paired = 0
-        for (index, _), (first, on_legacy, on_unified) in self._events.items():
-            if index != agent_index or not start <= first <= end:
+        for on_legacy, on_unified, event_host in self._window(agent_index, start, end):
+            if host is not ANY_HOST and event_host != host:
                 continue
             legacy += on_legacy
             unified += on_unified
             paired += on_legacy and on_unified
         return dict(legacy=legacy, unified=unified, paired=paired)
+
+    def by_host(self, agent_index, start, end):
+        """{host: {legacy, unified, paired}} of the window in one pass; None keys the unattributed events."""
+        found = {}
+        for on_legacy, on_unified, host in self._window(agent_index, start, end):
+            events = found.setdefault(host, dict(legacy=0, unified=0, paired=0))
+            events['legacy'] += on_legacy
+            events['unified'] += on_unified
+            events['paired'] += on_legacy and on_unified
+        return found
 
 
 def dual_publish_success(events, unified_enabled):
@@ -438,7 +474,8 @@ class Probe:
         ledger, clock = self.ledger, self.clock
 
         async def on_event(msg):
-            ledger.add(agent_index, via, (msg.headers or {}).get(MSG_ID_HEADER), clock())
+            headers = msg.headers or {}
+            ledger.add(agent_index, via, headers.get(MSG_ID_HEADER), clock(), header(headers, HOST_HEADER))
 
         return on_event
 
@@ -541,6 +578,29 @@ class Probe:
                 publish_time_ms=body.get('publish_time_ms') if body else None))
         return instances
 
+    def _instance_figures(self, agent_index, host, events):
+        """The request, event and share figures of one instance (agent x host).
+
+        events: that host's {legacy, unified, paired} of the window, or None when none of the
+        agent's events carried an Agent-Host header (then nothing event-based is attributable).
+        """
+        unified_enabled = self.agents[agent_index].get('unified_enabled')
+        own = [s for s in self.stats if s.target['agent_index'] == agent_index and s.target['host'] == host]
+        expected = [s for s in own if s.target['expected']]
+        latency = Latency()
+        for s in expected:
+            latency.merge(s.latency)
+        figures = counts(expected)
+        figures.update(latency_ms=latency.summary(), samples_ms=downsample(latency.samples_ms))
+        if events is None:
+            figures.update(events=None, dual_publish_success=None, unified_share=None)
+        else:
+            replies_unified = sum(s.replies for s in own if s.target['via'] == 'unified')
+            replies_all = sum(s.replies for s in own)
+            figures.update(events=events, dual_publish_success=dual_publish_success(events, unified_enabled),
+                           unified_share=unified_share(events, replies_unified, replies_all))
+        return figures
+
     def results(self, start, end):
         targets = [target_result(s) for s in self.stats]
         agents = []
@@ -557,7 +617,13 @@ class Probe:
             replies_unified = sum(s.replies for s in own if s.target['via'] == 'unified')
             replies_all = sum(s.replies for s in own)
             events = self.ledger.summary(index, start, end)
+            by_host = self.ledger.by_host(index, start, end)
+            attributable = any(host is not None for host in by_host)
             instances = self._instances(index)
+            for instance in instances:
+                host_events = by_host.get(instance['host'], dict(legacy=0, unified=0, paired=0))
+                instance.update(self._instance_figures(index, instance['host'],
+                                                       host_events if attributable else None))
             emitted = [i['emitted'] for i in instances if i['emitted'] is not None]
             entry = dict(name=agent['name'], unified_enabled=bool(agent.get('unified_enabled')))
             entry.update(counts(expected))

@@ -20,7 +20,9 @@ description:
     matched by a per-request inbox; NATS "no responders" statuses are counted apart from timeouts
     (no reply within the window plus O(timeout)) and error replies (C(Agent-Error) header or C(ok=false)).
   - At the start of the window each instance is asked to C(emit) O(emit_events) events; the legacy
-    and unified copies of every event seen in the window are paired by C(Nats-Msg-Id).
+    and unified copies of every event seen in the window are paired by C(Nats-Msg-Id) and attributed
+    to their instance by C(Agent-Host), so dual publishing and unified share are reported per agent
+    and per instance (agent x host).
   - After the window each instance is asked for its C(status), whose C(publish_time_ms) and
     counters are reported as the agent gives them.
   - A value without data (nothing sent, no events seen, flag off for dual publishing) is null,
@@ -343,14 +345,149 @@ agents:
       type: dict
       sample: {"p50": 0.03, "p99": 0.09, "max": 0.4, "count": 1806}
     instances:
-      description: Per host, what C(status) reported after the window (null fields when the instance did not answer).
+      description:
+        - One entry per host in O(hosts) - the agent instance on that host. What C(status) reported after the
+          window (null fields when the instance did not answer), and the instance's own request, event and
+          share figures, so a checkpoint can name the host of a misbehaving instance.
+        - Event figures are attributed by the C(Agent-Host) header of the event copies; they are null when none
+          of the agent's events in the window carried one (an agent too old to send it), never 0 or 1.
       returned: always
       type: list
       elements: dict
-      sample: [{"host": "dgx-1", "answered": true, "emitted": 200, "unified": true, "pid": 4242, "uptime_s": 812.4,
+      sample: [{"host": "dgx-2", "answered": true, "emitted": 200, "unified": true, "pid": 4242, "uptime_s": 812.4,
                 "counters": {"requests": {"legacy": 201, "unified": 200, "errors": 0},
-                             "events": {"legacy": 363, "unified": 363, "unified_dropped": 0, "failed": 0}},
-                "faults": {}, "publish_time_ms": {"count": 363, "mean": 0.03, "p50": 0.03, "p99": 0.09, "max": 0.4}}]
+                             "events": {"legacy": 363, "unified": 357, "unified_dropped": 6, "failed": 0}},
+                "faults": {"drop_unified_rate": 0.03},
+                "publish_time_ms": {"count": 363, "mean": 0.03, "p50": 0.03, "p99": 0.09, "max": 0.4},
+                "sent": 400, "replies": 400, "replies_ok": 400, "errors": 0, "timeouts": 0, "no_responders": 0,
+                "delivery": 1.0, "error_rate": 0.0,
+                "latency_ms": {"p50": 0.62, "p90": 0.95, "p99": 2.1, "max": 4.0, "mean": 0.68, "count": 400},
+                "samples_ms": [0.412, 0.431, 0.6], "events": {"legacy": 200, "unified": 194, "paired": 194},
+                "dual_publish_success": 0.97, "unified_share": 0.495}]
+      contains:
+        host:
+          description: Instance host (the C(Agent-Target) of its requests).
+          returned: always
+          type: str
+          sample: dgx-2
+        answered:
+          description: Whether the instance answered the C(status) request after the window.
+          returned: always
+          type: bool
+          sample: true
+        emitted:
+          description: Events the instance confirmed emitting at the start of the window; null without confirmation.
+          returned: always
+          type: int
+          sample: 200
+        unified:
+          description: The flag as the instance reports it in C(status); null when it did not answer.
+          returned: always
+          type: bool
+          sample: true
+        pid:
+          description: The instance's process id from C(status); null when it did not answer.
+          returned: always
+          type: int
+          sample: 4242
+        uptime_s:
+          description: The instance's uptime in seconds from C(status); null when it did not answer.
+          returned: always
+          type: float
+          sample: 812.4
+        counters:
+          description: The instance's own request and event counters from C(status); null when it did not answer.
+          returned: always
+          type: dict
+          sample: {"requests": {"legacy": 201, "unified": 200, "errors": 0},
+                   "events": {"legacy": 363, "unified": 357, "unified_dropped": 6, "failed": 0}}
+        faults:
+          description: The fault knobs switched on in the instance, from C(status); null when it did not answer.
+          returned: always
+          type: dict
+          sample: {"drop_unified_rate": 0.03}
+        publish_time_ms:
+          description: The instance's own publish time from C(status); null when it did not answer.
+          returned: always
+          type: dict
+          sample: {"count": 363, "mean": 0.03, "p50": 0.03, "p99": 0.09, "max": 0.4}
+        sent:
+          description: Requests sent to the instance's expected targets.
+          returned: always
+          type: int
+          sample: 400
+        replies:
+          description: The instance's replies on its expected targets, successful or not.
+          returned: always
+          type: int
+          sample: 400
+        replies_ok:
+          description: Successful replies on the instance's expected targets.
+          returned: always
+          type: int
+          sample: 400
+        errors:
+          description: Error replies on the instance's expected targets.
+          returned: always
+          type: int
+          sample: 0
+        timeouts:
+          description: Timeouts on the instance's expected targets.
+          returned: always
+          type: int
+          sample: 0
+        no_responders:
+          description: No-responders statuses on the instance's expected targets.
+          returned: always
+          type: int
+          sample: 0
+        delivery:
+          description: replies_ok / sent of the instance; null when nothing was sent.
+          returned: always
+          type: float
+          sample: 1.0
+        error_rate:
+          description: (errors + timeouts + no_responders) / sent of the instance; null when nothing was sent.
+          returned: always
+          type: float
+          sample: 0.0
+        latency_ms:
+          description: >-
+            Latency over the instance's expected targets (p50, p90, p99, max, mean in ms, count); values null and
+            count 0 without replies.
+          returned: always
+          type: dict
+          sample: {"p50": 0.62, "p90": 0.95, "p99": 2.1, "max": 4.0, "mean": 0.68, "count": 400}
+        samples_ms:
+          description: >-
+            Raw latencies in ms of the instance's expected targets, sorted, downsampled to at most 1000 evenly
+            spaced order statistics (for rank tests).
+          returned: always
+          type: list
+          elements: float
+          sample: [0.412, 0.431, 0.6]
+        events:
+          description: >-
+            The instance's events of the window (by their C(Agent-Host) header) seen on legacy, on unified and on
+            both; null when none of the agent's events in the window carried C(Agent-Host) (not attributable).
+          returned: always
+          type: dict
+          sample: {"legacy": 200, "unified": 194, "paired": 194}
+        dual_publish_success:
+          description: >-
+            The instance's events seen on both subjects / its events seen on legacy; null when the flag is off, the
+            events are not attributable or none of the instance's events was seen.
+          returned: always
+          type: float
+          sample: 0.97
+        unified_share:
+          description: >-
+            The instance's unified messages (its unified event copies and replies on its unified targets) / all its
+            messages (its event copies and replies on all its targets); null when the events are not attributable
+            or without messages.
+          returned: always
+          type: float
+          sample: 0.495
 totals:
   description: Aggregates over every expected target and every agent.
   returned: always

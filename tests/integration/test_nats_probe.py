@@ -1,8 +1,8 @@
 """plugins/modules/nats_probe.py (+ module_utils/fleet_probe.py) run in-process against a real
 nats-server and real reference agents on loopback: a healthy flipped agent, deterministic dual-publish
-loss, one slow instance, a flag-off control agent, an agent type with no instance at all, the counts
-cross-checked with the agents' own counters and with nats-server's monitoring, check mode and an
-unreachable server. Probe windows are 2-3 s."""
+loss, one slow instance, a flag-off control agent, an agent type with no instance at all, one lossy
+instance named by its host, the counts cross-checked with the agents' own counters and with
+nats-server's monitoring, check mode and an unreachable server. Probe windows are 1-3 s."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def identity(kind):
     return dict(name="probe-%s-%s" % (kind, RUN), id=str(uuid.uuid4()), cluster="infrastructure")
 
 
-IDS = {kind: identity(kind) for kind in list(KINDS) + ["ghost"]}
+IDS = {kind: identity(kind) for kind in list(KINDS) + ["ghost", "split"]}
 
 
 def spec(kind, unified_enabled=None):
@@ -53,6 +53,29 @@ def spec(kind, unified_enabled=None):
                 unified="agents.%s.%s" % (ident["cluster"], ident["id"]), unified_enabled=flag)
 
 
+def start_agent(kind, host, flag, url, workdir, **env_extra):
+    """One reference-agent instance of agent type `kind` on `host` (not waited for)."""
+    ident = IDS[kind]
+    env = dict(PATH=os.environ.get("PATH", "/usr/bin:/bin"), LANG="C.UTF-8", AGENT_NAME=ident["name"],
+               AGENT_ID=ident["id"], CAPABILITY_CLUSTER=ident["cluster"], AGENT_HOST=host,
+               NATS_URL=url, ENABLE_UNIFIED_SUBJECTS=str(flag).lower(), HEARTBEAT_INTERVAL="5")
+    env.update(env_extra)
+    return AgentProcess(env, [sys.executable, str(REFERENCE_AGENT)], workdir / ("%s-%s" % (kind, host)))
+
+
+def wait_all_ready(agents):
+    with concurrent.futures.ThreadPoolExecutor(len(agents)) as pool:
+        list(pool.map(lambda agent: agent.wait_ready(30), agents))
+
+
+def stop_all(agents):
+    for agent in agents:
+        try:
+            agent.stop(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass  # stop() killed it
+
+
 @pytest.fixture(scope="module")
 def fleet(nats_server, tmp_path_factory):
     """Three instances (dgx-1..3) of each agent type in KINDS, started together."""
@@ -60,25 +83,13 @@ def fleet(nats_server, tmp_path_factory):
     agents = {kind: [] for kind in KINDS}
     try:
         for kind, (flag, faults) in KINDS.items():
-            ident = IDS[kind]
             for host in HOSTS:
-                env = dict(PATH=os.environ.get("PATH", "/usr/bin:/bin"), LANG="C.UTF-8", AGENT_NAME=ident["name"],
-                           AGENT_ID=ident["id"], CAPABILITY_CLUSTER=ident["cluster"], AGENT_HOST=host,
-                           NATS_URL=nats_server.url, ENABLE_UNIFIED_SUBJECTS=str(flag).lower(), HEARTBEAT_INTERVAL="5")
-                env.update(faults.get("*", {}), **faults.get(host, {}))
-                agents[kind].append(AgentProcess(env, [sys.executable, str(REFERENCE_AGENT)],
-                                                 workdir / ("%s-%s" % (kind, host))))
-        everyone = [a for group in agents.values() for a in group]
-        with concurrent.futures.ThreadPoolExecutor(len(everyone)) as pool:
-            list(pool.map(lambda agent: agent.wait_ready(30), everyone))
+                agents[kind].append(start_agent(kind, host, flag, nats_server.url, workdir,
+                                                **faults.get("*", {}), **faults.get(host, {})))
+        wait_all_ready([a for group in agents.values() for a in group])
         yield agents
     finally:
-        for group in agents.values():
-            for agent in group:
-                try:
-                    agent.stop(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass  # stop() killed it
+        stop_all([a for group in agents.values() for a in group])
 
 
 def probe(url, agents, check=False, **options):
@@ -225,6 +236,61 @@ def test_one_slow_instance_is_seen_on_its_own(faulty):
     a = agent(faulty, "slow")
     assert a["latency_ms"]["p99"] >= DELAY_MS and a["delivery"] == 1.0
     assert next(i for i in a["instances"] if i["host"] == "dgx-2")["faults"] == {"reply_delay_ms": DELAY_MS}
+
+
+# --- per instance: the host of a lossy instance is named -------------------------------------------------
+
+SPLIT_HOSTS = ["dgx-1", "dgx-2"]
+SPLIT_WINDOW = 1.0
+
+
+@pytest.fixture(scope="module")
+def split(nats_server, tmp_path_factory):
+    """One flipped agent type on two hosts; the instance on dgx-2 drops 3 % of its unified event copies.
+    No heartbeat in the window, so its events are exactly the 200 it is asked to emit."""
+    workdir = tmp_path_factory.mktemp("nats-probe-split")
+    agents = []
+    try:
+        for host in SPLIT_HOSTS:
+            faults = {"FAULT_DROP_UNIFIED_RATE": "0.03"} if host == "dgx-2" else {}
+            agents.append(start_agent("split", host, True, nats_server.url, workdir, HEARTBEAT_INTERVAL="3600",
+                                      **faults))
+        wait_all_ready(agents)
+        yield probe(nats_server.url, [spec("split")], hosts=SPLIT_HOSTS, window=SPLIT_WINDOW)
+    finally:
+        stop_all(agents)
+
+
+def test_a_lossy_instance_is_named_by_its_host(split):
+    assert not split.get("failed"), split.get("msg")
+    a = agent(split, "split")
+    instances = {i["host"]: i for i in a["instances"]}
+    assert sorted(instances) == SPLIT_HOSTS
+    lossy, healthy = instances["dgx-2"], instances["dgx-1"]
+    assert lossy["dual_publish_success"] == pytest.approx(0.97, abs=0.005)
+    assert lossy["events"] == dict(legacy=200, unified=194, paired=194)
+    assert lossy["faults"] == {"drop_unified_rate": 0.03}
+    assert healthy["dual_publish_success"] == 1.0
+    assert healthy["events"] == dict(legacy=200, unified=200, paired=200) and healthy["faults"] == {}
+    # The agent level only sees the blend of the two.
+    assert a["dual_publish_success"] == pytest.approx((200 + 194) / 400, abs=0.001)
+    assert healthy["unified_share"] == pytest.approx(0.5, abs=0.001)
+    assert lossy["unified_share"] < healthy["unified_share"]
+
+
+def test_instance_request_figures_add_up_to_the_agent(split):
+    a = agent(split, "split")
+    per_target = RATE * SPLIT_WINDOW
+    for instance in a["instances"]:
+        assert instance["sent"] == instance["replies_ok"] == 2 * per_target  # legacy + unified
+        assert instance["delivery"] == 1.0 and instance["error_rate"] == 0.0
+        assert instance["latency_ms"]["count"] == len(instance["samples_ms"]) == instance["replies"]
+        mine = targets(split, host=instance["host"])
+        assert instance["sent"] == sum(t["sent"] for t in mine)
+        assert instance["samples_ms"] == sorted(v for t in mine for v in t["samples_ms"])
+    for key in ("sent", "replies", "replies_ok", "errors", "timeouts", "no_responders"):
+        assert sum(i[key] for i in a["instances"]) == a[key], key
+    assert sum(i["latency_ms"]["count"] for i in a["instances"]) == a["latency_ms"]["count"]
 
 
 # --- flag off, and an agent type nobody runs ------------------------------------------------------------

@@ -180,6 +180,7 @@ def test_flag_on_publishes_every_event_on_both_subjects(reference_agent, nats_se
     for msg_id, msg in legacy.items():
         twin = unified[msg_id]
         assert twin.data == msg.data and twin.headers == msg.headers
+        assert msg.headers["Agent-Host"] == agent.host  # attributes the event to its instance
         assert twin.subject.removeprefix(agent.unified_prefix) == msg.subject.removeprefix(agent.legacy_prefix)
         payload = json.loads(msg.data)
         assert payload["msg_id"] == msg_id == f"{agent.id}.{agent.host}.{msg_id.split('.')[2]}.{payload['seq']}"

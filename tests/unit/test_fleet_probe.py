@@ -127,9 +127,12 @@ class FakeNats:
         return deliver
 
 
-def fleet(latency=None, unified_on=True, drop_every=0, error_hosts=(), silent_hosts=()):
+def fleet(latency=None, unified_on=True, drop_every=0, drop_hosts=None, error_hosts=(), silent_hosts=(),
+          event_host_header=True):
     """A responder playing agents AGENT and CONTROL on HOSTS: replies after latency[host] s,
-    events dual-published (every drop_every-th unified copy dropped), errors or silence per host."""
+    events dual-published (every drop_every-th unified copy dropped, on drop_hosts or all hosts)
+    with their instance in Agent-Host (unless event_host_header is false, like an older agent),
+    errors or silence per host."""
     latency = latency or {}
     seq = itertools.count(1)
     agents = {a["name"]: a for a in (AGENT, CONTROL)}
@@ -156,8 +159,11 @@ def fleet(latency=None, unified_on=True, drop_every=0, error_hosts=(), silent_ho
                     for _ in range(count):
                         n = next(seq)
                         hdr = {"Nats-Msg-Id": "%s.%s.%d" % (agent["name"], host, n)}
+                        if event_host_header:
+                            hdr["Agent-Host"] = host
                         out.append((0.001, agent["legacy"] + ".evt.probe", b"{}", hdr))
-                        if on and not (drop_every and n % drop_every == 0):
+                        dropping = drop_every and (drop_hosts is None or host in drop_hosts)
+                        if on and not (dropping and n % drop_every == 0):
                             out.append((0.001, agent["unified"] + ".evt.probe", b"{}", hdr))
                     out.append((0.002, "REPLY", json.dumps({"ok": True, "emitted": count}).encode(), {}))
                     return out
@@ -346,6 +352,28 @@ def test_events_pair_by_message_id_within_the_window():
     assert ledger.summary(1, 10.0, 12.0) == dict(legacy=1, unified=0, paired=0)
 
 
+def test_events_are_attributed_to_the_instance_named_by_agent_host():
+    ledger = EventLedger()
+    ledger.add(0, "legacy", "a-1", 10.0, "dgx-1")
+    ledger.add(0, "unified", "a-1", 10.001, "dgx-1")
+    ledger.add(0, "legacy", "b-1", 10.1, "dgx-2")        # unified copy dropped on dgx-2
+    ledger.add(0, "unified", "b-2", 10.2)                # first copy without the header...
+    ledger.add(0, "legacy", "b-2", 10.3, "dgx-2")        # ...the other copy names the host
+    ledger.add(0, "legacy", "old-1", 10.4)               # an agent that sends no Agent-Host
+    ledger.add(0, "legacy", "a-0", 9.0, "dgx-1")         # before the window
+    ledger.add(1, "legacy", "x-1", 10.0, "dgx-1")        # another agent
+    assert ledger.summary(0, 10.0, 12.0, host="dgx-1") == dict(legacy=1, unified=1, paired=1)
+    assert ledger.summary(0, 10.0, 12.0, host="dgx-2") == dict(legacy=2, unified=1, paired=1)
+    assert ledger.summary(0, 10.0, 12.0, host=None) == dict(legacy=1, unified=0, paired=0)
+    assert ledger.summary(0, 10.0, 12.0, host="dgx-9") == dict(legacy=0, unified=0, paired=0)
+    # Without a host filter every event counts, attributed or not (the agent-level figures).
+    assert ledger.summary(0, 10.0, 12.0) == dict(legacy=4, unified=2, paired=2)
+    assert ledger.by_host(0, 10.0, 12.0) == {"dgx-1": dict(legacy=1, unified=1, paired=1),
+                                             "dgx-2": dict(legacy=2, unified=1, paired=1),
+                                             None: dict(legacy=1, unified=0, paired=0)}
+    assert ledger.by_host(2, 10.0, 12.0) == {}
+
+
 def test_dual_publish_and_share_are_null_without_data_or_flag():
     nothing = dict(legacy=0, unified=0, paired=0)
     assert dual_publish_success(nothing, True) is None
@@ -423,6 +451,68 @@ def test_probe_dual_publish_success_counts_dropped_unified_copies():
     agent = result["agents"][0]
     assert agent["events"]["legacy"] == 200 and agent["events"]["paired"] == 192
     assert agent["dual_publish_success"] == 0.96 and result["totals"]["dual_publish_success"] == 0.96
+
+
+INSTANCE_REQUEST_KEYS = ("sent", "replies", "replies_ok", "errors", "timeouts", "no_responders")
+
+
+def test_probe_reports_each_instance_on_its_own():
+    # dgx-2 drops every 10th unified copy and answers in 150 ms; dgx-1 is healthy and fast.
+    result, _, _ = probe(fleet(latency={"dgx-1": 0.002, "dgx-2": 0.150}, drop_every=10, drop_hosts=("dgx-2",)),
+                         agents=[dict(AGENT), dict(CONTROL)], emit_events=50)
+    agent, control = result["agents"]
+    assert agent["events"] == dict(legacy=100, unified=95, paired=95, emitted=100)
+    assert agent["dual_publish_success"] == 0.95  # the agent level hides which instance loses copies
+    one, two = agent["instances"]
+    assert (one["host"], two["host"]) == ("dgx-1", "dgx-2")
+    assert one["events"] == dict(legacy=50, unified=50, paired=50) and one["dual_publish_success"] == 1.0
+    assert two["events"] == dict(legacy=50, unified=45, paired=45) and two["dual_publish_success"] == 0.9
+    assert one["unified_share"] == 0.5                     # (50 + 20) / (100 + 40)
+    assert two["unified_share"] == round(65 / 135, 6)      # (45 + 20) / (95 + 40)
+    # Request figures over the instance's expected targets (legacy and unified here).
+    for instance, p50 in ((one, 2.0), (two, 150.0)):
+        assert instance["sent"] == instance["replies"] == instance["replies_ok"] == 40
+        assert instance["errors"] == instance["timeouts"] == instance["no_responders"] == 0
+        assert instance["delivery"] == 1.0 and instance["error_rate"] == 0.0
+        assert instance["latency_ms"]["count"] == 40
+        assert instance["latency_ms"]["p50"] == pytest.approx(p50, rel=2e-3)
+        assert len(instance["samples_ms"]) == 40 and instance["samples_ms"] == sorted(instance["samples_ms"])
+    for key in INSTANCE_REQUEST_KEYS:
+        assert one[key] + two[key] == agent[key], key
+    assert one["latency_ms"]["count"] + two["latency_ms"]["count"] == agent["latency_ms"]["count"]
+    # Flag off: the unified targets are not expected, dual publishing is not measured, and the
+    # share still counts the (unanswered) unified subject as none of the instance's traffic.
+    for instance in control["instances"]:
+        assert instance["sent"] == 20 and instance["delivery"] == 1.0 and instance["no_responders"] == 0
+        assert instance["events"] == dict(legacy=50, unified=0, paired=0)
+        assert instance["dual_publish_success"] is None and instance["unified_share"] == 0.0
+
+
+def test_instance_events_are_null_when_no_event_names_its_host():
+    # Events without Agent-Host (an older agent), and a silent dgx-2: the request figures are still
+    # the instance's own, the event figures are not attributable rather than zero.
+    result, _, _ = probe(fleet(event_host_header=False, silent_hosts=("dgx-2",)), emit_events=20)
+    agent = result["agents"][0]
+    assert agent["events"]["legacy"] == 20 and agent["dual_publish_success"] == 1.0  # the agent level still counts
+    one, two = agent["instances"]
+    for instance in (one, two):
+        assert instance["events"] is None
+        assert instance["dual_publish_success"] is None and instance["unified_share"] is None
+    assert one["sent"] == one["replies_ok"] == 40 and one["delivery"] == 1.0 and len(one["samples_ms"]) == 40
+    assert two["sent"] == two["timeouts"] == 40 and two["replies"] == 0
+    assert two["delivery"] == 0.0 and two["error_rate"] == 1.0
+    assert two["latency_ms"] == dict(p50=None, p90=None, p99=None, max=None, mean=None, count=0)
+    assert two["samples_ms"] == []
+
+
+def test_instance_without_events_of_its_own_has_no_data_when_others_are_attributed():
+    # dgx-2 answers nothing (so it emits nothing) while dgx-1's events name it: dgx-2 has zero
+    # attributed events, so its dual publishing success is null (no data), never 0 or 1.
+    result, _, _ = probe(fleet(silent_hosts=("dgx-2",)), emit_events=20)
+    one, two = result["agents"][0]["instances"]
+    assert one["events"] == dict(legacy=20, unified=20, paired=20) and one["dual_publish_success"] == 1.0
+    assert two["events"] == dict(legacy=0, unified=0, paired=0)
+    assert two["dual_publish_success"] is None and two["unified_share"] is None
 
 
 def test_probe_late_reply_after_the_grace_is_a_timeout_not_a_latency():

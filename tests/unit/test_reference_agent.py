@@ -1,8 +1,11 @@
 """Unit tests of the reference agent's pure parts: configuration, subjects, drop pattern,
-message ids and request parsing. No network, no subprocesses, no sleeps."""
+message ids, event headers (on a fake connection) and request parsing. No network, no
+subprocesses, no sleeps."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 from fractions import Fraction
 
@@ -236,6 +239,39 @@ def test_drop_rate_three_percent_drops_exactly_three_in_any_hundred(ra):
 def test_drop_pattern_is_deterministic(ra):
     first, second = ra.DropPattern(Fraction("0.07")), ra.DropPattern(Fraction("0.07"))
     assert [first.should_drop() for _ in range(500)] == [second.should_drop() for _ in range(500)]
+
+
+# ---------------------------------------------------------------- event headers
+
+
+class RecordingNats:
+    """Just enough of a nats-py client for Agent._publish_event: records what it publishes."""
+
+    def __init__(self):
+        self.published = []
+
+    async def publish(self, subject, payload=b"", headers=None):
+        self.published.append((subject, payload, dict(headers or {})))
+
+
+def test_both_copies_of_an_event_name_the_instance_and_share_the_message_id(ra):
+    agent = ra.Agent(config(ra, ENABLE_UNIFIED_SUBJECTS="true", AGENT_HOST="dgx-2"))
+    agent.nc = RecordingNats()
+    seq = asyncio.run(agent._publish_event("probe"))
+    (legacy_subject, payload, legacy), (unified_subject, twin_payload, unified) = agent.nc.published
+    assert legacy_subject == "agent.network-expert.evt.probe"
+    assert unified_subject == f"agents.infrastructure.{AGENT_ID}.evt.probe"
+    msg_id = ra.message_id(AGENT_ID, "dgx-2", agent.boot_id, seq)
+    assert legacy == unified == {"Nats-Msg-Id": msg_id, "Agent-Host": "dgx-2"}
+    assert payload == twin_payload and json.loads(payload)["host"] == "dgx-2"
+
+
+def test_flag_off_event_names_the_instance_too(ra):
+    agent = ra.Agent(config(ra, AGENT_HOST="dgx-3"))
+    agent.nc = RecordingNats()
+    asyncio.run(agent._publish_event("heartbeat"))
+    [(subject, _, headers)] = agent.nc.published
+    assert subject == "agent.network-expert.evt.heartbeat" and headers["Agent-Host"] == "dgx-3"
 
 
 # ---------------------------------------------------------------- requests and stats

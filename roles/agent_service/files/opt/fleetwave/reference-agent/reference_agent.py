@@ -15,8 +15,9 @@ Subjects: commands arrive on ``<legacy>.cmd.<verb>`` and, with the flag on, also
 ``<unified>.cmd.<verb>`` (dual subscription, no queue group: every instance of an agent
 type sees every request; the ``Agent-Target`` header narrows a request to one host).
 Every event is published on ``<legacy>.evt.<type>`` and, with the flag on, also on
-``<unified>.evt.<type>`` (dual publishing); both copies carry the same ``Nats-Msg-Id``
-header and the same JSON payload. Verbs: ping, status, emit, fail.
+``<unified>.evt.<type>`` (dual publishing); both copies carry the same headers
+(``Nats-Msg-Id``, unique per event, and ``Agent-Host: <host>``, naming the instance, as
+replies do) and the same JSON payload. Verbs: ping, status, emit, fail.
 
 Exit codes: 0 after SIGTERM/SIGINT and a drained connection, 78 (EX_CONFIG) for a bad
 configuration (the unit sets RestartPreventExitStatus=78), 70 for a simulated crash.
@@ -705,7 +706,7 @@ class Agent:
                 "unified": self.cfg.unified,
             }
         ).encode()
-        headers = {"Nats-Msg-Id": msg_id}
+        headers = {"Nats-Msg-Id": msg_id, "Agent-Host": self.cfg.host}
         started = time.perf_counter()
         try:
             await self.nc.publish(event_subject(self.cfg.legacy_prefix, event_type), payload, headers=headers)
