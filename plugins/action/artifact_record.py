@@ -24,11 +24,15 @@ class ActionModule(ControllerAction):
         store = ArtifactStore(args['artifacts_dir'])
         try:
             result['dest'] = store.path(args['path'])
+            if args.get('manifest'):
+                store.path(args['manifest'])  # refused before anything is written when outside the store
             if not self._task.check_mode:
                 if 'data' in args:
                     store.write_json(args['path'], args['data'])
                 else:
                     store.write_text(args['path'], args['text'])
+                if args.get('manifest'):
+                    store.write_manifest(args['manifest'])
         except (ArtifactError, OSError) as exc:
             return dict(result, failed=True, msg='could not write %s under %s: %s'
                         % (args['path'], args['artifacts_dir'], exc))

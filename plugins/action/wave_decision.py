@@ -32,12 +32,13 @@ class ActionModule(ControllerAction):
             report = render_report(plan, run_id, decided, args.get('timeline') or [], args['started_at'], finished_at)
             folder = os.path.join('checkpoints', plan['wave'])
             result.update(changed=not self._task.check_mode, decision=decided['decision'],
-                          reasons=decided['reasons'], report=report,
+                          reasons=decided['reasons'], report=report, rollback=decided['rollback'],
                           report_path=store.path(folder, 'report.md'))
             if not self._task.check_mode:
                 store.write_json(os.path.join(folder, 'decision.json'),
                                  dict(wave=plan['wave'], run_id=run_id, decision=decided['decision'],
                                       reasons=decided['reasons'], checkpoints=decided['checkpoints'],
+                                      rollback=decided['rollback'],
                                       started_at=args['started_at'], decided_at=finished_at,
                                       timeline=args.get('timeline') or []))
                 store.write_text(os.path.join(folder, 'report.md'), report)

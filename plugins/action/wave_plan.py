@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
-# Validates the inventory's fleet data for one wave and returns the plan the playbooks follow.
-# Runs once on the controller; the logic lives in module_utils/fleet_plan.py (unit-tested).
+# Validates the inventory's fleet data for one wave, and the criteria file its checkpoints are
+# judged by, and returns the plan the playbooks follow. Runs once on the controller, before any
+# host is touched; the logic lives in module_utils/fleet_plan.py and fleet_gate.py (unit-tested).
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
 # pylint: disable=wrong-import-position
-from fleet_plan import PlanError, build_plan  # noqa: E402  pylint: disable=wrong-import-position
+from fleet_gate import CriteriaError, load_criteria  # noqa: E402
+from fleet_plan import PlanError, build_plan  # noqa: E402
 
 ARGS = ('wave', 'agents', 'waves', 'schedule', 'subject_legacy', 'subject_unified',
         'stagger', 'verify_window', 'monitor_interval')
+OPTIONAL = ('criteria_file',)
 
 
 class ActionModule(ControllerAction):
@@ -21,7 +24,7 @@ class ActionModule(ControllerAction):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         missing = [a for a in ARGS if a not in self._task.args]
-        unknown = sorted(set(self._task.args) - set(ARGS))
+        unknown = sorted(set(self._task.args) - set(ARGS) - set(OPTIONAL))
         if missing or unknown:
             return dict(result, failed=True, msg='wave_plan: missing argument(s) %s; unknown argument(s) %s'
                         % (', '.join(missing) or 'none', ', '.join(unknown) or 'none'))
@@ -39,4 +42,13 @@ class ActionModule(ControllerAction):
             return dict(result, failed=True, problems=exc.problems,
                         msg='the inventory does not describe a valid %s (nothing was changed):\n  - %s'
                         % (self._task.args['wave'], '\n  - '.join(exc.problems)))
+        criteria_file = self._task.args.get('criteria_file')
+        if criteria_file:
+            try:
+                plan['criteria'] = load_criteria(criteria_file)
+            except CriteriaError as exc:
+                return dict(result, failed=True, problems=exc.problems,
+                            msg='the criteria file is refused (nothing was changed):\n  - %s'
+                            % '\n  - '.join(exc.problems))
+            plan['criteria_file'] = criteria_file
         return dict(result, changed=False, plan=plan)

@@ -58,26 +58,10 @@ def fleet_command_subject(pattern, name, catalog, verb='ping'):
     return '%s.cmd.%s' % (pattern.format(name=name, id=agent['id'], cluster=agent['cluster']), verb)
 
 
-def fleet_restart_counts(units_by_host):
-    """{host: agent_host_info units} -> {host: {agent: n_restarts}}, the baseline of a watch."""
-    return {host: {agent: (unit or {}).get('n_restarts') for agent, unit in (units or {}).items()}
-            for host, units in units_by_host.items()}
-
-
-def fleet_ping_summary(results):
-    """nats_request results looped over [agent identity, via] -> [{agent, via, hosts, no_responders}].
-
-    A request that failed (NATS unreachable) gives hosts None: no data, which fails the checks
-    that depend on it rather than passing them.
-    """
-    summary = []
-    for result in results:
-        identity, via = result['item']
-        ok = not result.get('failed') and 'hosts' in result
-        summary.append(dict(agent=identity['name'], via=via, hosts=result['hosts'] if ok else None,
-                            no_responders=bool(result.get('no_responders')) if ok else None,
-                            error=None if ok else result.get('msg', 'no result')))
-    return summary
+def fleet_probe_agents(identities, unified_enabled):
+    """Plan identities -> nats_probe agents: name, subject prefixes and whether the flag is on."""
+    return [dict(name=a['name'], legacy=a['legacy'], unified=a['unified'], unified_enabled=bool(unified_enabled))
+            for a in identities]
 
 
 class FilterModule:
@@ -86,6 +70,5 @@ class FilterModule:
             'rollback_actions': rollback_actions,
             'fleet_env_path': fleet_env_path,
             'fleet_command_subject': fleet_command_subject,
-            'fleet_restart_counts': fleet_restart_counts,
-            'fleet_ping_summary': fleet_ping_summary,
+            'fleet_probe_agents': fleet_probe_agents,
         }

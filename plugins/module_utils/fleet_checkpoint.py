@@ -1,9 +1,12 @@
 # -*- coding: utf-8 -*-
-# Health checkpoints: what was observed on the hosts (systemd) and on NATS (requests), judged
-# check by check. Each check keeps its expected and measured value, so the decision can be
-# read back from the artifact; a check with no observation fails (no data is never a pass).
+# Checkpoints: what was observed on the hosts (agent_host_info) and on NATS (nats_probe), turned
+# into the figures the gate judges (measure) and into health checks (evaluate_health), each check
+# keeping its expected and measured value so the decision can be read back from the artifact.
+# A check or figure without an observation is None and fails (no data is never a pass).
 
 from __future__ import annotations
+
+import statistics
 
 GO, NO_GO = 'GO', 'NO-GO'
 
@@ -56,13 +59,189 @@ def describe(check):
                                                    check['expected'], check['measured'])
 
 
-def render_summary(wave, label, taken_at, result):
-    lines = ['# %s %s: %s' % (wave, label, result['decision']), '',
-             'Taken at %s. %d checks, %d failed.' % (taken_at, len(result['checks']), len(result['failures'])), '']
-    if result['failures']:
-        lines += ['## Failed', ''] + ['- %s' % describe(c) for c in result['failures']] + ['']
-    lines += ['## Checks', '', '| agent | host | check | expected | measured | ok |', '|---|---|---|---|---|---|']
-    lines += ['| %s | %s | %s | %s | %s | %s |' % (c['agent'], c['host'] or '-', c['check'], c['expected'],
-                                                   c['measured'], 'yes' if c['ok'] else '**NO**')
-              for c in result['checks']]
-    return '\n'.join(lines) + '\n'
+# --- from the probe to the health checks ---------------------------------------------------------
+
+def probe_pings(probe):
+    """The probe's targets as the health checks' pings: per agent and subject, the hosts that
+    answered and whether the subject met nobody (no responders on every request)."""
+    pings = []
+    for agent in (probe or {}).get('agents') or []:
+        for via in ('legacy', 'unified'):
+            targets = [t for t in probe.get('targets') or [] if t['agent'] == agent['name'] and t['via'] == via]
+            if not targets:
+                continue
+            pings.append(dict(agent=agent['name'], via=via,
+                              hosts=sorted({t['host'] for t in targets if t['replies']}),
+                              no_responders=all(t['sent'] and t['no_responders'] == t['sent'] for t in targets)))
+    return pings
+
+
+# --- from the observations to the gate's figures --------------------------------------------------
+
+def _pct(value, digits=4):
+    return None if value is None else round(value * 100.0, digits)
+
+
+def _relative_pct(test, reference, digits=3):
+    """(test - reference) / reference in %, None without data on either side."""
+    if test is None or reference is None or reference <= 0:
+        return None
+    return round((test - reference) / reference * 100.0, digits)
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _median(values):
+    return statistics.median(values) if values else None
+
+
+def instance_key(agent, host):
+    return '%s@%s' % (agent, host)
+
+
+def _unit(info, host, agent):
+    return ((info.get(host) or {}).get('units') or {}).get(agent)
+
+
+def _elapsed(info, baseline, host):
+    now = (info.get(host) or {}).get('sampled_at_uptime')
+    then = (baseline.get(host) or {}).get('sampled_at_uptime')
+    if now is None or then is None or now <= then:
+        return None
+    return now - then
+
+
+def _uptime_pct(unit, elapsed):
+    """Share of the watch the unit has been active. systemd keeps only the current activation,
+    so time before a restart inside the watch counts as down (a restart fires agent_crash too)."""
+    if unit is None or elapsed is None:
+        return None
+    active = unit.get('active_seconds') if unit.get('active_state') == 'active' else 0.0
+    if active is None:
+        return None
+    return round(min(active, elapsed) / elapsed * 100.0, 4)
+
+
+def _crashes(unit, before):
+    """Automatic restarts since the watch began, plus one if the unit is not active now. A count
+    lower than at the start means an operator restarted it by hand: not a crash."""
+    if unit is None or before is None or unit.get('n_restarts') is None or before.get('n_restarts') is None:
+        return None
+    return max(unit['n_restarts'] - before['n_restarts'], 0) + (0 if unit.get('active_state') == 'active' else 1)
+
+
+def _cpu_pct(unit, before, elapsed):
+    """CPU use of one instance over the watch, in % of one CPU; None across a restart."""
+    if unit is None or before is None or elapsed is None:
+        return None
+    now, then = unit.get('cpu_seconds'), before.get('cpu_seconds')
+    if now is None or then is None or unit.get('main_pid') != before.get('main_pid') or now < then:
+        return None
+    return (now - then) / elapsed * 100.0
+
+
+def _instance(probe_agents, agent, host):
+    entry = probe_agents.get(agent) or {}
+    return next((i for i in entry.get('instances') or [] if i.get('host') == host), None)
+
+
+def measure(hosts, test, reference, probe, info, baseline):
+    """The gate's measurements for one checkpoint.
+
+    hosts      hosts in scope
+    test       agent names under test (flipped in this wave so far)
+    reference  agent names they are compared with (the control group, or earlier waves' agents)
+    probe      the nats_probe result of this checkpoint (None when the probe failed)
+    info       {host: agent_host_info result} now; baseline: the same at the start of the watch
+
+    Returns {per_agent: {'agent@host': {metric: value}}, wave: {metric: value},
+             samples: {test: {latency_ms: [...]}, control: {latency_ms: [...]}}}, every figure in
+    the units of criteria/default.yml, None where there is no data.
+    """
+    probe_agents = {a['name']: a for a in (probe or {}).get('agents') or []}
+    per_agent, cpu, memory, latency = {}, dict(test=[], reference=[]), dict(test=[], reference=[]), dict(
+        test=[], reference=[])
+    for side, names in (('test', test), ('reference', reference)):
+        for agent in names:
+            for host in hosts:
+                unit, before = _unit(info, host, agent), _unit(baseline, host, agent)
+                elapsed = _elapsed(info, baseline, host)
+                instance = _instance(probe_agents, agent, host) or {}
+                cpu[side].append(_cpu_pct(unit, before, elapsed))
+                memory[side].append((unit or {}).get('memory_bytes'))
+                latency[side].extend(instance.get('samples_ms') or [])
+                if side != 'test':
+                    continue
+                lat = instance.get('latency_ms') or {}
+                publish = instance.get('publish_time_ms') or {}
+                per_agent[instance_key(agent, host)] = dict(
+                    uptime_pct=_uptime_pct(unit, elapsed),
+                    error_rate_pct=_pct(instance.get('error_rate')),
+                    delivery_pct=_pct(instance.get('delivery')),
+                    latency_p50_ms=lat.get('p50'),
+                    latency_p99_ms=lat.get('p99'),
+                    dual_publish_success_pct=_pct(instance.get('dual_publish_success')),
+                    unified_share_pct=_pct(instance.get('unified_share')),
+                    publish_time_ms=publish.get('p99'),
+                    agent_crashes=_crashes(unit, before),
+                    journal_errors=(unit or {}).get('journal_errors'),
+                    requests=instance.get('sent'))
+    loads = [(info.get(h) or {}).get('load_per_cpu') for h in hosts]
+    wave = dict(
+        cpu_overhead_pct=_relative_pct(_mean(cpu['test']), _mean(cpu['reference'])),
+        memory_overhead_pct=_relative_pct(_mean(memory['test']), _mean(memory['reference'])),
+        system_load=max(loads) if loads and None not in loads else None,
+        latency_p50_degradation_pct=_relative_pct(_median(latency['test']), _median(latency['reference'])),
+        cpu_pct_test=_mean(cpu['test']), cpu_pct_reference=_mean(cpu['reference']),
+        memory_bytes_test=_mean(memory['test']), memory_bytes_reference=_mean(memory['reference']),
+        latency_p50_ms_test=_median(latency['test']), latency_p50_ms_reference=_median(latency['reference']))
+    return dict(per_agent=per_agent, wave=wave,
+                samples=dict(test=dict(latency_ms=latency['test']), control=dict(latency_ms=latency['reference'])))
+
+
+def combine(gate, health):
+    """One outcome from the gate and the health checks: a failed health check turns GO or
+    INCONCLUSIVE into NO-GO; ROLLBACK and NO-GO stand."""
+    outcome, action = gate['outcome'], gate['action']
+    if health['failures'] and outcome in ('GO', 'INCONCLUSIVE'):
+        outcome, action = NO_GO, 'stop'
+    failures = list(gate['reasons']) + ['health: %s' % describe(c) for c in health['failures']]
+    return outcome, action, failures
+
+
+def _cell(value):
+    if value is None:
+        return 'no data'
+    return '{:.6g}'.format(value) if isinstance(value, float) else str(value)
+
+
+def render_round_summary(head, gate, health, measurements, reference_kind):
+    """The human summary of one checkpoint or monitoring round (summary.md)."""
+    lines = ['# %s' % head, '']
+    lines += ['- %s' % line for line in gate['summary_lines']]
+    lines += ['- health: %d checks, %d failed' % (len(health['checks']), len(health['failures']))]
+    lines += ['  - %s' % describe(c) for c in health['failures']]
+    lines += ['', '## Criteria', '', '| kind | criterion | instance | measured | limit | result |',
+              '|---|---|---|---|---|---|']
+    for row in gate['criteria']:
+        if row['kind'] == 'rollback_trigger':
+            result = 'no data' if row['fired'] is None else ('**FIRED**' if row['fired'] else 'quiet')
+        else:
+            result = 'pass' if row['passed'] else ('**FAIL**' if row['kind'] == 'primary' else 'fail (info)')
+        lines.append('| %s | %s | %s | %s %s | %s %s | %s |' % (
+            row['kind'], row['name'], row['agent'] or 'wave', _cell(row['measured']), row['unit'],
+            row['comparator'], row['threshold'], result))
+    lines += ['', '## Test vs %s' % reference_kind, '',
+              '| metric | n test | n reference | p | effect r | verdict |', '|---|---|---|---|---|---|']
+    for c in gate['comparisons']:
+        lines.append('| %s | %d | %d | %s | %s | %s |' % (c['metric'], c['n_test'], c['n_control'], _cell(c['p']),
+                                                         _cell(c['effect']), c['verdict']))
+    wave = measurements['wave']
+    lines += ['', 'CPU %% of one core, test / reference: %s / %s. Memory bytes: %s / %s. Median latency ms: %s / %s.'
+              % tuple(_cell(wave[k]) for k in ('cpu_pct_test', 'cpu_pct_reference', 'memory_bytes_test',
+                                                'memory_bytes_reference', 'latency_p50_ms_test',
+                                                'latency_p50_ms_reference')), '']
+    return '\n'.join(lines)

@@ -106,7 +106,9 @@ def _join(path, key):
 
 
 def _check_choice(data, path, key, choices, problems):
-    if key in data and not any(data[key] == c and type(data[key]) is type(c) for c in choices):
+    # isinstance, not type(): Ansible hands plugins str subclasses (tagged strings); bools stay out.
+    if key in data and not any(data[key] == c and isinstance(data[key], type(c)) and not isinstance(data[key], bool)
+                               for c in choices):
         problems.append('%s: %s is not one of %s' % (_join(path, key), _fmt(data[key]), ', '.join(choices)))
 
 

@@ -15,7 +15,7 @@ LABEL_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9+._-]*')  # becomes a folder name
 SUBJECT_TOKEN_RE = re.compile(r'[A-Za-z0-9_-]+')
 PATTERN_FIELDS = {'name', 'id', 'cluster'}
 # Names that sit beside the checkpoint folders in checkpoints/<wave>/.
-RESERVED_LABELS = {'history', 'decision.json', 'report.md', 'MANIFEST.sha256'}
+RESERVED_LABELS = {'history', 'monitor', 'decision.json', 'report.md', 'MANIFEST.sha256'}
 
 
 class PlanError(Exception):
@@ -193,13 +193,40 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
         # verification window, then the scheduled checkpoints counted from its end.
         phase['watch'] = [dict(label='%s-verification' % phase['name'], after=verify_window)] + [
             dict(label=cp['label'], after=verify_window + cp['at']) for cp in phase['checkpoints']]
-    earlier = {n for w in ancestors for p in waves[w].get('phases', []) for n in p.get('agents', [])}
+        phase['rounds'] = watch_rounds(phase['name'], phase['watch'], monitor_interval)
+    earlier = [n for w in ancestors for p in waves[w].get('phases', []) for n in p.get('agents', [])]
+    control = [identity(n) for n in sorted(known_agents) if n not in in_wave and n not in earlier]
     return dict(
         wave=wave,
         previous=definition.get('previous'),
         phases=plan_phases,
         agents=in_wave,
         # Agents that no wave so far has touched: the control group for test-vs-control.
-        control=[identity(n) for n in sorted(known_agents) if n not in in_wave and n not in earlier],
+        control=control,
+        # What the wave's agents are compared with: the control group, or when no agent is left
+        # untouched (the last wave), the agents of earlier waves, already proven GO and measured
+        # in the same window under the same load.
+        reference=control or [identity(n) for n in sorted(set(earlier))],
+        reference_kind='control' if control else ('earlier waves' if earlier else 'none'),
         timings=dict(stagger=stagger, verify_window=verify_window, monitor_interval=monitor_interval),
     )
+
+
+def watch_rounds(phase_name, watch, monitor_interval):
+    """The phase's checkpoints with the continuous-monitoring rounds between them, in time order.
+
+    A monitoring round is due every monitor_interval seconds from the start of the watch; one
+    that would fall within half an interval of a checkpoint is left out, the checkpoint measures
+    then anyway.
+    """
+    rounds = [dict(w, kind='checkpoint') for w in watch]
+    if not watch:
+        return rounds
+    last, step, n = watch[-1]['after'], float(monitor_interval), 1
+    times = [w['after'] for w in watch]
+    while n * step < last:
+        at = n * step
+        if all(abs(at - t) >= step / 2.0 for t in times):
+            rounds.append(dict(label='%s-monitor-%03d' % (phase_name, n), after=round(at, 3), kind='monitor'))
+        n += 1
+    return sorted(rounds, key=lambda r: (r['after'], r['kind'] == 'monitor'))

@@ -29,6 +29,11 @@ options:
   text:
     description: Written as is. Exactly one of O(data) and O(text).
     type: str
+  manifest:
+    description: >-
+      A folder (relative to O(artifacts_dir)) whose C(MANIFEST.sha256) is written anew after the record,
+      for a record added to a checkpoint folder.
+    type: str
 notes:
   - In check mode nothing is written.
 '''

@@ -7,15 +7,24 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 ---
 module: wave_checkpoint
-short_description: Judge a health checkpoint and write its artifacts
+short_description: Judge a checkpoint or monitoring round against the criteria and write its artifacts
 description:
-  - Judges the observations of one checkpoint - each agent unit active and not restarted since
-    the baseline, each flipped agent answering on its legacy and unified subjects on every
-    host, each control agent answering on legacy only - and decides GO or NO-GO.
-  - A check without an observation fails; no data is never a pass.
-  - Writes C(checkpoints/<wave>/<label>/) under O(artifacts_dir) atomically -
-    C(observations.json), C(decision.json), C(summary.md) and C(MANIFEST.sha256). A folder
-    left by another run is moved to C(checkpoints/<wave>/history/<run_id>/) first.
+  - Turns one round of observations - M(agent_host_info) on every host and one M(nats_probe) of the
+    wave's agents and their reference group - into the figures of the criteria file, per agent
+    instance (C(agent@host)) and for the wave, and judges them with the gate - rollback triggers,
+    primary criteria (all must pass), secondary criteria (reported), and test vs reference by
+    Mann-Whitney U with an effect size.
+  - Health checks ride along - each unit active and not restarted since the watch began, each
+    flipped agent answering on its legacy and unified subjects on every host, each control agent
+    on legacy only. A failed health check turns GO into NO-GO.
+  - Outcomes are GO, NO-GO, ROLLBACK (a trigger fired and the criteria say roll back) and
+    INCONCLUSIVE (a required comparison lacks samples). A figure without data fails its criterion,
+    and a trigger without data holds the wave at NO-GO.
+  - A O(kind=monitor) round judges the rollback triggers and the health checks only.
+  - Writes C(checkpoints/<wave>/<label>/) (monitoring rounds C(checkpoints/<wave>/monitor/<label>/))
+    under O(artifacts_dir) atomically - C(observations.json) (raw), C(measurements.json),
+    C(comparison.json), C(decision.json), C(summary.md) and C(MANIFEST.sha256). A folder left by
+    another run is moved to C(checkpoints/<wave>/history/<run_id>/) first.
   - Runs once on the controller (an action plugin).
 version_added: "0.1.0"
 author: fleetwave maintainers
@@ -28,6 +37,11 @@ options:
     description: Checkpoint label, the folder name (e.g. C(T+1h)).
     type: str
     required: true
+  kind:
+    description: A scheduled C(checkpoint), or a continuous-monitoring round (C(monitor)).
+    type: str
+    choices: [checkpoint, monitor]
+    default: checkpoint
   run_id:
     description: Identifies the run, to tell this run's artifacts from an earlier one's.
     type: str
@@ -42,33 +56,51 @@ options:
     elements: str
     required: true
   flipped:
-    description: Agents whose flag is on.
+    description: Agents whose flag is on in this wave (the test group).
     type: list
     elements: str
     required: true
   control:
-    description: Agents with the flag off (control group).
+    description: Agents with the flag off (control group; must answer on legacy subjects only).
     type: list
     elements: str
     required: true
-  units:
-    description: Per host, per agent, the C(units) result of M(agent_host_info).
+  reference:
+    description: Agents the test group is compared with (the control group, or earlier waves' agents).
+    type: list
+    elements: str
+    required: true
+  reference_kind:
+    description: What O(reference) is, for the record (C(control), C(earlier waves)).
+    type: str
+    default: control
+  criteria:
+    description: The criteria (as in C(criteria/default.yml)); validated again before use.
     type: dict
     required: true
-  pings:
-    description: "List of C({agent, via, hosts, no_responders}) from M(nats_request) results."
-    type: list
-    elements: dict
+  criteria_file:
+    description: Where the criteria came from, for messages and the record.
+    type: str
+  info:
+    description: Per host, the result of M(agent_host_info) now.
+    type: dict
     required: true
   baseline:
-    description: Per host, per agent, the restart count at the start of the watch.
+    description: Per host, the result of M(agent_host_info) at the start of the watch.
     type: dict
+    required: true
+  probe:
+    description: The result of M(nats_probe) for this round; null when the probe failed.
+    type: dict
+  probe_error:
+    description: Why there is no probe result, for the record.
+    type: str
 notes:
   - In check mode the decision is returned and nothing is written.
 '''
 
 EXAMPLES = r'''
-- name: Record checkpoint T+1h
+- name: Judge and record checkpoint T+1h
   wave_checkpoint:
     wave: wave2
     label: T+1h
@@ -76,29 +108,69 @@ EXAMPLES = r'''
     artifacts_dir: "{{ fleet_artifacts_dir }}"
     hosts: "{{ ansible_play_hosts }}"
     flipped: [network-expert, tdd-expert]
-    control: [graph-expert]
-    units: "{{ _units }}"
-    pings: "{{ _pings }}"
+    control: [git-expert, graph-expert, location-expert]
+    reference: [git-expert, graph-expert, location-expert]
+    criteria: "{{ _wave_plan.criteria }}"
+    criteria_file: "{{ _wave_plan.criteria_file }}"
+    info: "{{ _info }}"
+    baseline: "{{ _baseline }}"
+    probe: "{{ __probe }}"
   run_once: true
 '''
 
 RETURN = r'''
 decision:
-  description: GO or NO-GO.
+  description: GO, NO-GO, ROLLBACK or INCONCLUSIVE.
   returned: always
   type: str
   sample: GO
+gate_action:
+  description: What the gate asks for - proceed, stop, rollback or pause (C(action) in decision.json).
+  returned: always
+  type: str
+  sample: proceed
 failures:
-  description: One sentence per failed check.
+  description: One sentence per failed criterion, fired or unknown trigger and failed health check.
   returned: always
   type: list
   elements: str
-  sample: ["tdd-expert answers on unified on dgx-2: expected True, measured False"]
-restarts:
-  description: Restart count per host and agent, to use as the next baseline.
+  sample: ["primary latency_p50 failed on network-expert@dgx-2: latency_p50_ms 152.3 is not < 100 ms"]
+fired:
+  description: Names of the rollback triggers that fired.
+  returned: always
+  type: list
+  elements: str
+  sample: [agent_crash]
+measured:
+  description: Per agent instance (C(agent@host)), the figures judged.
   returned: always
   type: dict
-  sample: {"dgx-1": {"network-expert": 0}}
+  sample: {"network-expert@dgx-1": {"uptime_pct": 100.0, "latency_p50_ms": 0.61}}
+wave_figures:
+  description: The wave-level figures (overheads, load, latency degradation) and their inputs.
+  returned: always
+  type: dict
+  sample: {"system_load": 0.4, "cpu_overhead_pct": 1.2}
+detected_at:
+  description: When every observation of the round was in hand (UTC, ISO 8601).
+  returned: always
+  type: str
+  sample: "2026-11-23T10:00:00.123+00:00"
+decided_at:
+  description: When the gate decided (UTC, ISO 8601).
+  returned: always
+  type: str
+  sample: "2026-11-23T10:00:00.125+00:00"
+detected_epoch:
+  description: O(detected_at) in seconds since the epoch.
+  returned: always
+  type: float
+  sample: 1795477200.123
+decided_epoch:
+  description: O(decided_at) in seconds since the epoch.
+  returned: always
+  type: float
+  sample: 1795477200.125
 folder:
   description: The checkpoint folder, relative to the artifact store.
   returned: always

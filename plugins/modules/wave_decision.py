@@ -64,6 +64,12 @@ reasons:
   type: list
   elements: str
   sample: ["checkpoint T+6h is NO-GO: tdd-expert unit active on dgx-2: expected active, measured failed"]
+rollback:
+  description: The automatic rollback recorded beside a checkpoint of this run (C(rollback.json)), or null.
+  returned: always
+  type: dict
+  sample: {"label": "phase2-monitor-004", "triggers": ["agent_crash"], "completed": true,
+           "detected_at": "2026-11-23T10:00:00.123+00:00", "seconds_detection_to_completion": 21.4}
 report:
   description: The report, as Markdown.
   returned: always

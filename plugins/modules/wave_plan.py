@@ -51,9 +51,16 @@ options:
     type: float
     required: true
   monitor_interval:
-    description: Seconds between checks while waiting for a checkpoint.
+    description: Seconds between continuous-monitoring rounds while waiting for a checkpoint.
     type: float
     required: true
+  criteria_file:
+    description:
+      - >-
+        Path of the criteria file the checkpoints are judged by (see C(criteria/default.yml)).
+        It is validated here, before any host is touched; a malformed file fails the task with
+        every problem as C(<file>: <key path>: <reason>).
+    type: path
 notes:
   - Supports check mode; it never changes anything.
 '''
@@ -70,6 +77,7 @@ EXAMPLES = r'''
     stagger: "{{ wave_stagger_seconds }}"
     verify_window: "{{ wave_verify_window_seconds }}"
     monitor_interval: "{{ wave_monitor_interval_seconds }}"
+    criteria_file: "{{ wave_criteria_file }}"
   register: __wave_plan
 '''
 
@@ -88,9 +96,17 @@ plan:
           - {name: network-expert, id: 01936f88-d2a9-7000-8000-000000000008, cluster: infrastructure,
              legacy: agent.network-expert, unified: agents.infrastructure.01936f88-d2a9-7000-8000-000000000008}
         checkpoints: [{label: phase1-T+1h, at: 3600}, {label: phase1-T+2h, at: 7200}]
+        watch: [{label: phase1-verification, after: 540}, {label: phase1-T+1h, after: 4140}]
+        rounds: [{label: phase1-monitor-001, after: 300, kind: monitor},
+                 {label: phase1-verification, after: 540, kind: checkpoint}]
     control: [{name: graph-expert, id: 01936fbb-05dc-7000-8000-00000000000b, cluster: knowledge,
                legacy: agent.graph-expert, unified: agents.knowledge.01936fbb-05dc-7000-8000-00000000000b}]
+    reference: [{name: graph-expert, id: 01936fbb-05dc-7000-8000-00000000000b, cluster: knowledge,
+                 legacy: agent.graph-expert, unified: agents.knowledge.01936fbb-05dc-7000-8000-00000000000b}]
+    reference_kind: control
     timings: {stagger: 30, verify_window: 540, monitor_interval: 300}
+    criteria_file: criteria/default.yml
+    criteria: {primary: [], secondary: [], rollback_triggers: [], on_trigger: rollback, comparison: {}}
 problems:
   description: Every problem found, each naming the variable path.
   returned: failure

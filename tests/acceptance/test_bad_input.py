@@ -6,6 +6,9 @@ import copy
 import re
 
 import pytest
+import yaml
+
+from tests.conftest import ROOT
 
 from .conftest import CONTRACT, fleet_snapshot, podman_exec, podman_write, run_playbook
 
@@ -61,3 +64,21 @@ def test_malformed_env_file(sandbox, wave1_go, tmp_path):
 def test_missing_previous_wave_go(sandbox, tmp_path):
     msg = refused(tmp_path, "wave2.yml", extravars={"fleet_artifacts_dir": str(tmp_path / "empty-artifacts")})
     assert "wave2 needs wave1's GO recorded in" in msg and "there is no such file" in msg
+
+
+def test_malformed_criteria_file_is_refused_before_any_host_is_touched(sandbox, wave1_go, tmp_path):
+    criteria = yaml.safe_load((ROOT / "criteria/default.yml").read_text())
+    criteria["primary"][3]["threshold"] = "fast"
+    criteria["secondary"][0]["comparator"] = "=<"
+    path = tmp_path / "criteria.yml"
+    path.write_text(yaml.safe_dump(criteria))
+    msg = refused(tmp_path, "wave2.yml", extravars={"wave_criteria_file": str(path)})
+    assert "%s: primary[3].threshold: 'fast' is not a number" % path in msg
+    assert "%s: secondary[0].comparator: '=<' is not one of" % path in msg
+
+
+def test_criteria_file_with_a_yaml_error_names_the_line(sandbox, wave1_go, tmp_path):
+    path = tmp_path / "criteria.yml"
+    path.write_text((ROOT / "criteria/default.yml").read_text().replace("primary:\n", "primary:\n  - [\n", 1))
+    msg = refused(tmp_path, "wave2.yml", extravars={"wave_criteria_file": str(path)})
+    assert re.search(r"%s: line \d+, column \d+: YAML syntax error" % re.escape(str(path)), msg), msg

@@ -1,12 +1,12 @@
 """plugins/module_utils/fleet_checkpoint.py: a checkpoint is GO only when every check has data and
-passes; each check keeps what was expected and measured; the summary shows them all."""
+passes; each check keeps what was expected and measured."""
 
 from __future__ import annotations
 
 import copy
 
 import pytest
-from ansible.module_utils.fleet_checkpoint import GO, NO_GO, describe, evaluate_health, render_summary
+from ansible.module_utils.fleet_checkpoint import GO, NO_GO, describe, evaluate_health
 
 pytestmark = pytest.mark.unit
 
@@ -187,7 +187,7 @@ def test_inputs_are_not_modified(obs):
     assert obs == before
 
 
-# --- describe / render_summary -------------------------------------------------------------------
+# --- describe ------------------------------------------------------------------------------------
 
 def test_describe_names_agent_check_host_expected_and_measured():
     check = dict(check="unit active", agent="tdd-expert", host="dgx-2", expected="active", measured="failed", ok=False)
@@ -199,30 +199,3 @@ def test_describe_without_host():
                  expected="no responders on unified", measured=["dgx-1"], ok=False)
     assert describe(check) == ("graph-expert legacy only (control): expected no responders on unified, "
                                "measured ['dgx-1']")
-
-
-def test_summary_of_a_go_checkpoint(obs):
-    result = judge(obs)
-    text = render_summary("wave2", "T+1h", "2025-01-14T09:30:00Z", result)
-    lines = text.splitlines()
-    assert lines[0] == "# wave2 T+1h: GO"
-    assert "Taken at 2025-01-14T09:30:00Z. 15 checks, 0 failed." in lines
-    assert "## Failed" not in text and "**NO**" not in text
-    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| agent ")]
-    assert len(rows) == 15 and all(row.endswith("| yes |") for row in rows)
-    assert text.endswith("\n")
-
-
-def test_summary_of_a_no_go_checkpoint_lists_failures_first(obs):
-    obs["units"]["dgx-2"]["network-expert"]["active_state"] = "failed"
-    ping(obs, "graph-expert", "unified").update(hosts=["dgx-1"], no_responders=False)
-    text = render_summary("wave2", "T+6h", "2025-01-14T15:30:00Z", judge(obs))
-    assert text.startswith("# wave2 T+6h: NO-GO\n")
-    assert "15 checks, 2 failed." in text
-    failed_section = text.split("## Failed\n\n", 1)[1].split("\n\n", 1)[0]
-    assert failed_section.splitlines() == [
-        "- network-expert unit active on dgx-2: expected active, measured failed",
-        "- graph-expert legacy only (control): expected no responders on unified, measured ['dgx-1']"]
-    assert text.index("## Failed") < text.index("## Checks")
-    assert "| network-expert | dgx-2 | unit active | active | failed | **NO** |" in text
-    assert "| graph-expert | - | legacy only (control) | no responders on unified | ['dgx-1'] | **NO** |" in text

@@ -115,7 +115,7 @@ def test_every_problem_is_a_reason_in_plan_order(store):
 
 def test_plan_without_checkpoints_is_no_go(store):
     result = decide_wave(store, dict(PLAN, phases=[dict(name="phase1", watch=[])]), RUN)
-    assert result == dict(decision=NO_GO, reasons=[], checkpoints=[])
+    assert result == dict(decision=NO_GO, reasons=[], checkpoints=[], rollback=None)
 
 
 def test_malformed_checkpoint_raises_naming_the_file(store):
@@ -188,6 +188,246 @@ def test_report_without_timeline_or_control_group(store):
     all_go(store)
     text = report(store, timeline=[], plan=dict(PLAN, control=[]))
     assert "## Timeline" not in text and "Control group: none." in text
+
+
+# --- monitoring rounds, operator approval, automatic rollback --------------------------------------
+
+def with_rounds(plan, monitors):
+    """PLAN with phase.rounds: the watch as checkpoints plus the given monitoring rounds per phase."""
+    phases = []
+    for phase in plan["phases"]:
+        rounds = [dict(w, kind="checkpoint") for w in phase["watch"]]
+        rounds += [dict(label=label, after=after, kind="monitor") for label, after in monitors.get(phase["name"], [])]
+        phases.append(dict(phase, rounds=sorted(rounds, key=lambda r: r["after"])))
+    return dict(plan, phases=phases)
+
+
+MON_PLAN = with_rounds(PLAN, {"phase1": [("phase1-monitor-001", 3), ("phase1-monitor-002", 6)],
+                              "phase2": [("phase2-monitor-001", 3)]})
+
+
+def monitor_record(store, label, decision=GO, run_id=RUN, failures=(), taken_at="2025-01-14T10:30:00Z"):
+    store.write_json(os.path.join("checkpoints", "wave2", "monitor", label, "decision.json"),
+                     dict(wave="wave2", label=label, kind="monitor", run_id=run_id, decision=decision,
+                          failures=list(failures), taken_at=taken_at))
+
+
+def approval(store, label, approved=True, run_id=RUN, folder=None):
+    store.write_json(os.path.join(folder or os.path.join("checkpoints", "wave2", label), "approval.json"),
+                     dict(run_id=run_id, label=label, approved=approved, answered_at="2025-01-14T11:00:00Z"))
+
+
+ROLLBACK = dict(run_id=RUN, completed=True, triggers=["agent_crash", "message_loss"],
+                reasons=["trigger agent_crash fired on tdd-expert@dgx-2: agent_crashes 1 > 0 count"],
+                agents=["network-expert", "tdd-expert"], hosts=["dgx-1", "dgx-2"],
+                detected_at="2025-01-14T10:30:00.120+00:00", decided_at="2025-01-14T10:30:00.125+00:00",
+                completed_at="2025-01-14T10:30:21Z", seconds_detection_to_completion=20.9)
+
+
+def rollback_record(store, folder, **changes):
+    store.write_json(os.path.join(folder, "rollback.json"), dict(ROLLBACK, **changes))
+
+
+def test_monitoring_rounds_that_were_go_do_not_show(store):
+    all_go(store)
+    for label in ("phase1-monitor-001", "phase1-monitor-002", "phase2-monitor-001"):
+        monitor_record(store, label)
+    result = decide_wave(store, MON_PLAN, RUN)
+    assert result["decision"] == GO and result["reasons"] == [] and result["rollback"] is None
+    assert [r["label"] for r in result["checkpoints"]] == LABELS
+
+
+def test_monitoring_rounds_not_reached_do_not_count(store):
+    all_go(store)  # no monitoring round recorded at all
+    result = decide_wave(store, MON_PLAN, RUN)
+    assert result["decision"] == GO and [r["label"] for r in result["checkpoints"]] == LABELS
+
+
+def test_monitoring_round_not_go_stops_the_wave(store):
+    all_go(store)
+    monitor_record(store, "phase1-monitor-001")
+    monitor_record(store, "phase1-monitor-002", decision="ROLLBACK",
+                   failures=["trigger agent_crash fired on network-expert@dgx-2: agent_crashes 1 > 0 count"])
+    result = decide_wave(store, MON_PLAN, RUN)
+    assert result["decision"] == NO_GO
+    assert result["reasons"] == ["monitoring round phase1-monitor-002 is ROLLBACK: trigger agent_crash fired on "
+                                 "network-expert@dgx-2: agent_crashes 1 > 0 count"]
+    [row] = [r for r in result["checkpoints"] if "monitor" in r["label"]]
+    assert row == dict(phase="phase1", label="phase1-monitor-002 (monitoring)", decision="ROLLBACK",
+                       taken_at="2025-01-14T10:30:00Z",
+                       failures=["trigger agent_crash fired on network-expert@dgx-2: agent_crashes 1 > 0 count"])
+
+
+def test_monitoring_round_rows_follow_their_phase_checkpoints(store):
+    all_go(store)
+    monitor_record(store, "phase1-monitor-001", decision=NO_GO, failures=["x"])
+    result = decide_wave(store, MON_PLAN, RUN)
+    assert [r["label"] for r in result["checkpoints"]] == [
+        "phase1-verification", "phase1-T+1h", "phase1-monitor-001 (monitoring)", "phase2-verification", "T+1h"]
+
+
+def test_monitoring_round_of_another_run_does_not_count(store):
+    all_go(store)
+    monitor_record(store, "phase2-monitor-001", decision="ROLLBACK", run_id="an-earlier-run", failures=["x"])
+    result = decide_wave(store, MON_PLAN, RUN)
+    assert result["decision"] == GO and len(result["checkpoints"]) == 4
+
+
+def test_monitoring_rounds_are_read_from_the_monitor_folder_only(store):
+    all_go(store)
+    record(store, "phase1-monitor-001", decision=NO_GO, failures=["in the wrong folder"])
+    assert decide_wave(store, MON_PLAN, RUN)["decision"] == GO
+
+
+def test_plan_without_rounds_reads_no_monitoring_round(store):
+    all_go(store)
+    monitor_record(store, "phase1-monitor-001", decision=NO_GO, failures=["x"])
+    assert decide_wave(store, PLAN, RUN)["decision"] == GO
+
+
+def test_checkpoints_listed_in_rounds_are_not_counted_twice(store):
+    all_go(store)
+    record(store, "T+1h", decision=NO_GO, failures=["x"])
+    result = decide_wave(store, MON_PLAN, RUN)
+    assert len(result["checkpoints"]) == 4 and result["reasons"] == ["checkpoint T+1h is NO-GO: x"]
+
+
+def test_malformed_monitoring_round_raises_naming_the_file(store):
+    all_go(store)
+    store.write_text("checkpoints/wave2/monitor/phase1-monitor-002/decision.json", "{")
+    with pytest.raises(ArtifactError) as exc:
+        decide_wave(store, MON_PLAN, RUN)
+    assert str(exc.value).startswith(store.path("checkpoints/wave2/monitor/phase1-monitor-002/decision.json"))
+
+
+def test_inconclusive_checkpoint_accepted_by_an_operator_counts_as_go(store):
+    all_go(store)
+    record(store, "phase1-T+1h", decision="INCONCLUSIVE",
+           failures=["comparison latency_ms too few samples (required): n 12 test / 40 control, need 20 on each side"])
+    approval(store, "phase1-T+1h")
+    result = decide_wave(store, PLAN, RUN)
+    assert result["decision"] == GO and result["reasons"] == []
+    row = result["checkpoints"][1]
+    assert row["decision"] == GO
+    assert row["failures"] == ["comparison latency_ms too few samples (required): n 12 test / 40 control, need 20 "
+                               "on each side", "INCONCLUSIVE, accepted by an operator (approval.json)"]
+
+
+def test_inconclusive_checkpoint_without_approval_is_no_go(store):
+    all_go(store)
+    record(store, "T+1h", decision="INCONCLUSIVE", failures=["too few samples"])
+    result = decide_wave(store, PLAN, RUN)
+    assert result["decision"] == NO_GO and result["reasons"] == ["checkpoint T+1h is INCONCLUSIVE: too few samples"]
+
+
+@pytest.mark.parametrize("approved, run_id", [
+    (False, RUN),               # the operator said no (or was not asked: AWX)
+    ("true", RUN),              # only JSON true counts
+    (1, RUN),
+    (True, "an-earlier-run"),   # an approval left by another run
+])
+def test_approval_must_be_true_and_of_this_run(store, approved, run_id):
+    all_go(store)
+    record(store, "T+1h", decision="INCONCLUSIVE", failures=["too few samples"])
+    approval(store, "T+1h", approved=approved, run_id=run_id)
+    result = decide_wave(store, PLAN, RUN)
+    assert result["decision"] == NO_GO and result["checkpoints"][3]["decision"] == "INCONCLUSIVE"
+
+
+@pytest.mark.parametrize("decision", [NO_GO, "ROLLBACK"])
+def test_approval_does_not_turn_a_failed_checkpoint_into_go(store, decision):
+    all_go(store)
+    record(store, "T+1h", decision=decision, failures=["x"])
+    approval(store, "T+1h")
+    result = decide_wave(store, PLAN, RUN)
+    assert result["decision"] == NO_GO and result["checkpoints"][3]["decision"] == decision
+
+
+def test_approval_of_a_checkpoint_of_another_run_does_not_count(store):
+    all_go(store)
+    record(store, "T+1h", decision="INCONCLUSIVE", run_id="an-earlier-run")
+    approval(store, "T+1h")
+    assert decide_wave(store, PLAN, RUN)["checkpoints"][3]["decision"] == "NOT REACHED"
+
+
+def test_rollback_beside_a_checkpoint_is_returned_with_its_label(store):
+    all_go(store)
+    record(store, "phase1-T+1h", decision="ROLLBACK", failures=["trigger agent_crash fired"])
+    rollback_record(store, "checkpoints/wave2/phase1-T+1h")
+    result = decide_wave(store, PLAN, RUN)
+    assert result["decision"] == NO_GO and result["rollback"] == dict(ROLLBACK, label="phase1-T+1h")
+
+
+def test_rollback_beside_a_monitoring_round_is_returned_with_its_label(store):
+    all_go(store)
+    monitor_record(store, "phase2-monitor-001", decision="ROLLBACK", failures=["trigger message_loss fired"])
+    rollback_record(store, "checkpoints/wave2/monitor/phase2-monitor-001")
+    result = decide_wave(store, MON_PLAN, RUN)
+    assert result["rollback"] == dict(ROLLBACK, label="phase2-monitor-001")
+
+
+def test_rollback_of_another_run_is_not_returned(store):
+    all_go(store)
+    record(store, "T+1h", decision="ROLLBACK", failures=["x"])
+    rollback_record(store, "checkpoints/wave2/T+1h", run_id="an-earlier-run")
+    assert decide_wave(store, PLAN, RUN)["rollback"] is None
+
+
+def test_failed_rollback_is_returned_as_recorded(store):
+    all_go(store)
+    record(store, "T+1h", decision="ROLLBACK", failures=["x"])
+    store.write_json("checkpoints/wave2/T+1h/rollback.json",
+                     dict(run_id=RUN, completed=False, triggers=["agent_crash"], error="unit did not start"))
+    assert decide_wave(store, PLAN, RUN)["rollback"] == dict(run_id=RUN, completed=False, triggers=["agent_crash"],
+                                                             error="unit did not start", label="T+1h")
+
+
+def test_no_rollback_when_none_was_recorded(store):
+    all_go(store)
+    record(store, "T+1h", decision="ROLLBACK", failures=["x"])
+    assert decide_wave(store, PLAN, RUN)["rollback"] is None
+
+
+def test_report_of_an_automatic_rollback(store):
+    all_go(store)
+    monitor_record(store, "phase2-monitor-001", decision="ROLLBACK", failures=["trigger message_loss fired"])
+    rollback_record(store, "checkpoints/wave2/monitor/phase2-monitor-001")
+    text = report(store, plan=MON_PLAN)
+    decision = text.split("## Decision\n\n", 1)[1]
+    assert decision.splitlines()[:2] == ["NO-GO:", "- monitoring round phase2-monitor-001 is ROLLBACK: trigger "
+                                                   "message_loss fired"]
+    assert ("Rolled back automatically after phase2-monitor-001 (triggers: agent_crash, message_loss): detected "
+            "2025-01-14T10:30:00.120+00:00, decided 2025-01-14T10:30:00.125+00:00, legacy-only verified "
+            "2025-01-14T10:30:21Z, 20.9 s from detection.") in decision
+    assert "playbooks/rollback.yml" not in text
+    row = "| phase2 | phase2-monitor-001 (monitoring) | 2025-01-14T10:30:00Z | ROLLBACK | trigger message_loss fired |"
+    assert row in text
+
+
+def test_report_of_an_automatic_rollback_without_triggers(store):
+    all_go(store)
+    record(store, "T+1h", decision="ROLLBACK", failures=["x"])
+    rollback_record(store, "checkpoints/wave2/T+1h", triggers=[])
+    assert "Rolled back automatically after T+1h (triggers: -)" in report(store)
+
+
+def test_report_of_an_incomplete_rollback_gives_the_manual_command(store):
+    all_go(store)
+    record(store, "T+1h", decision="ROLLBACK", failures=["x"])
+    rollback_record(store, "checkpoints/wave2/T+1h", completed=False)
+    text = report(store)
+    assert "Rolled back automatically" not in text
+    assert "`ansible-playbook playbooks/rollback.yml -e rollback_wave=wave2`" in text
+
+
+def test_report_of_an_approved_inconclusive_checkpoint_is_go(store):
+    all_go(store)
+    record(store, "T+1h", decision="INCONCLUSIVE", failures=["too few samples"])
+    approval(store, "T+1h")
+    text = report(store)
+    assert text.startswith("# wave2: GO\n") and "GO: all 4 checkpoints passed." in text
+    assert "| phase2 | T+1h | 2025-01-14T10:03:00Z | GO | too few samples; INCONCLUSIVE, accepted by an operator " \
+           "(approval.json) |" in text
 
 
 # --- ArtifactStore -------------------------------------------------------------------------------

@@ -123,62 +123,20 @@ def test_agents_not_asked_for_are_ignored():
     assert result == dict(restore=[], skip=[], errors=[])
 
 
-# --- fleet_restart_counts ------------------------------------------------------------------------
-
-def test_restart_counts_per_host_and_agent():
-    units = {"dgx-1": {"tdd-expert": dict(active_state="active", n_restarts=0),
-                       "graph-expert": dict(active_state="active", n_restarts=3)},
-             "dgx-2": {"tdd-expert": dict(active_state="failed", n_restarts=7)}}
-    assert fleet.fleet_restart_counts(units) == {"dgx-1": {"tdd-expert": 0, "graph-expert": 3},
-                                                 "dgx-2": {"tdd-expert": 7}}
-
-
-def test_restart_counts_tolerate_missing_units_and_hosts():
-    units = {"dgx-1": {"tdd-expert": None, "graph-expert": {}}, "dgx-3": None}
-    assert fleet.fleet_restart_counts(units) == {"dgx-1": {"tdd-expert": None, "graph-expert": None}, "dgx-3": {}}
-
-
-# --- fleet_ping_summary --------------------------------------------------------------------------
-
-TDD = dict(name="tdd-expert", legacy="agent.tdd-expert", unified="agents.quality-assurance.x")
-
-
-def test_ping_summary_of_answered_requests():
-    results = [dict(item=[TDD, "legacy"], changed=False, hosts=["dgx-1", "dgx-2"], no_responders=False),
-               dict(item=[TDD, "unified"], changed=False, hosts=[], no_responders=True)]
-    assert fleet.fleet_ping_summary(results) == [
-        dict(agent="tdd-expert", via="legacy", hosts=["dgx-1", "dgx-2"], no_responders=False, error=None),
-        dict(agent="tdd-expert", via="unified", hosts=[], no_responders=True, error=None)]
-
-
-def test_unreachable_nats_gives_no_data_not_an_empty_answer():
-    # failed_when: false in the playbook hides `failed`; the result then has a msg and no hosts.
-    result = dict(item=[TDD, "legacy"], failed=False, msg="cannot connect to NATS at nats://nats.internal:4222")
-    assert fleet.fleet_ping_summary([result]) == [dict(agent="tdd-expert", via="legacy", hosts=None,
-                                                       no_responders=None, error=result["msg"])]
-
-
-def test_failed_request_gives_no_data_even_with_hosts():
-    result = dict(item=[TDD, "unified"], failed=True, hosts=["dgx-1"], no_responders=False, msg="boom")
-    [summary] = fleet.fleet_ping_summary([result])
-    assert summary["hosts"] is None and summary["no_responders"] is None and summary["error"] == "boom"
-
-
-def test_result_without_msg_has_a_generic_error():
-    [summary] = fleet.fleet_ping_summary([dict(item=[TDD, "legacy"], skipped=True)])
-    assert summary["hosts"] is None and summary["error"] == "no result"
-
-
-def test_missing_no_responders_reads_as_false_when_answered():
-    [summary] = fleet.fleet_ping_summary([dict(item=[TDD, "legacy"], hosts=["dgx-1"])])
-    assert summary["no_responders"] is False
-
-
-def test_filter_plugin_exports_the_three_filters():
+def test_filter_plugin_exports_its_filters():
     filters = fleet.FilterModule().filters()
-    assert filters["rollback_actions"] is fleet.rollback_actions
-    assert filters["fleet_restart_counts"] is fleet.fleet_restart_counts
-    assert filters["fleet_ping_summary"] is fleet.fleet_ping_summary
+    assert filters == {"rollback_actions": fleet.rollback_actions, "fleet_env_path": fleet.fleet_env_path,
+                       "fleet_command_subject": fleet.fleet_command_subject,
+                       "fleet_probe_agents": fleet.fleet_probe_agents}
+
+
+def test_probe_agents_keep_only_what_nats_probe_accepts():
+    identity = dict(name="tdd-expert", id="01936faa-f4cb-7000-8000-00000000000a", cluster="quality-assurance",
+                    legacy="agent.tdd-expert", unified="agents.quality-assurance.01936faa-f4cb-7000-8000-00000000000a")
+    assert fleet.fleet_probe_agents([identity], True) == [dict(
+        name="tdd-expert", legacy="agent.tdd-expert",
+        unified="agents.quality-assurance.01936faa-f4cb-7000-8000-00000000000a", unified_enabled=True)]
+    assert fleet.fleet_probe_agents([identity], False)[0]["unified_enabled"] is False
 
 
 @pytest.mark.parametrize("env_dir", ["/etc/agents", "/etc/agents/", "/etc/agents//"])

@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 import yaml
-from ansible.module_utils.fleet_plan import PlanError, build_plan
+from ansible.module_utils.fleet_plan import PlanError, build_plan, watch_rounds
 
 pytestmark = pytest.mark.unit
 
@@ -357,3 +357,129 @@ def test_labels_that_collide_with_wave_artifacts_are_refused(inv, label):
     inv["wave_schedule"]["wave2"]["phase2"][0]["label"] = label
     [problem] = problems_of(inv)
     assert problem.startswith("wave_schedule.wave2.phase2[0].label: %r" % label)
+
+
+# --- reference group -----------------------------------------------------------------------------
+
+def test_reference_is_the_control_group_while_one_is_left(inv):
+    plan = plan_of(inv)
+    assert plan["reference_kind"] == "control"
+    assert plan["reference"] == plan["control"] and [a["name"] for a in plan["reference"]] == [
+        "git-expert", "graph-expert", "location-expert"]
+
+
+def test_last_wave_is_compared_with_the_agents_of_earlier_waves(inv):
+    plan = plan_of(inv, "wave3")
+    assert plan["control"] == [] and plan["reference_kind"] == "earlier waves"
+    assert [a["name"] for a in plan["reference"]] == ["nats-expert", "network-expert", "tdd-expert"]
+    assert plan["reference"][1] == dict(name="network-expert", id=NETWORK_ID, cluster="infrastructure",
+                                        legacy="agent.network-expert",
+                                        unified="agents.infrastructure.%s" % NETWORK_ID)
+
+
+def test_earlier_waves_reference_follows_the_previous_chain_only(inv):
+    # wave3 after wave1 directly: wave2's agents are untouched, so they are the control group again.
+    inv["fleet_waves"]["wave3"]["previous"] = "wave1"
+    plan = plan_of(inv, "wave3")
+    assert plan["reference_kind"] == "control"
+    assert [a["name"] for a in plan["reference"]] == ["network-expert", "tdd-expert"]
+
+
+def test_reference_never_holds_the_wave_own_agents(inv):
+    for wave in CONTRACT["fleet_waves"]:
+        plan = plan_of(inv, wave)
+        assert not {a["name"] for a in plan["reference"]} & set(plan["agents"]), wave
+
+
+def test_a_single_wave_of_every_agent_has_no_reference(inv):
+    inv["fleet_waves"] = {"wave1": {"previous": None, "phases": [{"name": "phase1",
+                                                                  "agents": sorted(CONTRACT["fleet_agents"])}]}}
+    plan = plan_of(inv, "wave1")
+    assert (plan["control"], plan["reference"], plan["reference_kind"]) == ([], [], "none")
+
+
+# --- watch rounds: checkpoints and continuous monitoring -----------------------------------------
+
+def test_every_phase_has_rounds_holding_its_checkpoints_in_order(inv):
+    for phase in plan_of(inv)["phases"]:
+        checkpoints = [r for r in phase["rounds"] if r["kind"] == "checkpoint"]
+        assert checkpoints == [dict(w, kind="checkpoint") for w in phase["watch"]]
+
+
+def test_production_monitoring_rounds_every_five_minutes(inv):
+    rounds = plan_of(inv)["phases"][0]["rounds"]
+    # watch: verification at 540 s, checkpoints at 4140 and 7740 s; a round every 300 s before the
+    # last checkpoint, except 600 s and 4200 s (within 150 s of a checkpoint).
+    monitors = [r for r in rounds if r["kind"] == "monitor"]
+    assert [r["after"] for r in monitors] == [n * 300 for n in range(1, 26) if n not in (2, 14)]
+    assert monitors[0] == dict(label="phase1-monitor-001", after=300, kind="monitor")
+    assert monitors[-1] == dict(label="phase1-monitor-025", after=7500, kind="monitor")
+    assert len(rounds) == 3 + 23
+    assert [r["after"] for r in rounds] == sorted(r["after"] for r in rounds)
+    assert [r["label"] for r in rounds[:4]] == ["phase1-monitor-001", "phase1-verification", "phase1-monitor-003",
+                                                "phase1-monitor-004"]
+    assert rounds[-1] == dict(label="phase1-T+2h", after=7740, kind="checkpoint")
+
+
+def test_monitoring_round_labels_are_per_phase_and_unique(inv):
+    plan = plan_of(inv)
+    labels = [r["label"] for p in plan["phases"] for r in p["rounds"]]
+    assert len(labels) == len(set(labels))
+    assert all(r["label"].startswith("phase2-monitor-") for r in plan["phases"][1]["rounds"] if r["kind"] == "monitor")
+
+
+def test_monitoring_rounds_follow_the_monitor_interval(inv):
+    inv["wave_monitor_interval_seconds"] = 1000
+    rounds = plan_of(inv)["phases"][0]["rounds"]
+    # every 1000 s before 7740, less 1000 (460 s from 540) and 4000 (140 s from 4140); numbered by slot
+    assert [(r["label"], r["after"]) for r in rounds] == [
+        ("phase1-verification", 540), ("phase1-monitor-002", 2000), ("phase1-monitor-003", 3000),
+        ("phase1-T+1h", 4140), ("phase1-monitor-005", 5000), ("phase1-monitor-006", 6000),
+        ("phase1-monitor-007", 7000), ("phase1-T+2h", 7740)]
+
+
+def test_no_monitoring_round_after_the_last_checkpoint(inv):
+    for phase in plan_of(inv)["phases"]:
+        last = phase["watch"][-1]["after"]
+        assert phase["rounds"][-1]["kind"] == "checkpoint" and phase["rounds"][-1]["after"] == last
+        assert all(r["after"] < last for r in phase["rounds"][:-1])
+
+
+WATCH = [dict(label="p-verification", after=5), dict(label="T+1h", after=20)]
+
+
+def test_watch_rounds_drops_rounds_within_half_an_interval_of_a_checkpoint():
+    # 6 s: 1 s from the verification (dropped); 12 s: kept; 18 s: 2 s from T+1h (dropped)
+    assert watch_rounds("p", WATCH, 6) == [dict(label="p-verification", after=5, kind="checkpoint"),
+                                           dict(label="p-monitor-002", after=12.0, kind="monitor"),
+                                           dict(label="T+1h", after=20, kind="checkpoint")]
+
+
+def test_watch_rounds_keeps_a_round_exactly_half_an_interval_away():
+    rounds = watch_rounds("p", [dict(label="c", after=10)], 4)
+    assert [(r["label"], r["after"]) for r in rounds] == [("p-monitor-001", 4.0), ("p-monitor-002", 8.0), ("c", 10)]
+
+
+def test_watch_rounds_with_an_interval_longer_than_the_watch_are_just_the_checkpoints():
+    assert watch_rounds("p", WATCH, 300) == [dict(w, kind="checkpoint") for w in WATCH]
+
+
+def test_watch_rounds_of_an_empty_watch():
+    assert watch_rounds("p", [], 6) == []
+
+
+def test_watch_rounds_rounds_fractional_times():
+    rounds = watch_rounds("p", [dict(label="c", after=1)], 0.1)
+    assert [r["after"] for r in rounds if r["kind"] == "monitor"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+def test_watch_rounds_does_not_modify_the_watch():
+    watch = copy.deepcopy(WATCH)
+    watch_rounds("p", watch, 6)
+    assert watch == WATCH
+
+
+def test_monitor_is_a_reserved_label(inv):
+    inv["wave_schedule"]["wave2"]["phase2"][0]["label"] = "monitor"
+    assert problems_of(inv) == ["wave_schedule.wave2.phase2[0].label: 'monitor' is reserved (it names a file or "
+                                "folder of the wave)"]

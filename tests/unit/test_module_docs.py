@@ -114,11 +114,13 @@ def test_stub_required_options_are_what_the_action_plugin_requires(name, constan
 
 def test_wave_plan_documents_exactly_the_arguments_it_accepts():
     # wave_plan refuses unknown arguments, so a documented option it does not know would always fail.
-    assert sorted(docs("wave_plan")[0]["options"]) == sorted(constants(ACTIONS / "wave_plan.py")["ARGS"])
+    accepted = constants(ACTIONS / "wave_plan.py")
+    assert sorted(docs("wave_plan")[0]["options"]) == sorted(accepted["ARGS"] + accepted["OPTIONAL"])
 
 
-@pytest.mark.parametrize("name, optional", [("wave_checkpoint", {"baseline"}), ("wave_decision", {"timeline"}),
-                                            ("artifact_record", {"data", "text"})])
+@pytest.mark.parametrize("name, optional", [("wave_checkpoint", {"kind", "reference_kind", "criteria_file", "probe", "probe_error"}),
+                                            ("wave_decision", {"timeline"}),
+                                            ("artifact_record", {"data", "text", "manifest"})])
 def test_stub_optional_options_are_read_by_the_action_plugin(name, optional):
     options = docs(name)[0]["options"]
     assert {o for o, d in options.items() if not d.get("required")} == optional

@@ -1,0 +1,657 @@
+"""plugins/module_utils/fleet_checkpoint.py, from observations to the gate: measure() turns the
+hosts' agent_host_info results (now and at the start of the watch) and the nats_probe result into
+the figures of criteria/default.yml, per agent instance (agent@host) and for the wave; probe_pings()
+feeds the health checks from the probe; combine() merges gate and health. End to end with the real
+gate (fleet_gate.evaluate on criteria/default.yml)."""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+
+import pytest
+from ansible.module_utils import fleet_gate
+from ansible.module_utils.fleet_checkpoint import (
+    combine, evaluate_health, instance_key, measure, probe_pings, render_round_summary)
+
+pytestmark = pytest.mark.unit
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CRITERIA = fleet_gate.load_criteria(str(REPO / "criteria/default.yml"))
+
+HOSTS = ["dgx-1", "dgx-2"]
+TEST = ["network-expert"]
+REFERENCE = ["graph-expert"]
+WATCH = 600.0            # seconds between the baseline sample and the checkpoint sample
+T0, T1 = 1000.0, 1600.0  # sampled_at_uptime of baseline and checkpoint
+SAMPLES = [round(0.40 + 0.01 * i, 3) for i in range(30)]  # latency samples of one instance, ms
+
+PROBE_FIGURES = ("error_rate_pct", "delivery_pct", "latency_p50_ms", "latency_p99_ms", "dual_publish_success_pct",
+                 "unified_share_pct", "publish_time_ms", "requests")
+PRIMARY = [c["name"] for c in CRITERIA["primary"]]
+SECONDARY = [c["name"] for c in CRITERIA["secondary"]]
+
+
+# --- fake observations ---------------------------------------------------------------------------
+
+def unit(state="active", restarts=0, active_seconds=5000.0, pid=4242, cpu=10.0, memory=100_000_000,
+         journal_errors=0):
+    """One units.<agent> entry of agent_host_info."""
+    return dict(unit="agent@x.service", load_state="loaded", active_state=state, sub_state="running",
+                main_pid=pid, n_restarts=restarts, active_seconds=active_seconds if state == "active" else None,
+                cpu_seconds=cpu, memory_bytes=memory, metrics_source="cgroup", journal_errors=journal_errors)
+
+
+def host_info(units, load=0.2, uptime=T1):
+    return dict(units=units, load=[load * 8, 0.1, 0.1], ncpu=8, load_per_cpu=load, sampled_at_epoch=1.7e9 + uptime,
+                sampled_at_uptime=uptime)
+
+
+def instance(host, **changes):
+    """One agents[].instances[] entry of nats_probe (a healthy flipped agent)."""
+    entry = dict(host=host, answered=True, sent=600, replies=600, replies_ok=600, errors=0, timeouts=0,
+                 no_responders=0, delivery=1.0, error_rate=0.0,
+                 latency_ms=dict(p50=0.55, p90=0.6, p99=0.68, max=0.69, mean=0.55, count=600),
+                 samples_ms=list(SAMPLES), dual_publish_success=1.0, unified_share=0.5,
+                 publish_time_ms=dict(p50=0.2, p99=0.8, max=1.0, count=200))
+    entry.update(changes)
+    return entry
+
+
+def target(agent, host, via, sent=300, replies=300, no_responders=0, verb="ping"):
+    return dict(agent=agent, host=host, via=via, verb=verb, subject="x.cmd.%s" % verb, expected=True,
+                scheduled=sent, sent=sent, replies=replies, replies_ok=replies, errors=0, timeouts=0,
+                no_responders=no_responders)
+
+
+def make_probe(test=TEST, reference=REFERENCE, hosts=HOSTS):
+    agents, targets = [], []
+    for name in test:
+        agents.append(dict(name=name, unified_enabled=True, instances=[instance(h) for h in hosts]))
+        targets += [target(name, h, via) for h in hosts for via in ("legacy", "unified")]
+    for name in reference:
+        agents.append(dict(name=name, unified_enabled=False, instances=[
+            instance(h, dual_publish_success=None, unified_share=0.0) for h in hosts]))
+        targets += [target(name, h, "legacy") for h in hosts]
+        targets += [target(name, h, "unified", replies=0, no_responders=300) for h in hosts]
+    return dict(targets=targets, agents=agents, totals={})
+
+
+@pytest.fixture
+def obs():
+    """A healthy round: 600 s after the baseline, every unit up all along, 1 % of a core each,
+    test agents 4 % more memory than the reference, every NATS figure in limits."""
+    baseline = {h: host_info({a: unit() for a in TEST + REFERENCE}, uptime=T0) for h in HOSTS}
+    info = {h: host_info({**{a: unit(cpu=16.0, memory=104_000_000) for a in TEST},
+                          **{a: unit(cpu=16.0) for a in REFERENCE}}, load=0.2 + 0.5 * i)
+            for i, h in enumerate(HOSTS)}
+    return dict(hosts=list(HOSTS), test=list(TEST), reference=list(REFERENCE), probe=make_probe(), info=info,
+                baseline=baseline)
+
+
+def run(obs):
+    return measure(obs["hosts"], obs["test"], obs["reference"], obs["probe"], obs["info"], obs["baseline"])
+
+
+def figures(obs, agent="network-expert", host="dgx-1"):
+    return run(obs)["per_agent"][instance_key(agent, host)]
+
+
+def now_unit(obs, host="dgx-1", agent="network-expert"):
+    return obs["info"][host]["units"][agent]
+
+
+def before_unit(obs, host="dgx-1", agent="network-expert"):
+    return obs["baseline"][host]["units"][agent]
+
+
+def probe_instance(obs, host="dgx-1", agent="network-expert"):
+    entry = next(a for a in obs["probe"]["agents"] if a["name"] == agent)
+    return next(i for i in entry["instances"] if i["host"] == host)
+
+
+# --- per-instance keys -----------------------------------------------------------------------------
+
+def test_instance_key_is_agent_at_host():
+    assert instance_key("tdd-expert", "dgx-2") == "tdd-expert@dgx-2"
+
+
+def test_per_agent_has_one_entry_per_test_instance_and_none_for_the_reference(obs):
+    assert sorted(run(obs)["per_agent"]) == ["network-expert@dgx-1", "network-expert@dgx-2"]
+
+
+def test_every_test_agent_on_every_host_is_keyed(obs):
+    obs["test"] = ["network-expert", "tdd-expert"]
+    for h in HOSTS:
+        obs["baseline"][h]["units"]["tdd-expert"] = unit()
+        obs["info"][h]["units"]["tdd-expert"] = unit(cpu=16.0)
+    assert sorted(run(obs)["per_agent"]) == ["network-expert@dgx-1", "network-expert@dgx-2",
+                                             "tdd-expert@dgx-1", "tdd-expert@dgx-2"]
+
+
+def test_instance_figures_have_every_metric(obs):
+    assert set(figures(obs)) == {"uptime_pct", "error_rate_pct", "delivery_pct", "latency_p50_ms", "latency_p99_ms",
+                                 "dual_publish_success_pct", "unified_share_pct", "publish_time_ms", "agent_crashes",
+                                 "journal_errors", "requests"}
+
+
+def test_instance_figures_come_from_that_instance_only(obs):
+    probe_instance(obs, "dgx-2").update(error_rate=0.5, sent=17, latency_ms=dict(p50=42.0, p99=99.0))
+    now_unit(obs, "dgx-2")["journal_errors"] = 3
+    one, two = figures(obs, host="dgx-1"), figures(obs, host="dgx-2")
+    assert (one["error_rate_pct"], one["requests"], one["latency_p50_ms"], one["journal_errors"]) == (0.0, 600, 0.55, 0)
+    assert (two["error_rate_pct"], two["requests"], two["latency_p50_ms"], two["journal_errors"]) == (50.0, 17, 42.0, 3)
+
+
+# --- percentages and copied figures ----------------------------------------------------------------
+
+def test_ratios_become_percentages(obs):
+    probe_instance(obs).update(error_rate=0.0012, delivery=0.999, dual_publish_success=0.995, unified_share=0.5)
+    got = figures(obs)
+    assert got["error_rate_pct"] == pytest.approx(0.12)
+    assert got["delivery_pct"] == pytest.approx(99.9)
+    assert got["dual_publish_success_pct"] == pytest.approx(99.5)
+    assert got["unified_share_pct"] == pytest.approx(50.0)
+
+
+def test_percentages_are_rounded_to_four_digits(obs):
+    probe_instance(obs)["delivery"] = 0.123456789
+    assert figures(obs)["delivery_pct"] == 12.3457
+
+
+def test_whole_ratio_is_one_hundred_percent(obs):
+    got = figures(obs)
+    assert got["delivery_pct"] == 100.0 and got["error_rate_pct"] == 0.0 and got["dual_publish_success_pct"] == 100.0
+
+
+def test_missing_ratio_stays_none(obs):
+    probe_instance(obs).update(dual_publish_success=None, unified_share=None)
+    got = figures(obs)
+    assert got["dual_publish_success_pct"] is None and got["unified_share_pct"] is None
+
+
+def test_latency_publish_time_requests_and_journal_errors_are_copied(obs):
+    probe_instance(obs).update(latency_ms=dict(p50=1.5, p99=7.25), publish_time_ms=dict(p50=0.1, p99=3.5, max=9.0,
+                                                                                        count=10), sent=321)
+    now_unit(obs)["journal_errors"] = 4
+    got = figures(obs)
+    assert (got["latency_p50_ms"], got["latency_p99_ms"], got["publish_time_ms"], got["requests"],
+            got["journal_errors"]) == (1.5, 7.25, 3.5, 321, 4)
+
+
+# --- uptime ----------------------------------------------------------------------------------------
+
+def test_uptime_is_full_when_active_longer_than_the_watch(obs):
+    assert figures(obs)["uptime_pct"] == 100.0
+
+
+def test_uptime_is_full_when_active_exactly_the_watch(obs):
+    now_unit(obs)["active_seconds"] = WATCH
+    assert figures(obs)["uptime_pct"] == 100.0
+
+
+def test_uptime_after_a_restart_counts_only_the_current_activation(obs):
+    now_unit(obs).update(active_seconds=150.0, n_restarts=1)
+    assert figures(obs)["uptime_pct"] == 25.0
+    assert figures(obs, host="dgx-2")["uptime_pct"] == 100.0
+
+
+@pytest.mark.parametrize("state", ["failed", "inactive", "activating"])
+def test_uptime_is_zero_when_not_active(obs, state):
+    now_unit(obs).update(active_state=state, active_seconds=5000.0)  # active_seconds ignored unless active
+    assert figures(obs)["uptime_pct"] == 0.0
+
+
+def test_uptime_is_none_without_the_unit(obs):
+    del obs["info"]["dgx-1"]["units"]["network-expert"]
+    assert figures(obs)["uptime_pct"] is None
+
+
+def test_uptime_is_none_for_a_host_without_info(obs):
+    del obs["info"]["dgx-1"]
+    assert figures(obs)["uptime_pct"] is None and figures(obs, host="dgx-2")["uptime_pct"] == 100.0
+
+
+@pytest.mark.parametrize("side", ["info", "baseline"])
+def test_uptime_is_none_without_a_sample_time(obs, side):
+    obs[side]["dgx-1"]["sampled_at_uptime"] = None
+    assert figures(obs)["uptime_pct"] is None
+
+
+def test_uptime_is_none_when_the_host_rebooted_during_the_watch(obs):
+    obs["info"]["dgx-1"]["sampled_at_uptime"] = T0 - 1  # uptime went backwards
+    assert figures(obs)["uptime_pct"] is None
+
+
+def test_uptime_is_none_when_active_but_active_time_unknown(obs):
+    now_unit(obs)["active_seconds"] = None
+    assert figures(obs)["uptime_pct"] is None
+
+
+# --- crashes ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("before, now, state, crashes", [
+    (0, 0, "active", 0),
+    (1, 1, "active", 0),
+    (0, 1, "active", 1),
+    (1, 3, "active", 2),
+    (0, 0, "failed", 1),     # died and stayed down
+    (0, 2, "failed", 3),     # restarted twice, then gave up
+    (3, 0, "active", 0),     # restarted by hand: systemd reset the count, not a crash
+    (3, 0, "inactive", 1),   # ... and never negative, but still down now
+])
+def test_agent_crashes_from_the_restart_delta_plus_one_when_down(obs, before, now, state, crashes):
+    before_unit(obs)["n_restarts"] = before
+    now_unit(obs).update(n_restarts=now, active_state=state)
+    assert figures(obs)["agent_crashes"] == crashes
+
+
+@pytest.mark.parametrize("where", ["now", "before"])
+def test_agent_crashes_is_none_without_a_restart_count(obs, where):
+    (now_unit(obs) if where == "now" else before_unit(obs))["n_restarts"] = None
+    assert figures(obs)["agent_crashes"] is None
+
+
+@pytest.mark.parametrize("side", ["info", "baseline"])
+def test_agent_crashes_is_none_without_the_unit(obs, side):
+    del obs[side]["dgx-1"]["units"]["network-expert"]
+    assert figures(obs)["agent_crashes"] is None
+
+
+# --- CPU and memory --------------------------------------------------------------------------------
+
+def test_cpu_and_memory_of_each_side(obs):
+    wave = run(obs)["wave"]
+    assert wave["cpu_pct_test"] == pytest.approx(1.0) and wave["cpu_pct_reference"] == pytest.approx(1.0)
+    assert wave["memory_bytes_test"] == 104_000_000 and wave["memory_bytes_reference"] == 100_000_000
+
+
+def test_cpu_and_memory_overhead_of_test_over_reference(obs):
+    for h in HOSTS:
+        obs["info"][h]["units"]["network-expert"].update(cpu_seconds=16.6, memory_bytes=110_000_000)  # 1.1 % of a core
+    wave = run(obs)["wave"]
+    assert wave["cpu_pct_test"] == pytest.approx(1.1)
+    assert wave["cpu_overhead_pct"] == pytest.approx(10.0) and wave["memory_overhead_pct"] == pytest.approx(10.0)
+
+
+def test_overhead_below_the_reference_is_negative(obs):
+    for h in HOSTS:
+        obs["info"][h]["units"]["network-expert"].update(cpu_seconds=13.0, memory_bytes=50_000_000)
+    wave = run(obs)["wave"]
+    assert wave["cpu_overhead_pct"] == pytest.approx(-50.0) and wave["memory_overhead_pct"] == pytest.approx(-50.0)
+
+
+def test_overheads_are_means_over_every_instance(obs):
+    obs["info"]["dgx-1"]["units"]["network-expert"].update(cpu_seconds=16.0, memory_bytes=100_000_000)  # 1 %
+    obs["info"]["dgx-2"]["units"]["network-expert"].update(cpu_seconds=19.0, memory_bytes=140_000_000)  # 1.5 %
+    wave = run(obs)["wave"]
+    assert wave["cpu_pct_test"] == pytest.approx(1.25) and wave["cpu_overhead_pct"] == pytest.approx(25.0)
+    assert wave["memory_bytes_test"] == 120_000_000 and wave["memory_overhead_pct"] == pytest.approx(20.0)
+
+
+def test_cpu_is_none_across_a_pid_change(obs):
+    now_unit(obs, "dgx-1").update(main_pid=5151, cpu_seconds=10.5)  # restarted: its counter started again
+    now_unit(obs, "dgx-2")["cpu_seconds"] = 19.0
+    wave = run(obs)["wave"]
+    assert wave["cpu_pct_test"] == pytest.approx(1.5)  # dgx-2 only: the pid change leaves no figure
+
+
+def test_cpu_is_none_when_every_test_instance_changed_pid(obs):
+    for h in HOSTS:
+        now_unit(obs, h)["main_pid"] = 9999
+    wave = run(obs)["wave"]
+    assert wave["cpu_pct_test"] is None and wave["cpu_overhead_pct"] is None
+    assert wave["memory_overhead_pct"] == pytest.approx(4.0)  # memory needs no second sample
+
+
+def test_cpu_is_none_when_the_counter_went_backwards(obs):
+    for h in HOSTS:
+        now_unit(obs, h)["cpu_seconds"] = 5.0
+    assert run(obs)["wave"]["cpu_pct_test"] is None
+
+
+def test_cpu_is_none_without_an_elapsed_time(obs):
+    for h in HOSTS:
+        obs["baseline"][h]["sampled_at_uptime"] = None
+    wave = run(obs)["wave"]
+    assert wave["cpu_pct_test"] is None and wave["cpu_pct_reference"] is None and wave["cpu_overhead_pct"] is None
+
+
+def test_no_reference_group_leaves_the_comparisons_without_data(obs):
+    obs["reference"] = []
+    result = run(obs)
+    wave = result["wave"]
+    assert wave["cpu_pct_test"] == pytest.approx(1.0) and wave["memory_bytes_test"] == 104_000_000
+    for key in ("cpu_overhead_pct", "memory_overhead_pct", "latency_p50_degradation_pct", "cpu_pct_reference",
+                "memory_bytes_reference", "latency_p50_ms_reference"):
+        assert wave[key] is None, key
+    assert result["samples"]["control"] == dict(latency_ms=[])
+
+
+def test_reference_without_any_figure_leaves_overheads_none(obs):
+    for h in HOSTS:
+        obs["info"][h]["units"]["graph-expert"].update(cpu_seconds=None, memory_bytes=None)
+    wave = run(obs)["wave"]
+    assert wave["cpu_overhead_pct"] is None and wave["memory_overhead_pct"] is None
+
+
+# --- system load -----------------------------------------------------------------------------------
+
+def test_system_load_is_the_worst_host(obs):
+    obs["info"]["dgx-1"]["load_per_cpu"] = 1.75
+    obs["info"]["dgx-2"]["load_per_cpu"] = 0.25
+    assert run(obs)["wave"]["system_load"] == 1.75
+
+
+def test_system_load_is_none_when_any_host_lacks_it(obs):
+    obs["info"]["dgx-2"]["load_per_cpu"] = None
+    assert run(obs)["wave"]["system_load"] is None
+
+
+def test_system_load_is_none_when_a_host_has_no_info(obs):
+    del obs["info"]["dgx-1"]
+    assert run(obs)["wave"]["system_load"] is None
+
+
+def test_system_load_of_a_host_out_of_scope_is_ignored(obs):
+    obs["info"]["dgx-9"] = host_info({}, load=9.0)
+    assert run(obs)["wave"]["system_load"] == pytest.approx(0.7)
+
+
+# --- latency degradation and samples ---------------------------------------------------------------
+
+def test_latency_degradation_from_the_medians_of_the_merged_samples(obs):
+    probe_instance(obs, "dgx-1")["samples_ms"] = [1.0, 2.0, 3.0]
+    probe_instance(obs, "dgx-2")["samples_ms"] = [10.0, 11.0]
+    for h in HOSTS:
+        probe_instance(obs, h, "graph-expert")["samples_ms"] = [2.0, 2.0, 2.0]
+    wave = run(obs)["wave"]
+    # merged test [1, 2, 3, 10, 11]: median 3 (not the mean of the per-host medians, 6.25)
+    assert wave["latency_p50_ms_test"] == 3.0 and wave["latency_p50_ms_reference"] == 2.0
+    assert wave["latency_p50_degradation_pct"] == pytest.approx(50.0)
+
+
+def test_equal_latency_is_no_degradation(obs):
+    assert run(obs)["wave"]["latency_p50_degradation_pct"] == 0.0
+
+
+def test_latency_degradation_ignores_the_instance_summaries(obs):
+    probe_instance(obs)["latency_ms"] = dict(p50=500.0, p99=900.0)  # only the raw samples count
+    assert run(obs)["wave"]["latency_p50_degradation_pct"] == 0.0
+
+
+def test_samples_are_test_and_control_latency_points(obs):
+    probe_instance(obs, "dgx-1")["samples_ms"] = [1.0, 2.0]
+    probe_instance(obs, "dgx-2")["samples_ms"] = [3.0]
+    probe_instance(obs, "dgx-1", "graph-expert")["samples_ms"] = [4.0]
+    probe_instance(obs, "dgx-2", "graph-expert")["samples_ms"] = [5.0, 6.0]
+    assert run(obs)["samples"] == dict(test=dict(latency_ms=[1.0, 2.0, 3.0]), control=dict(latency_ms=[4.0, 5.0, 6.0]))
+
+
+def test_samples_of_every_instance_are_kept(obs):
+    samples = run(obs)["samples"]
+    assert len(samples["test"]["latency_ms"]) == len(samples["control"]["latency_ms"]) == 2 * len(SAMPLES)
+
+
+# --- without a probe -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("probe", [None, {}, dict(targets=[], agents=[])])
+def test_without_a_probe_every_probe_figure_is_none(obs, probe):
+    obs["probe"] = probe
+    result = run(obs)
+    for key, got in result["per_agent"].items():
+        assert all(got[f] is None for f in PROBE_FIGURES), (key, got)
+        assert got["uptime_pct"] == 100.0 and got["agent_crashes"] == 0 and got["journal_errors"] == 0
+    wave = result["wave"]
+    assert wave["latency_p50_degradation_pct"] is None and wave["latency_p50_ms_test"] is None
+    assert wave["latency_p50_ms_reference"] is None
+    assert wave["cpu_overhead_pct"] is not None and wave["system_load"] is not None
+    assert result["samples"] == dict(test=dict(latency_ms=[]), control=dict(latency_ms=[]))
+
+
+def test_instance_missing_from_the_probe_has_no_probe_figures(obs):
+    entry = next(a for a in obs["probe"]["agents"] if a["name"] == "network-expert")
+    entry["instances"] = [i for i in entry["instances"] if i["host"] != "dgx-2"]
+    assert all(figures(obs, host="dgx-2")[f] is None for f in PROBE_FIGURES)
+    assert figures(obs, host="dgx-1")["delivery_pct"] == 100.0
+
+
+def test_measuring_does_not_modify_the_inputs(obs):
+    before = copy.deepcopy(obs)
+    run(obs)
+    assert obs == before
+
+
+# --- probe_pings -----------------------------------------------------------------------------------
+
+def ping_of(pings, agent, via):
+    return next(p for p in pings if p["agent"] == agent and p["via"] == via)
+
+
+def test_probe_pings_per_agent_and_subject(obs):
+    pings = probe_pings(obs["probe"])
+    assert pings == [
+        dict(agent="network-expert", via="legacy", hosts=HOSTS, no_responders=False),
+        dict(agent="network-expert", via="unified", hosts=HOSTS, no_responders=False),
+        dict(agent="graph-expert", via="legacy", hosts=HOSTS, no_responders=False),
+        dict(agent="graph-expert", via="unified", hosts=[], no_responders=True)]
+
+
+def test_probe_pings_lists_only_hosts_that_replied(obs):
+    for t in obs["probe"]["targets"]:
+        if t["agent"] == "network-expert" and t["via"] == "unified" and t["host"] == "dgx-1":
+            t["replies"] = 0
+    assert ping_of(probe_pings(obs["probe"]), "network-expert", "unified")["hosts"] == ["dgx-2"]
+    assert ping_of(probe_pings(obs["probe"]), "network-expert", "legacy")["hosts"] == HOSTS
+
+
+def test_probe_pings_merge_verbs_and_sort_hosts(obs):
+    obs["probe"]["targets"] = [target("network-expert", h, "legacy", verb=v, replies=r)
+                               for h, v, r in (("dgx-2", "ping", 1), ("dgx-1", "status", 0), ("dgx-2", "status", 1),
+                                               ("dgx-1", "ping", 3))]
+    assert probe_pings(obs["probe"]) == [dict(agent="network-expert", via="legacy", hosts=["dgx-1", "dgx-2"],
+                                              no_responders=False)]
+
+
+def test_no_responders_only_when_every_target_met_no_responders(obs):
+    for t in obs["probe"]["targets"]:
+        if t["agent"] == "graph-expert" and t["via"] == "unified" and t["host"] == "dgx-2":
+            t["no_responders"] = 299  # one request found a subscriber (that stayed silent)
+    got = ping_of(probe_pings(obs["probe"]), "graph-expert", "unified")
+    assert got == dict(agent="graph-expert", via="unified", hosts=[], no_responders=False)
+
+
+def test_no_responders_needs_requests_sent(obs):
+    for t in obs["probe"]["targets"]:
+        if t["agent"] == "graph-expert" and t["via"] == "unified":
+            t.update(sent=0, no_responders=0)
+    assert ping_of(probe_pings(obs["probe"]), "graph-expert", "unified")["no_responders"] is False
+
+
+def test_subject_without_targets_gives_no_ping(obs):
+    obs["probe"]["targets"] = [t for t in obs["probe"]["targets"] if t["via"] == "legacy"]
+    assert [(p["agent"], p["via"]) for p in probe_pings(obs["probe"])] == [("network-expert", "legacy"),
+                                                                         ("graph-expert", "legacy")]
+
+
+@pytest.mark.parametrize("probe", [None, {}])
+def test_no_probe_gives_no_pings(probe):
+    assert probe_pings(probe) == []
+
+
+def test_probe_pings_feed_the_health_checks(obs):
+    units = {h: obs["info"][h]["units"] for h in HOSTS}
+    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]))
+    assert health["decision"] == "GO" and health["failures"] == []
+    obs["probe"]["targets"] = [t for t in obs["probe"]["targets"]
+                               if not (t["agent"] == "network-expert" and t["via"] == "unified")]
+    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]))
+    assert [(c["check"], c["host"]) for c in health["failures"]] == [("answers on unified", h) for h in HOSTS]
+
+
+# --- combine ---------------------------------------------------------------------------------------
+
+HEALTH_OK = dict(decision="GO", checks=[dict(check="unit active", agent="a", host="h", expected="active",
+                                             measured="active", ok=True)], failures=[])
+BAD_CHECK = dict(check="unit active", agent="network-expert", host="dgx-2", expected="active", measured="failed",
+                 ok=False)
+HEALTH_BAD = dict(decision="NO-GO", checks=[BAD_CHECK], failures=[BAD_CHECK])
+
+
+def gate(outcome, action, reasons=()):
+    return dict(outcome=outcome, action=action, reasons=list(reasons))
+
+
+@pytest.mark.parametrize("outcome, action", [("GO", "proceed"), ("NO-GO", "stop"), ("ROLLBACK", "rollback"),
+                                             ("INCONCLUSIVE", "pause"), ("NO-GO", "pause")])
+def test_combine_keeps_the_gate_when_health_is_fine(outcome, action):
+    assert combine(gate(outcome, action, ["r1"]), HEALTH_OK) == (outcome, action, ["r1"])
+
+
+@pytest.mark.parametrize("outcome, action", [("GO", "proceed"), ("INCONCLUSIVE", "pause"),
+                                             ("INCONCLUSIVE", "rollback")])
+def test_health_failure_turns_go_and_inconclusive_into_no_go(outcome, action):
+    got = combine(gate(outcome, action), HEALTH_BAD)
+    assert got == ("NO-GO", "stop", ["health: network-expert unit active on dgx-2: expected active, measured failed"])
+
+
+def test_health_failure_leaves_rollback_standing():
+    got = combine(gate("ROLLBACK", "rollback", ["trigger agent_crash fired"]), HEALTH_BAD)
+    assert got == ("ROLLBACK", "rollback", ["trigger agent_crash fired",
+                                            "health: network-expert unit active on dgx-2: expected active, "
+                                            "measured failed"])
+
+
+@pytest.mark.parametrize("action", ["stop", "pause"])
+def test_health_failure_leaves_a_no_go_and_its_action(action):
+    outcome, got_action, failures = combine(gate("NO-GO", action, ["x"]), HEALTH_BAD)
+    assert (outcome, got_action) == ("NO-GO", action) and failures[0] == "x" and len(failures) == 2
+
+
+def test_combine_does_not_modify_the_gate_reasons():
+    reasons = ["x"]
+    combine(dict(outcome="GO", action="proceed", reasons=reasons), HEALTH_BAD)
+    assert reasons == ["x"]
+
+
+# --- end to end with the real gate -----------------------------------------------------------------
+
+def judge(obs, criteria=CRITERIA):
+    return fleet_gate.evaluate(criteria, run(obs))
+
+
+def rows(result, kind):
+    return [r for r in result["criteria"] if r["kind"] == kind]
+
+
+def test_healthy_round_is_go(obs):
+    result = judge(obs)
+    assert result["outcome"] == "GO" and result["action"] == "proceed" and result["reasons"] == []
+
+
+def test_healthy_round_measures_all_seven_primary_criteria_for_every_instance(obs):
+    primary = rows(judge(obs), "primary")
+    assert len(PRIMARY) == 7
+    assert sorted((r["name"], r["agent"]) for r in primary) == sorted(
+        (name, instance_key(a, h)) for name in PRIMARY for a in TEST for h in HOSTS)
+    assert all(r["measured"] is not None and r["passed"] for r in primary), [r for r in primary if not r["passed"]]
+
+
+def test_healthy_round_has_the_four_secondary_criteria(obs):
+    secondary = rows(judge(obs), "secondary")
+    assert len(SECONDARY) == 4 and {r["name"] for r in secondary} == set(SECONDARY)
+    assert all(r["measured"] is not None and r["passed"] for r in secondary), secondary
+
+
+def test_healthy_round_rules_out_every_trigger(obs):
+    triggers = rows(judge(obs), "rollback_trigger")
+    assert triggers and all(r["fired"] is False for r in triggers)
+
+
+def test_healthy_round_compares_latency_of_test_and_reference(obs):
+    [latency] = [c for c in judge(obs)["comparisons"] if c["metric"] == "latency_ms"]
+    assert (latency["n_test"], latency["n_control"], latency["verdict"]) == (60, 60, "no difference")
+
+
+def test_healthy_round_with_health_checks_stays_go(obs):
+    units = {h: obs["info"][h]["units"] for h in HOSTS}
+    restarts = {h: {a: u["n_restarts"] for a, u in obs["baseline"][h]["units"].items()} for h in HOSTS}
+    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]), restarts)
+    assert combine(judge(obs), health) == ("GO", "proceed", [])
+
+
+def test_low_dual_publish_success_on_one_instance_is_no_go_naming_it(obs):
+    probe_instance(obs, "dgx-2")["dual_publish_success"] = 0.97
+    result = judge(obs)
+    assert result["outcome"] == "NO-GO" and result["action"] == "stop"
+    [failed] = [r for r in rows(result, "primary") if not r["passed"]]
+    assert (failed["name"], failed["agent"], failed["measured"]) == ("dual_publish_success", "network-expert@dgx-2",
+                                                                     97.0)
+    [reason] = result["reasons"]
+    assert "dual_publish_success" in reason and "network-expert@dgx-2" in reason
+
+
+def test_slow_median_on_one_instance_fails_latency_p50_naming_it(obs):
+    probe_instance(obs, "dgx-1")["latency_ms"] = dict(p50=150.0, p99=180.0)
+    result = judge(obs)
+    assert result["outcome"] == "NO-GO"
+    [failed] = [r for r in rows(result, "primary") if not r["passed"]]
+    assert (failed["name"], failed["agent"], failed["measured"]) == ("latency_p50", "network-expert@dgx-1", 150.0)
+    assert any("latency_p50" in r and "network-expert@dgx-1" in r for r in result["reasons"])
+
+
+def test_agent_restart_fires_agent_crash_and_rolls_back(obs):
+    now_unit(obs, "dgx-2").update(n_restarts=1, active_seconds=30.0, main_pid=5151)
+    result = judge(obs)
+    assert result["outcome"] == "ROLLBACK" and result["action"] == "rollback"
+    fired = [r for r in result["criteria"] if r["fired"]]
+    assert [(r["name"], r["agent"], r["measured"]) for r in fired] == [("agent_crash", "network-expert@dgx-2", 1)]
+
+
+def test_agent_restart_rolls_back_even_with_a_failed_health_check(obs):
+    now_unit(obs, "dgx-2").update(n_restarts=1, active_seconds=30.0)
+    units = {h: obs["info"][h]["units"] for h in HOSTS}
+    restarts = {h: {a: u["n_restarts"] for a, u in obs["baseline"][h]["units"].items()} for h in HOSTS}
+    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]), restarts)
+    assert health["failures"]
+    assert combine(judge(obs), health)[:2] == ("ROLLBACK", "rollback")
+
+
+def test_round_without_a_probe_is_no_go_never_go(obs):
+    obs["probe"] = None
+    result = judge(obs)
+    assert result["outcome"] == "NO-GO"
+    failed = {r["name"] for r in rows(result, "primary") if not r["passed"]}
+    assert failed == set(PRIMARY) - {"agent_uptime"}
+
+
+# --- render_round_summary --------------------------------------------------------------------------
+
+def test_round_summary_lists_every_criterion_with_its_instance(obs):
+    result = judge(obs)
+    units = {h: obs["info"][h]["units"] for h in HOSTS}
+    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]))
+    text = render_round_summary("wave2 T+1h: GO", result, health, run(obs), "control")
+    lines = text.splitlines()
+    assert lines[0] == "# wave2 T+1h: GO" and lines[2].startswith("- GO: ")
+    assert "- health: %d checks, 0 failed" % len(health["checks"]) in lines
+    assert "| primary | latency_p50 | network-expert@dgx-2 | 0.55 ms | < 100 | pass |" in lines
+    assert "| secondary | system_load | wave | 0.7 load | < 1.0 | pass |" in lines
+    assert "| rollback_trigger | agent_crash | network-expert@dgx-1 | 0 count | > 0 | quiet |" in lines
+    assert "## Test vs control" in lines
+
+
+def test_round_summary_marks_failures_fired_triggers_and_missing_data(obs):
+    now_unit(obs, "dgx-2").update(n_restarts=1, active_seconds=30.0)
+    obs["info"]["dgx-1"]["load_per_cpu"] = None
+    result = judge(obs)
+    units = {h: obs["info"][h]["units"] for h in HOSTS}
+    restarts = {h: {a: 0 for a in TEST + REFERENCE} for h in HOSTS}
+    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]), restarts)
+    text = render_round_summary("wave2 T+1h: ROLLBACK", result, health, run(obs), "earlier waves")
+    assert "| rollback_trigger | agent_crash | network-expert@dgx-2 | 1 count | > 0 | **FIRED** |" in text
+    assert "| primary | agent_uptime | network-expert@dgx-2 | 5 % | > 99.9 | **FAIL** |" in text
+    assert "| rollback_trigger | system_instability | wave | no data load | > 4.0 | no data |" in text
+    assert "| secondary | system_load | wave | no data load | < 1.0 | fail (info) |" in text
+    assert "  - network-expert no restarts on dgx-2: expected 0, measured 1" in text
+    assert "## Test vs earlier waves" in text
