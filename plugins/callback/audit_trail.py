@@ -66,7 +66,7 @@ from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.utils.vars import load_extra_vars
 
-_MODULE_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils')
+_MODULE_UTILS = os.path.join(os.path.dirname(os.path.realpath(__file__)), '..', 'module_utils')
 if _MODULE_UTILS not in sys.path:
     sys.path.insert(0, _MODULE_UTILS)
 # pylint: disable=wrong-import-position

@@ -60,6 +60,25 @@ def test_wave2_ends_go_with_every_checkpoint(wave2):
     assert "GO: all 8 checkpoints passed." in report
 
 
+PRIMARY = {"agent_uptime", "error_rate", "message_delivery", "latency_p50", "latency_p99", "dual_publish_success",
+           "unified_traffic_share"}
+SECONDARY = {"cpu_overhead", "memory_overhead", "publish_time", "system_load"}
+
+
+def test_every_checkpoint_measures_all_primary_criteria_and_reports_the_secondary(wave2):
+    for label in LABELS:
+        record = json.loads((ARTIFACTS / "checkpoints/wave2" / label / "decision.json").read_text())
+        flipped = WAVE2[:1] if label.startswith("phase1") else WAVE2
+        instances = {"%s@%s" % (agent, host) for agent in flipped for host in HOSTS}
+        primary = [r for r in record["criteria"] if r["kind"] == "primary"]
+        assert {(r["name"], r["agent"]) for r in primary} == {(n, i) for n in PRIMARY for i in instances}, label
+        assert all(r["measured"] is not None and r["passed"] for r in primary), (label, primary)
+        secondary = {r["name"]: r for r in record["criteria"] if r["kind"] == "secondary"}
+        assert set(secondary) == SECONDARY, label
+        assert all(r["measured"] is not None for r in secondary.values()), (label, secondary)
+        assert record["decision"] == "GO" and record["reference_kind"] == "control", label
+
+
 def test_phase1_goes_host_by_host_before_phase2(wave2):
     steps = [s["step"] for s in decision()["timeline"]]
     order = ["phase1: deploy network-expert on dgx-1", "phase1: deploy network-expert on dgx-2",

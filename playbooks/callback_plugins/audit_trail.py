@@ -1,0 +1,1 @@
+../../plugins/callback/audit_trail.py
