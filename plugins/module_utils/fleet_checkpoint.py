@@ -162,13 +162,13 @@ def measure(hosts, test, reference, probe, info, baseline):
     the units of criteria/default.yml, None where there is no data.
     """
     probe_agents = {a['name']: a for a in (probe or {}).get('agents') or []}
-    per_agent, cpu, memory, latency = {}, dict(test=[], reference=[]), dict(test=[], reference=[]), dict(
-        test=[], reference=[])
+    per_agent = {}
+    cpu, memory, latency = ({'test': [], 'reference': []} for _ in range(3))
+    elapsed_on = {host: _elapsed(info, baseline, host) for host in hosts}
     for side, names in (('test', test), ('reference', reference)):
         for agent in names:
             for host in hosts:
-                unit, before = _unit(info, host, agent), _unit(baseline, host, agent)
-                elapsed = _elapsed(info, baseline, host)
+                unit, before, elapsed = _unit(info, host, agent), _unit(baseline, host, agent), elapsed_on[host]
                 instance = _instance(probe_agents, agent, host) or {}
                 cpu[side].append(_cpu_pct(unit, before, elapsed))
                 memory[side].append((unit or {}).get('memory_bytes'))

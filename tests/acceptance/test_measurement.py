@@ -1,6 +1,7 @@
 """The measurement engine on the sandbox: faults switched on with the reference agent's knobs in
 one agent instance (network-expert on dgx-2) are measured by the checkpoints, judged against
-criteria/default.yml and acted on - the wave stops, or rolls itself back."""
+criteria/default.yml and acted on - the wave stops at the go/no-go gate before phase 2 touches
+any host, or rolls itself back."""
 
 from __future__ import annotations
 
@@ -136,6 +137,14 @@ def test_a_crash_during_monitoring_rolls_the_wave_back_automatically(sandbox, wa
         assert rollback["label"].startswith("phase1-monitor-"), rollback
         assert float(rollback["seconds_detection_to_completion"]) < 60, rollback
         assert rollback["detected_at"] <= rollback["decided_at"] <= rollback["completed_at"].replace("Z", "+00:00")
+        assert any("Rolled back automatically" in m for m in run.failed_messages()), run.failed_messages()
+
+        # The gate stopped the wave there: nothing more was waited for or taken, phase 2 never started.
+        rows = {c["label"]: c for c in wave["checkpoints"]}
+        assert rows["phase1-verification"]["decision"] == "GO"
+        assert [rows[label]["decision"] for label in ("phase1-T+1h", "phase2-verification", "T+24h")] == [
+            "NOT REACHED"] * 3
+        assert all(env_flag(host, "tdd-expert") == "false" for host in HOSTS)
 
         # The monitoring round that fired keeps the evidence and the times, under its manifest.
         folder = ARTIFACTS / "checkpoints/wave2/monitor" / rollback["label"]
