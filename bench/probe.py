@@ -24,17 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import ansible.module_utils  # noqa: E402  (the project is not a collection: module_utils by path)
-
-if str(ROOT / "plugins/module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(ROOT / "plugins/module_utils"))
-
-from ansible.module_utils.fleet_probe import run_probe  # noqa: E402
-from tests.conftest import REFERENCE_AGENT, AgentProcess, NatsServer, nats_connect  # noqa: E402
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import run_probe
+from tests.conftest import REFERENCE_AGENT, AgentProcess, NatsServer, nats_connect
 
 STEP_S = 3.0
 RATES = (100, 200, 400, 800, 1600, 3200, 6400, 12800)  # requests/s per target; 2 targets

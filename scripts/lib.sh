@@ -24,10 +24,12 @@ require_root() {
   [ "$(id -u)" -eq 0 ] || die "run this as root (it installs apt packages and starts containers): sudo $0 $*"
 }
 
-# Puts the project's venv first on PATH and points Ansible at this checkout.
+# Puts the project's venv first on PATH and points Ansible at this checkout; Python finds the
+# collection (fleetwave.rollout is this checkout) as Ansible does, through collections/.
 use_venv() {
   [ -x "$FLEETWAVE_VENV/bin/ansible-playbook" ] || die "no virtualenv at $FLEETWAVE_VENV; run scripts/setup first"
   export PATH="$FLEETWAVE_VENV/bin:$PATH"
   export ANSIBLE_CONFIG="$FLEETWAVE_ROOT/ansible.cfg"
+  export PYTHONPATH="$FLEETWAVE_ROOT/collections${PYTHONPATH:+:$PYTHONPATH}"
   export FLEETWAVE_NATS_WHEEL FLEETWAVE_IMAGE
 }

@@ -4,13 +4,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
-# pylint: disable=wrong-import-position
-from fleet_artifacts import ArtifactError, ArtifactStore  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
 
 
 class ActionModule(ControllerAction):

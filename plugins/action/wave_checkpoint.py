@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
-# pylint: disable=wrong-import-position
-from fleet_artifacts import ArtifactError, ArtifactStore  # noqa: E402
-from fleet_checkpoint import combine, evaluate_health, measure, probe_pings, render_round_summary  # noqa: E402
-from fleet_gate import CriteriaError, evaluate, load_criteria  # noqa: E402
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import combine, evaluate_health, measure, probe_pings, render_round_summary
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import CriteriaError, evaluate, load_criteria
 
 KINDS = ('checkpoint', 'monitor')
 

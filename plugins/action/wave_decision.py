@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
-# pylint: disable=wrong-import-position
-from fleet_artifacts import ArtifactError, ArtifactStore  # noqa: E402
-from fleet_decision import decide_wave, render_report  # noqa: E402
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_decision import decide_wave, render_report
 
 
 class ActionModule(ControllerAction):

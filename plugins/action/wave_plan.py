@@ -5,14 +5,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _controller import ControllerAction  # noqa: E402  (also puts module_utils on sys.path)
-# pylint: disable=wrong-import-position
-from fleet_gate import CriteriaError, load_criteria  # noqa: E402
-from fleet_plan import PlanError, build_plan  # noqa: E402
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import CriteriaError, load_criteria
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import PlanError, build_plan
 
 ARGS = ('wave', 'agents', 'waves', 'schedule', 'subject_legacy', 'subject_unified',
         'stagger', 'verify_window', 'monitor_interval')

@@ -59,18 +59,13 @@ import atexit
 import datetime
 import getpass
 import os
-import sys
 import uuid
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.utils.vars import load_extra_vars
 
-_MODULE_UTILS = os.path.join(os.path.dirname(os.path.realpath(__file__)), '..', 'module_utils')
-if _MODULE_UTILS not in sys.path:
-    sys.path.insert(0, _MODULE_UTILS)
-# pylint: disable=wrong-import-position
-from fleet_audit import AuditError, AuditLog, AuditRecorder  # noqa: E402
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import AuditError, AuditLog, AuditRecorder
 
 
 def default_path(playbook, started):

@@ -170,7 +170,7 @@ restored_from:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.agent_env import (
+from ansible_collections.fleetwave.rollout.plugins.module_utils.agent_env import (
     FLAG_KEY, MASK, PRE_RESTORE_LABEL, EnvFile, EnvFileError, atomic_write, backup_name, is_secret,
     load_manifest, manifest_path, mask_values, newest_backup, parse_bool, sha256_bytes, utc_now,
     validate_values, write_backup,

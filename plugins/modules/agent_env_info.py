@@ -127,7 +127,7 @@ files:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.agent_env import EnvFile, EnvFileError, backups_for, load_manifest, mask_values
+from ansible_collections.fleetwave.rollout.plugins.module_utils.agent_env import EnvFile, EnvFileError, backups_for, load_manifest, mask_values
 
 
 def describe(path, manifest, secret_keys):

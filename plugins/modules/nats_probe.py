@@ -533,8 +533,8 @@ connection:
 import asyncio
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.fleet_nats import NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, redact_url
-from ansible.module_utils.fleet_probe import HAS_HDRH, HDRH_IMPORT_ERROR, run_probe, validate
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, redact_url
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import HAS_HDRH, HDRH_IMPORT_ERROR, run_probe, validate
 
 try:
     from nats.errors import Error as NatsError

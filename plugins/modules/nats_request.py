@@ -138,7 +138,7 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleet_nats import (
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
     NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, connect, is_no_responders, redact_url)
 
 

@@ -55,7 +55,7 @@ def run_playbook(workdir, play):
     (workdir / "play.yml").write_text(yaml.safe_dump([play], sort_keys=False))
     audit = workdir / "trail" / "audit.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "FLEETWAVE_AUDIT_"))}
-    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CALLBACKS_ENABLED="audit_trail",
+    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CALLBACKS_ENABLED="fleetwave.rollout.audit_trail",
                FLEETWAVE_AUDIT_PATH=str(audit), ANSIBLE_LOCAL_TEMP=str(workdir / ".tmp"),
                ANSIBLE_SSH_CONTROL_PATH_DIR=str(workdir / ".cp"), ANSIBLE_NOCOLOR="1")
     started = datetime.datetime.now(datetime.timezone.utc)

@@ -1,26 +1,21 @@
 """Shared fixtures for the unit tests of plugins/modules and plugins/module_utils.
 
-The project is not a collection: ansible.cfg points `module_utils` at plugins/module_utils, so
-modules import `ansible.module_utils.agent_env`. Extending the package path does the same here.
+The checkout is the collection fleetwave.rollout; pytest.ini puts collections/ (which links it as
+ansible_collections/fleetwave/rollout) on the path, so modules import as Ansible imports them.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import pathlib
 from unittest import mock
 
-import ansible.module_utils
 import pytest
 import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-MODULES = REPO / "plugins" / "modules"
-
-if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
 
 
 class ModuleExit(Exception):
@@ -41,11 +36,9 @@ def _fail_json(self, msg, **kwargs):
 
 
 def load_module(name):
-    """Import plugins/modules/<name>.py under a private name (it would clash with module_utils)."""
-    spec = importlib.util.spec_from_file_location("fleetwave_module_%s" % name, MODULES / ("%s.py" % name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module fleetwave.rollout.<name> (plugins/modules/<name>.py), executed afresh so that it
+    binds what a test patched in its module_utils."""
+    return importlib.reload(importlib.import_module("ansible_collections.fleetwave.rollout.plugins.modules.%s" % name))
 
 
 @pytest.fixture

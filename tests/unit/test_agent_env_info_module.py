@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from ansible.module_utils.agent_env import MASK, add_entry, empty_manifest, make_entry, render_manifest
+from ansible_collections.fleetwave.rollout.plugins.module_utils.agent_env import MASK, add_entry, empty_manifest, make_entry, render_manifest
 
 pytestmark = pytest.mark.unit
 

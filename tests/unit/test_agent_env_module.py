@@ -9,7 +9,7 @@ import os
 import stat
 
 import pytest
-from ansible.module_utils.agent_env import FLAG_KEY, MASK, add_entry, load_manifest, make_entry, render_manifest
+from ansible_collections.fleetwave.rollout.plugins.module_utils.agent_env import FLAG_KEY, MASK, add_entry, load_manifest, make_entry, render_manifest
 
 pytestmark = pytest.mark.unit
 

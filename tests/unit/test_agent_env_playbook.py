@@ -23,7 +23,7 @@ PLAYBOOK = """\
     _test_backups: "{{ scratch }}/backups"
   tasks:
     - name: Ensure tdd-expert has unified subjects on, backed up first
-      agent_env:
+      fleetwave.rollout.agent_env:
         path: "{{ _test_env }}"
         values:
           ENABLE_UNIFIED_SUBJECTS: true
@@ -35,7 +35,7 @@ PLAYBOOK = """\
       register: __test_first
 
     - name: Ensure the same settings again change nothing
-      agent_env:
+      fleetwave.rollout.agent_env:
         path: "{{ _test_env }}"
         values:
           ENABLE_UNIFIED_SUBJECTS: true
@@ -47,7 +47,7 @@ PLAYBOOK = """\
       register: __test_second
 
     - name: Ensure tdd-expert runs its pre-wave configuration again
-      agent_env:
+      fleetwave.rollout.agent_env:
         path: "{{ _test_env }}"
         state: restored
         backup_dir: "{{ _test_backups }}"
@@ -56,7 +56,7 @@ PLAYBOOK = """\
       register: __test_restore
 
     - name: Read the restored file back
-      agent_env_info:
+      fleetwave.rollout.agent_env_info:
         paths:
           - "{{ _test_env }}"
         backup_dir: "{{ _test_backups }}"
@@ -83,8 +83,7 @@ def test_flip_idempotence_and_restore(tmp_path):
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(
-        ANSIBLE_LIBRARY=str(REPO / "plugins" / "modules"),
-        ANSIBLE_MODULE_UTILS=str(REPO / "plugins" / "module_utils"),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"),
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
         ANSIBLE_REMOTE_TEMP=str(tmp_path / "tmp"),
         ANSIBLE_NOCOLOR="1",

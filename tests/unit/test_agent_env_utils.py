@@ -7,7 +7,7 @@ import hashlib
 import json
 
 import pytest
-from ansible.module_utils.agent_env import (
+from ansible_collections.fleetwave.rollout.plugins.module_utils.agent_env import (
     FLAG_KEY, MASK, EnvFile, EnvFileError, add_entry, backups_for, empty_manifest, load_manifest, make_entry,
     mask_values, newest_backup, parse_bool, render_manifest, validate_values,
 )

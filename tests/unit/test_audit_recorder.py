@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from ansible import context
 from ansible.module_utils.common.collections import ImmutableDict
-from ansible.module_utils.fleet_audit import CENSORED, AuditLog, AuditRecorder, check, verify
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import CENSORED, AuditLog, AuditRecorder, check, verify
 from ansible.plugins.loader import callback_loader
 from ansible.utils import vars as ansible_vars
 

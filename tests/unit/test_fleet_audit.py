@@ -13,7 +13,7 @@ import re
 import string
 
 import pytest
-from ansible.module_utils.fleet_audit import (CENSORED, GENESIS, RECOVERED, AuditError, AuditLog, canonical,
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import (CENSORED, GENESIS, RECOVERED, AuditError, AuditLog, canonical,
                                               censor, check, verify)
 
 pytestmark = pytest.mark.unit

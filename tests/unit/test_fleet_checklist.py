@@ -11,22 +11,20 @@ Ansible templated them. Only statuses, msg and loop labels are kept (no module a
 from __future__ import annotations
 
 import datetime
-import importlib.machinery
-import importlib.util
 import json
 import pathlib
 import re
-import sys
 
 import pytest
-from ansible.module_utils.fleet_audit import AuditLog, AuditRecorder
-from ansible.module_utils.fleet_checklist import (PLAY_DECIDE, PLAY_DEPLOY, PLAY_PREFLIGHT, PLAY_PREFLIGHT_HOSTS,
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import AuditLog, AuditRecorder
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checklist import (PLAY_DECIDE, PLAY_DEPLOY, PLAY_PREFLIGHT, PLAY_PREFLIGHT_HOSTS,
                                                   PLAY_ROLLBACK_CHECK, PLAY_ROLLBACK_RESTORE, PLAY_ROLLBACK_VERIFY,
                                                   PLAY_WATCH, T_AGENTS_ANSWER, T_CHECKPOINTS, T_DECISION,
                                                   T_DEPLOY_DONE, T_FLIP, T_GATE, T_GATE_NOGO, T_JUDGE, T_NATS,
                                                   T_PLAN, T_PREVIOUS, T_RB_RECORD, T_RB_SUMMARY, T_SHOW,
                                                   T_UNITS_ACTIVE, T_VERDICT, T_WAIT, ChecklistError, load_events,
                                                   render_checklist, waves_in)
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checklist import main as render_checklist_main
 
 pytestmark = pytest.mark.unit
 
@@ -538,19 +536,8 @@ def test_a_trail_without_a_run_of_the_wave_is_an_error(go_wave2):
 
 @pytest.fixture(name="script")
 def fixture_script():
-    """scripts/render-checklist's main(), loaded in-process; its sys.modules entries are undone after."""
-    names = ("fleet_audit", "fleet_checklist")
-    saved = {name: sys.modules.get(name) for name in names}
-    path = str(REPO / "scripts" / "render-checklist")
-    loader = importlib.machinery.SourceFileLoader("render_checklist_script", path)
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
-    yield module.main
-    for name, value in saved.items():
-        if value is None:
-            sys.modules.pop(name, None)
-        else:
-            sys.modules[name] = value
+    """scripts/render-checklist's main(), in-process."""
+    return render_checklist_main
 
 
 def test_the_script_prints_the_checklist_of_the_wave_it_finds(script, go_wave2, capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from ansible.module_utils.fleet_checkpoint import GO, NO_GO, describe, evaluate_health
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import GO, NO_GO, describe, evaluate_health
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ import copy
 import pathlib
 
 import pytest
-from ansible.module_utils import fleet_gate
-from ansible.module_utils.fleet_checkpoint import (
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_gate
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import (
     combine, evaluate_health, instance_key, measure, probe_pings, render_round_summary)
 
 pytestmark = pytest.mark.unit

@@ -11,9 +11,9 @@ import os
 import stat
 
 import pytest
-from ansible.module_utils import fleet_artifacts
-from ansible.module_utils.fleet_artifacts import MANIFEST, ArtifactError, ArtifactStore
-from ansible.module_utils.fleet_decision import GO, NO_GO, decide_wave, render_report
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_artifacts
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import MANIFEST, ArtifactError, ArtifactStore
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_decision import GO, NO_GO, decide_wave, render_report
 
 pytestmark = pytest.mark.unit
 

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import pytest
+from ansible_collections.fleetwave.rollout.plugins.filter import fleet
 
 pytestmark = pytest.mark.unit
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fleetwave_filter_fleet", REPO / "plugins/filter/fleet.py")
-fleet = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fleet)
 
 ENV_DIR = "/etc/agents"
 HOST = "dgx-2"

@@ -11,7 +11,7 @@ import random
 
 import pytest
 import yaml
-from ansible.module_utils.fleet_gate import (GO, INCONCLUSIVE, NO_GO, ROLLBACK, CriteriaError, evaluate,
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import (GO, INCONCLUSIVE, NO_GO, ROLLBACK, CriteriaError, evaluate,
                                              load_criteria, mann_whitney_u)
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 import yaml
-from ansible.module_utils.fleet_plan import PlanError, build_plan, watch_rounds
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import PlanError, build_plan, watch_rounds
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ import itertools
 import json
 
 import pytest
-from ansible.module_utils import fleet_probe
-from ansible.module_utils.fleet_probe import (
+from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_probe
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import (
     EventLedger, Latency, Schedule, TargetStats, counts, downsample, dual_publish_success, generate,
     latency_summary, plan_targets, publish_time, ratio, reply_is_error, run_probe, unified_share, validate)
 

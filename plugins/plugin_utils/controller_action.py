@@ -1,18 +1,10 @@
 # -*- coding: utf-8 -*-
-# Base of this project's controller-side action plugins (not a plugin itself: the leading
-# underscore keeps Ansible's loader away). Custom module_utils reach modules through AnsiballZ
-# only, so importing this module also puts plugins/module_utils on sys.path for the plugins.
+# Base of this collection's controller-side action plugins: they run once per task on the
+# controller, never on a host.
 
 from __future__ import annotations
 
-import os
-import sys
-
 from ansible.plugins.action import ActionBase
-
-_MODULE_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils')
-if _MODULE_UTILS not in sys.path:
-    sys.path.insert(0, _MODULE_UTILS)
 
 
 class ControllerAction(ActionBase):

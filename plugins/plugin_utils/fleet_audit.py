@@ -50,12 +50,14 @@ chain resumes intact at the recovery record) and keeps checking the rest of the 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import fcntl
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 
@@ -456,3 +458,42 @@ class AuditRecorder:
         duration = None if self._started is None else int(round((self._clock() - self._started) * 1000))
         outcome = 'aborted' if aborted else 'failed' if failed else 'ok'
         return self.log.append('playbook_end', outcome=outcome, failed_hosts=failed, duration_ms=duration)
+
+
+# --- scripts/audit-verify ---------------------------------------------------------------------------
+
+AUDIT_VERIFY_USAGE = """Check audit trails written by the audit_trail callback: scripts/audit-verify [--anchor SEQ:SHA256] FILE...
+
+Prints, per file, `FILE: OK (N lines, chain intact)` or `FILE: BROKEN at line K: reason`, and exits 1
+if any file is broken or unreadable (2 on a usage error). --anchor is the `SEQ:SHA256` the callback
+printed at the end of the run: the file must still hold that exact line, which also catches lines
+removed from the end (give it with a single FILE). Needs only python3 and its standard library."""
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog='audit-verify', description=AUDIT_VERIFY_USAGE.splitlines()[0])
+    parser.add_argument('--anchor', metavar='SEQ:SHA256', help='head of the log as printed at the end of the run')
+    parser.add_argument('files', metavar='FILE', nargs='+')
+    args = parser.parse_args(argv)
+    if args.anchor and len(args.files) != 1:
+        parser.error('--anchor applies to a single FILE')
+    broken = False
+    for path in args.files:
+        try:
+            verdict = check(path, anchor=args.anchor)
+        except ValueError as exc:  # a malformed --anchor
+            parser.error(str(exc))
+        except OSError as exc:
+            print('%s: UNREADABLE: %s' % (path, exc.strerror or exc))
+            broken = True
+            continue
+        if verdict.ok:
+            print('%s: OK (%s)' % (path, verdict.reason))
+        else:
+            print('%s: BROKEN at line %d: %s' % (path, verdict.first_bad_line, verdict.reason))
+            broken = True
+    return 1 if broken else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

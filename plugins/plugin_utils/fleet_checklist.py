@@ -50,13 +50,15 @@ deployed in a phase seen in the run form one more, not-reached phase.
 
 from __future__ import annotations
 
+import argparse
 import datetime
-import importlib.util
 import io
 import json
 import os
 import re
 import sys
+
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_audit
 
 PLAY_PREFLIGHT = 'Pre-flight on the controller: validate the plan of {wave}'
 PLAY_PREFLIGHT_HOSTS = 'Pre-flight on every host before any changes: {wave}'
@@ -101,30 +103,13 @@ class ChecklistError(Exception):
 
 # ================================================================================ loading
 
-def _fleet_audit():
-    """fleet_audit: as loaded already (scripts/render-checklist), from Ansible's module_utils path
-    (the tests, the controller), or from beside this file."""
-    if 'fleet_audit' in sys.modules:
-        return sys.modules['fleet_audit']
-    try:
-        from ansible.module_utils import fleet_audit  # pylint: disable=import-outside-toplevel
-        return fleet_audit
-    except ImportError:
-        pass
-    spec = importlib.util.spec_from_file_location(
-        'fleet_audit', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fleet_audit.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_events(path, anchor=None):
     """The events of the audit trail at ``path``, after verifying its hash chain (and the anchor
     ``SEQ:HASH`` if given) on the very bytes parsed. A broken trail raises ChecklistError naming
     the file and the first bad line."""
     with open(path, 'rb') as stream:
         data = stream.read()
-    ok, line, reason = _fleet_audit().verify(io.BytesIO(data), anchor=anchor)
+    ok, line, reason = fleet_audit.verify(io.BytesIO(data), anchor=anchor)
     if not ok:
         raise ChecklistError('%s: line %s: %s; refusing to render a checklist from a broken audit trail '
                              '(check it with scripts/audit-verify)' % (path, line, reason))
@@ -673,3 +658,63 @@ def render_checklist(events, wave, run_id=None, source=None):
         lines += ['', '## Phase %d — %s' % (number, section.title), '']
         lines += section.lines
     return '\n'.join(lines) + '\n'
+
+
+# --- scripts/render-checklist ------------------------------------------------------------------------
+
+RENDER_CHECKLIST_USAGE = """Fill the wave's execution checklist from audit trails: scripts/render-checklist [--wave WAVE] [--run RUN_ID]
+[--anchor SEQ:SHA256] [-o OUT.md] AUDIT.jsonl [MORE.jsonl ...]
+
+Verifies each trail's hash chain first and refuses a broken one (exit 1, naming the file and the first
+bad line), then prints the checklist as Markdown (or writes it to OUT.md): phases 0-6 of the seed's
+checklist with the real UTC time of each step, taken from the audit events (see
+plugins/module_utils/fleet_checklist.py for the play and task names it keys on).
+
+AUDIT.jsonl is the wave run's trail (artifacts/audit/wave2-<stamp>.jsonl). A rollback that wrote its own
+trail is included when its file follows: scripts/render-checklist wave2-A.jsonl rollback-B.jsonl.
+--wave defaults to the last wave run found; --run picks one run when a trail holds several; --anchor
+(with a single file) is the head the callback printed at the end of the run. Needs only python3."""
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog='render-checklist', description=RENDER_CHECKLIST_USAGE.splitlines()[0])
+    parser.add_argument('files', metavar='AUDIT.jsonl', nargs='+')
+    parser.add_argument('--wave', help='the wave to render (default: the last wave run in the trails)')
+    parser.add_argument('--run', metavar='RUN_ID', help='the run to render when the trails hold several')
+    parser.add_argument('--anchor', metavar='SEQ:SHA256', help='head of the log as printed at the end of the run')
+    parser.add_argument('-o', '--output', metavar='OUT.md', help='write the checklist here instead of stdout')
+    args = parser.parse_args(argv)
+    if args.anchor and len(args.files) != 1:
+        parser.error('--anchor applies to a single AUDIT.jsonl')
+    events = []
+    try:
+        for path in args.files:
+            try:
+                events += load_events(path, anchor=args.anchor)
+            except ValueError as exc:  # a malformed --anchor
+                parser.error(str(exc))
+        wave = args.wave
+        if wave is None:
+            found = waves_in(events)
+            if not found:
+                raise ChecklistError('%s: no wave run found; name the wave with --wave'
+                                               % ', '.join(args.files))
+            wave = found[-1]
+        text = render_checklist(events, wave, run_id=args.run, source=', '.join(args.files))
+    except OSError as exc:
+        print('render-checklist: %s: %s' % (exc.filename or '', exc.strerror or exc), file=sys.stderr)
+        return 1
+    except ChecklistError as exc:
+        print('render-checklist: %s' % exc, file=sys.stderr)
+        return 1
+    if args.output:
+        with open(args.output, 'w', encoding='utf-8') as out:
+            out.write(text)
+        print('render-checklist: wrote %s' % args.output, file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

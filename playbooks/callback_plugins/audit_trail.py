@@ -1,1 +1,0 @@
-../../plugins/callback/audit_trail.py
