@@ -1,12 +1,18 @@
-"""Acceptance fixtures: the real sandbox fleet (scripts/sandbox: nats-server on 127.0.0.1:4222,
-systemd stand-ins fleetwave-dgx-1..3 running the reference agents) driven by real playbook runs
-through ansible-runner, the way AWX runs them. Nothing here is mocked.
+"""Acceptance fixtures: the test fleet (FLEETWAVE_FLEET=test scripts/sandbox: nats-server on
+127.0.0.1:24222, systemd stand-ins fleetwave-test-dgx-1..3 running the reference agents, inventory
+tests/fleet) driven by real playbook runs through ansible-runner, the way AWX runs them. Nothing
+here is mocked.
 
-These tests take over the sandbox: they roll it back, flip it and break it on purpose.
+These tests take over the test fleet: they reset it, flip it and break it on purpose. They never
+touch the user's sandbox (fleetwave-dgx-1..3, 127.0.0.1:4222, <repo>/artifacts): their checkpoints,
+decisions, rollback records and audit trails land in the test fleet's artifacts dir, and
+scripts/test checks that the sandbox is left as it was.
 """
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import json
 import os
 import shutil
@@ -23,11 +29,21 @@ from tests.conftest import ROOT, nats_connect, run_async
 pytestmark = pytest.mark.acceptance
 
 HOSTS = ("dgx-1", "dgx-2", "dgx-3")
-CONTAINER = "fleetwave-{}".format
-NATS_URL = "nats://127.0.0.1:4222"
-ARTIFACTS = ROOT / "artifacts"
+# The test fleet: its inventory (which links the production contract and the sandbox's timings),
+# and from it where its NATS server and artifacts are.
+FLEET = ROOT / "tests/fleet"
+INVENTORY = FLEET / "hosts.yml"
+FLEET_VARS = yaml.safe_load((FLEET / "group_vars/all/60-test-fleet.yml").read_text())
+CONTAINER = "fleetwave-test-{}".format
+NATS_URL = FLEET_VARS["fleet_nats_url"]
+ARTIFACTS = Path(FLEET_VARS["fleet_artifacts_dir"])
 CONTRACT = yaml.safe_load((ROOT / "inventory/production/group_vars/all/00-contract.yml").read_text())
 AGENTS = CONTRACT["fleet_agents"]
+# scripts/sandbox on the test fleet, with its own names and ports whatever the user set for the sandbox.
+FLEET_ENV = dict({k: v for k, v in os.environ.items()
+                  if k not in ("FLEETWAVE_NATS_PORT", "FLEETWAVE_NATS_MONITOR_PORT", "FLEETWAVE_CONTAINER_PREFIX")},
+                 FLEETWAVE_FLEET="test")
+_RUNS = itertools.count(1)
 
 
 def podman_exec(host: str, *cmd: str, check: bool = True) -> str:
@@ -55,18 +71,22 @@ class PlaybookRun:
 
 
 def run_playbook(tmp_path: Path, playbook: str, *args: str, extravars: dict | None = None) -> PlaybookRun:
-    """Run a playbook of this repo against the sandbox inventory with ansible-runner."""
+    """Run a playbook of this repo against the test fleet's inventory with ansible-runner. Its audit
+    trail goes to the test fleet's artifacts (audit/<playbook>-<UTC stamp>-<n>.jsonl), never to the
+    working directory's artifacts/audit (the repository's, the user's sandbox's)."""
     private = tmp_path / ("runner-" + Path(playbook).stem)
     if private.exists():
         shutil.rmtree(private)
     private.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")  # collections_path; criteria/ beside it
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    env["FLEETWAVE_AUDIT_PATH"] = str(ARTIFACTS / "audit" / ("%s-%s-%03d.jsonl" % (Path(playbook).stem, stamp, next(_RUNS))))
     runner = ansible_runner.run(
         private_data_dir=str(private),
         project_dir=str(ROOT),
         playbook=str(ROOT / "playbooks" / playbook),
-        inventory=str(ROOT / "inventory/sandbox/hosts.yml"),
+        inventory=str(INVENTORY),
         extravars=extravars or {},
         cmdline=" ".join(args) or None,
         envvars=env,
@@ -133,11 +153,12 @@ def gather(subj: str, timeout: float = 1.5) -> dict:
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """A freshly installed sandbox fleet (scripts/sandbox reset): every agent legacy-only with no
-    backup, whatever an earlier session left on this machine."""
+    """A freshly installed test fleet (FLEETWAVE_FLEET=test scripts/sandbox reset): every agent
+    legacy-only with no backup, whatever an earlier session left on this machine. (The name is
+    historical: this is the tests' own fleet, never the user's sandbox.)"""
     if os.geteuid() != 0:
         pytest.fail("acceptance tests need root (podman); run them through scripts/test")
-    done = subprocess.run([str(ROOT / "scripts/sandbox"), "reset"], capture_output=True, text=True)
+    done = subprocess.run([str(ROOT / "scripts/sandbox"), "reset"], env=FLEET_ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return HOSTS
 

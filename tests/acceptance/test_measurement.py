@@ -1,4 +1,4 @@
-"""The measurement engine on the sandbox: faults switched on with the reference agent's knobs in
+"""The measurement engine on the test fleet: faults switched on with the reference agent's knobs in
 one agent instance (network-expert on dgx-2) are measured by the checkpoints, judged against
 criteria/default.yml and acted on - the wave stops at the go/no-go gate before phase 2 touches
 any host, or rolls itself back."""

@@ -1,4 +1,4 @@
-"""Wave 2 and rollback end to end on the sandbox fleet, proven over real NATS requests.
+"""Wave 2 and rollback end to end on the test fleet, proven over real NATS requests.
 
 The tests of this module share one wave 2 run (module fixture) and run in file order: the
 read-only checks first, then a second run, then the rollbacks that change the fleet.
@@ -32,7 +32,7 @@ def decision():
 
 @pytest.fixture(scope="module")
 def wave2(sandbox, wave1_go, tmp_path_factory):
-    """Wave 2 run once from a legacy-only fleet with the sandbox inventory as a user runs it."""
+    """Wave 2 run once from a legacy-only fleet with the sandbox's settings as a user runs it."""
     tmp = tmp_path_factory.mktemp("wave2")
     assert run_playbook(tmp, "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
     started = time.monotonic()
