@@ -90,8 +90,13 @@ def _mean(values):
     return statistics.fmean(values) if values else None
 
 
-def _median(values):
-    return statistics.median(values) if values else None
+def _group_p50(instance_p50s):
+    """A group's median latency: the median of its instances' p50s, each the probe's HDR estimate
+    (the one p50 estimator: the latency_p50 criterion reads the same figures). None when any
+    instance has no p50: a group figure is never made from part of the group."""
+    if not instance_p50s or any(v is None for v in instance_p50s):
+        return None
+    return statistics.median(instance_p50s)
 
 
 def instance_key(agent, host):
@@ -159,7 +164,7 @@ def measure(hosts, test, reference, probe, info, baseline):
     """
     probe_agents = {a['name']: a for a in (probe or {}).get('agents') or []}
     per_agent = {}
-    cpu, memory, latency = ({'test': [], 'reference': []} for _ in range(3))
+    cpu, memory, latency, p50 = ({'test': [], 'reference': []} for _ in range(4))
     elapsed_on = {host: _elapsed(info, baseline, host) for host in hosts}
     for side, names in (('test', test), ('reference', reference)):
         for agent in names:
@@ -169,9 +174,10 @@ def measure(hosts, test, reference, probe, info, baseline):
                 cpu[side].append(_cpu_pct(unit, before, elapsed))
                 memory[side].append((unit or {}).get('memory_bytes'))
                 latency[side].extend(instance.get('samples_ms') or [])
+                lat = instance.get('latency_ms') or {}
+                p50[side].append(lat.get('p50'))
                 if side != 'test':
                     continue
-                lat = instance.get('latency_ms') or {}
                 publish = instance.get('publish_time_ms') or {}
                 per_agent[instance_key(agent, host)] = dict(
                     uptime_pct=_uptime_pct(unit, elapsed),
@@ -190,10 +196,10 @@ def measure(hosts, test, reference, probe, info, baseline):
         cpu_overhead_pct=_relative_pct(_mean(cpu['test']), _mean(cpu['reference'])),
         memory_overhead_pct=_relative_pct(_mean(memory['test']), _mean(memory['reference'])),
         system_load=max(loads) if loads and None not in loads else None,
-        latency_p50_degradation_pct=_relative_pct(_median(latency['test']), _median(latency['reference'])),
+        latency_p50_degradation_pct=_relative_pct(_group_p50(p50['test']), _group_p50(p50['reference'])),
         cpu_pct_test=_mean(cpu['test']), cpu_pct_reference=_mean(cpu['reference']),
         memory_bytes_test=_mean(memory['test']), memory_bytes_reference=_mean(memory['reference']),
-        latency_p50_ms_test=_median(latency['test']), latency_p50_ms_reference=_median(latency['reference']))
+        latency_p50_ms_test=_group_p50(p50['test']), latency_p50_ms_reference=_group_p50(p50['reference']))
     return dict(per_agent=per_agent, wave=wave,
                 samples=dict(test=dict(latency_ms=latency['test']), control=dict(latency_ms=latency['reference'])))
 

@@ -363,24 +363,32 @@ def test_system_load_of_a_host_out_of_scope_is_ignored(obs):
 
 # --- latency degradation and samples ---------------------------------------------------------------
 
-def test_latency_degradation_from_the_medians_of_the_merged_samples(obs):
-    probe_instance(obs, "dgx-1")["samples_ms"] = [1.0, 2.0, 3.0]
-    probe_instance(obs, "dgx-2")["samples_ms"] = [10.0, 11.0]
+def test_latency_degradation_compares_the_groups_hdr_p50s(obs):
+    """One p50 estimator: the group figures are the median of the instances' HDR p50s, the very
+    figures the latency_p50 criterion judges."""
+    probe_instance(obs, "dgx-1")["latency_ms"] = dict(p50=3.0, p99=5.0)
+    probe_instance(obs, "dgx-2")["latency_ms"] = dict(p50=10.0, p99=12.0)
     for h in HOSTS:
-        probe_instance(obs, h, "graph-expert")["samples_ms"] = [2.0, 2.0, 2.0]
+        probe_instance(obs, h, "graph-expert")["latency_ms"] = dict(p50=2.0, p99=3.0)
     wave = run(obs)["wave"]
-    # merged test [1, 2, 3, 10, 11]: median 3 (not the mean of the per-host medians, 6.25)
-    assert wave["latency_p50_ms_test"] == 3.0 and wave["latency_p50_ms_reference"] == 2.0
-    assert wave["latency_p50_degradation_pct"] == pytest.approx(50.0)
+    assert wave["latency_p50_ms_test"] == 6.5 and wave["latency_p50_ms_reference"] == 2.0
+    assert wave["latency_p50_degradation_pct"] == pytest.approx(225.0)
 
 
 def test_equal_latency_is_no_degradation(obs):
     assert run(obs)["wave"]["latency_p50_degradation_pct"] == 0.0
 
 
-def test_latency_degradation_ignores_the_instance_summaries(obs):
-    probe_instance(obs)["latency_ms"] = dict(p50=500.0, p99=900.0)  # only the raw samples count
+def test_latency_degradation_ignores_the_downsampled_raw_samples(obs):
+    probe_instance(obs)["samples_ms"] = [500.0] * 60  # the samples feed the rank test, not the p50s
     assert run(obs)["wave"]["latency_p50_degradation_pct"] == 0.0
+
+
+def test_a_group_p50_needs_every_instance(obs):
+    probe_instance(obs, "dgx-2", "graph-expert")["latency_ms"] = {}
+    wave = run(obs)["wave"]
+    assert wave["latency_p50_ms_reference"] is None and wave["latency_p50_degradation_pct"] is None
+    assert wave["latency_p50_ms_test"] == pytest.approx(0.55)
 
 
 def test_samples_are_test_and_control_latency_points(obs):
@@ -624,7 +632,10 @@ def test_low_dual_publish_success_on_one_instance_is_no_go_naming_it(obs):
 def test_slow_median_on_one_instance_fails_latency_p50_naming_it(obs):
     probe_instance(obs, "dgx-1")["latency_ms"] = dict(p50=150.0, p99=180.0)
     result = judge(obs)
-    assert result["outcome"] == "NO-GO"
+    # The same p50 feeds the degradation trigger (one estimator), which fires: the group's median
+    # p50 is far above the reference's, so the round rolls back, naming the slow instance too.
+    assert result["outcome"] == "ROLLBACK"
+    assert [r["name"] for r in result["criteria"] if r["fired"]] == ["performance_degradation"]
     [failed] = [r for r in rows(result, "primary") if not r["passed"]]
     assert (failed["name"], failed["agent"], failed["measured"]) == ("latency_p50", "network-expert@dgx-1", 150.0)
     assert any("latency_p50" in r and "network-expert@dgx-1" in r for r in result["reasons"])
