@@ -59,7 +59,8 @@ def run_playbook(workdir, tasks, *args, vars_files=(str(CONTRACT),)):
 
 
 def task(name, module, args, **keywords):
-    return dict(name=name, **{module: args}, ignore_errors=True, **keywords)
+    """A task calling the collection's `module` by its fully qualified name."""
+    return dict(name=name, **{"fleetwave.rollout." + module: args}, ignore_errors=True, **keywords)
 
 
 def files_under(path):
@@ -295,7 +296,7 @@ def checkpoint_run(tmp_path_factory):
     (corrupt / "checkpoints/wave2/T+1h").mkdir(parents=True)
     (corrupt / "checkpoints/wave2/T+1h/decision.json").write_text("{truncated")
     return run_playbook(work, [
-        dict(name="plan", wave_plan=dict(PLAN_ARGS, criteria_file=str(CRITERIA_FILE)), register="__plan"),
+        dict(name="plan", **{"fleetwave.rollout.wave_plan": dict(PLAN_ARGS, criteria_file=str(CRITERIA_FILE))}, register="__plan"),
         task("first run GO", "wave_checkpoint", checkpoint(store, "T+1h", "run-1")),
         task("second run NO-GO", "wave_checkpoint", checkpoint(store, "T+1h", "run-2", probe=LOW_DUAL)),
         task("second run again", "wave_checkpoint", checkpoint(store, "T+1h", "run-2", probe=LOW_DUAL)),
@@ -515,7 +516,7 @@ def test_checkpoint_in_check_mode_decides_and_writes_nothing(checkpoint_run):
 
 def test_checkpoint_names_missing_arguments(checkpoint_run):
     result = checkpoint_run["missing arguments"]
-    assert result["failed"] and result["msg"] == "wave_checkpoint: missing argument(s) control, info"
+    assert result["failed"] and result["msg"] == "fleetwave.rollout.wave_checkpoint: missing argument(s) control, info"
 
 
 def test_checkpoint_that_cannot_be_written_fails_naming_the_folder(checkpoint_run):
@@ -567,7 +568,7 @@ def decision_run(tmp_path_factory):
     restarted = dict(info=fake_info(uptime=1600.0, cpu=16.0, changed={("nats-expert", "dgx-1"): dict(n_restarts=1)},
                                     **WAVE1))
     return run_playbook(work, [
-        dict(name="plan", wave_plan=PLAN_WAVE1, register="__plan"),
+        dict(name="plan", **{"fleetwave.rollout.wave_plan": PLAN_WAVE1}, register="__plan"),
         task("every checkpoint GO", "wave_checkpoint", wave1_checkpoint(go, "run-1"), loop=WAVE1_LABELS),
         task("decide GO", "wave_decision", decision(go, "run-1")),
         task("decide another run in check mode", "wave_decision", decision(go, "run-2"), check_mode=True),
@@ -675,7 +676,7 @@ def test_decision_over_a_corrupt_checkpoint_fails_naming_the_file(decision_run):
 
 def test_decision_names_missing_arguments(decision_run):
     result = decision_run["decide without arguments"]
-    assert result["failed"] and result["msg"] == "wave_decision: missing argument(s) run_id, artifacts_dir, started_at"
+    assert result["failed"] and result["msg"] == "fleetwave.rollout.wave_decision: missing argument(s) run_id, artifacts_dir, started_at"
 
 
 # ================================================================================ artifact_record
