@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ansible_collections.fleetwave.rollout.plugins.modules.wave_plan import DOCUMENTATION
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore, Layout
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import CriteriaError, load_criteria
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import previous_outcome
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import PlanError, build_plan
@@ -43,10 +43,13 @@ class ActionModule(ControllerAction):
                             msg='the criteria file is refused (nothing was changed):\n  - %s'
                             % '\n  - '.join(exc.problems))
             plan['criteria_file'] = args['criteria_file']
-        plan['previous_outcome'] = None
+        plan['previous_outcome'] = plan['previous_record'] = None
         if args['artifacts_dir']:
+            store = ArtifactStore(args['artifacts_dir'])
             try:
-                plan['previous_outcome'] = previous_outcome(ArtifactStore(args['artifacts_dir']), plan['previous'])
+                plan['previous_outcome'] = previous_outcome(store, plan['previous'])
+                if plan['previous']:
+                    plan['previous_record'] = store.path(Layout.wave_decision(plan['previous']))
             except ArtifactError as exc:
                 return dict(result, failed=True, msg='cannot read the previous wave\'s decision: %s' % exc)
         return dict(result, changed=False, plan=plan)

@@ -91,7 +91,8 @@ RETURN = r'''
 plan:
   description: >-
     The validated plan; C(previous_outcome) is the previous wave's recorded outcome (GO, NO-GO,
-    or null when none is recorded or O(artifacts_dir) is not given).
+    or null when none is recorded or O(artifacts_dir) is not given) and C(previous_record) the
+    file it is read from.
   returned: success
   type: dict
   sample:
@@ -116,6 +117,7 @@ plan:
     criteria_file: criteria/default.yml
     criteria: {primary: [], secondary: [], rollback_triggers: [], on_trigger: rollback, comparison: {}}
     previous_outcome: GO
+    previous_record: /srv/fleetwave/artifacts/checkpoints/wave1/decision.json
 problems:
   description: Every problem found, each naming the variable path.
   returned: failure
