@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_AGENT = ROOT / "roles/agent_service/files/opt/fleetwave/reference-agent/reference_agent.py"
+REFERENCE_AGENT = ROOT / "roles/reference_agent/files/opt/fleetwave/reference-agent/reference_agent.py"
 LOOPBACK = "127.0.0.1"
 
 # The fleet's first agent (contract.md); tests override what they need.

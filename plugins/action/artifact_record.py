@@ -4,29 +4,29 @@
 
 from __future__ import annotations
 
+from ansible_collections.fleetwave.rollout.plugins.modules.artifact_record import DOCUMENTATION
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
 
 
 class ActionModule(ControllerAction):
+    DOCUMENTATION = DOCUMENTATION
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        args = self._task.args
-        if not args.get('artifacts_dir') or not args.get('path') or ('data' in args) == ('text' in args):
+    def act(self, args, result):
+        if (args['data'] is None) == (args['text'] is None):
             return dict(result, failed=True,
                         msg='artifact_record needs artifacts_dir, path and exactly one of data or text')
         store = ArtifactStore(args['artifacts_dir'])
         try:
             result['dest'] = store.path(args['path'])
-            if args.get('manifest'):
+            if args['manifest']:
                 store.path(args['manifest'])  # refused before anything is written when outside the store
             if not self._task.check_mode:
-                if 'data' in args:
+                if args['data'] is not None:
                     store.write_json(args['path'], args['data'])
                 else:
                     store.write_text(args['path'], args['text'])
-                if args.get('manifest'):
+                if args['manifest']:
                     store.write_manifest(args['manifest'])
         except (ArtifactError, OSError) as exc:
             return dict(result, failed=True, msg='could not write %s under %s: %s'

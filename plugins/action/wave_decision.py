@@ -1,45 +1,46 @@
 # -*- coding: utf-8 -*-
-# Records a wave's decision from its checkpoint artifacts: checkpoints/<wave>/decision.json and
-# a readable report.md. Logic in module_utils/fleet_decision.py; writes through fleet_artifacts.
+# Records a phase's go/no-go or a wave's decision from the run journal: the policy is
+# plugin_utils/fleet_policy.py, the records and renderings plugin_utils/fleet_journal.py.
 
 from __future__ import annotations
 
-import datetime
-import os
-
+from ansible_collections.fleetwave.rollout.plugins.modules.wave_decision import DOCUMENTATION
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_decision import decide_wave, render_report
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
+                                                                                         Layout)
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import (Journal, JournalError, plan_of,
+                                                                                       record_gate, record_wave)
 
 
 class ActionModule(ControllerAction):
-    REQUIRED = ('plan', 'run_id', 'artifacts_dir', 'started_at')
+    DOCUMENTATION = DOCUMENTATION
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        args = self._task.args
-        failed = self.missing_args(result)
-        if failed:
-            return failed
-        plan, run_id = args['plan'], args['run_id']
+    def act(self, args, result):
+        plan, scope = args['plan'], args['scope']
+        if scope == 'phase' and not args['phase']:
+            return dict(result, failed=True, msg='wave_decision: scope=phase needs phase')
+        if self._task.check_mode:
+            return dict(result, outcome='GO', next_step='proceed', reasons=[])
         store = ArtifactStore(args['artifacts_dir'])
-        finished_at = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
         try:
-            decided = decide_wave(store, plan, run_id)
-            report = render_report(plan, run_id, decided, args.get('timeline') or [], args['started_at'], finished_at)
-            folder = os.path.join('checkpoints', plan['wave'])
-            result.update(changed=not self._task.check_mode, decision=decided['decision'],
-                          reasons=decided['reasons'], report=report, rollback=decided['rollback'],
-                          report_path=store.path(folder, 'report.md'))
-            if not self._task.check_mode:
-                store.write_json(os.path.join(folder, 'decision.json'),
-                                 dict(wave=plan['wave'], run_id=run_id, decision=decided['decision'],
-                                      reasons=decided['reasons'], checkpoints=decided['checkpoints'],
-                                      rollback=decided['rollback'],
-                                      started_at=args['started_at'], decided_at=finished_at,
-                                      timeline=args.get('timeline') or []))
-                store.write_text(os.path.join(folder, 'report.md'), report)
-        except (ArtifactError, OSError) as exc:
+            # The report and the checklist are rendered from the run record: without it nothing is
+            # recorded, rather than a decision.json (read by the next wave) and then a failure.
+            if plan_of(Journal(store, args['run_id']).records()) is None:
+                raise JournalError('the journal %s has no run record with a plan (nothing was recorded)'
+                                   % Layout.journal(args['run_id']))
+            if scope == 'phase':
+                gate = record_gate(store, plan, args['run_id'], args['phase'])
+                result.update(changed=True, outcome=gate['outcome'], next_step=gate['next_step'],
+                              reasons=gate['reasons'])
+                if gate['next_step'] == 'proceed':
+                    return result
+            decided = record_wave(store, plan, args['run_id'])
+        except (ArtifactError, JournalError, OSError) as exc:
             return dict(result, failed=True, msg='could not record the %s decision under %s: %s'
                         % (plan.get('wave'), args['artifacts_dir'], exc))
+        if scope == 'wave':
+            result.update(outcome=decided['outcome'], reasons=decided['reasons'],
+                          next_step='proceed' if decided['outcome'] == 'GO' else 'stop')
+        result.update(changed=True, report=decided['report'], report_path=decided['report_path'],
+                      checklist_path=decided['checklist_path'])
         return result

@@ -64,6 +64,29 @@ def fleet_probe_agents(identities, unified_enabled):
             for a in identities]
 
 
+def legacy_only_proof(probe):
+    """Whether a nats_probe of rolled-back agents (flag off) proves them legacy-only: every
+    request answered on legacy (delivery 1.0), events published on legacy, none on unified,
+    nobody answering on unified. One proof for every rollback, recorded in this shape."""
+    agents = (probe or {}).get('agents') or []
+    delivery = {a['name']: a.get('delivery') for a in agents}
+    legacy = {a['name']: (a.get('events') or {}).get('legacy') for a in agents}
+    unified = {a['name']: (a.get('events') or {}).get('unified') for a in agents}
+    unified_replies = sum(t.get('replies') or 0 for t in (probe or {}).get('targets') or [] if t.get('via') == 'unified')
+    reasons = [] if agents else ['the probe measured no agent: %s' % ((probe or {}).get('msg') or 'no result')]
+    for name in sorted(delivery):
+        if delivery[name] != 1.0:
+            reasons.append('%s: delivery on legacy %s, expected 1.0' % (name, delivery[name]))
+        if not legacy[name]:
+            reasons.append('%s: no event published on legacy subjects' % name)
+        if unified[name]:
+            reasons.append('%s: %s event(s) still published on unified subjects' % (name, unified[name]))
+    if unified_replies:
+        reasons.append('%d answer(s) on unified subjects' % unified_replies)
+    return dict(proven=not reasons, reasons=reasons, delivery=delivery, events_legacy=legacy,
+                events_unified=unified, unified_replies=unified_replies)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -71,4 +94,5 @@ class FilterModule:
             'fleet_env_path': fleet_env_path,
             'fleet_command_subject': fleet_command_subject,
             'fleet_probe_agents': fleet_probe_agents,
+            'legacy_only_proof': legacy_only_proof,
         }

@@ -98,7 +98,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Ensure network-expert has the env file, flag off unless already set
-  agent_env:
+  fleetwave.rollout.agent_env:
     path: /etc/agents/network-expert.env
     values:
       AGENT_NAME: network-expert
@@ -114,7 +114,7 @@ EXAMPLES = r"""
     mode: "0640"
 
 - name: Ensure network-expert publishes on unified subjects (backed up first)
-  agent_env:
+  fleetwave.rollout.agent_env:
     path: /etc/agents/network-expert.env
     values:
       ENABLE_UNIFIED_SUBJECTS: "true"
@@ -124,7 +124,7 @@ EXAMPLES = r"""
   notify: Restart agent
 
 - name: Ensure network-expert runs its pre-wave configuration again (rollback)
-  agent_env:
+  fleetwave.rollout.agent_env:
     path: /etc/agents/network-expert.env
     state: restored
     require:

@@ -48,7 +48,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Read the wave 2 env files
-  agent_env_info:
+  fleetwave.rollout.agent_env_info:
     paths:
       - /etc/agents/network-expert.env
       - /etc/agents/tdd-expert.env

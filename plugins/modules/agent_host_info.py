@@ -44,12 +44,12 @@ notes:
 
 EXAMPLES = r'''
 - name: Read the state of the wave's agent units
-  agent_host_info:
+  fleetwave.rollout.agent_host_info:
     agents: [network-expert, tdd-expert]
   register: __units
 
 - name: Read them again with the journal errors since the watch started
-  agent_host_info:
+  fleetwave.rollout.agent_host_info:
     agents: [network-expert, tdd-expert]
     since: "{{ _wave_watch_t0 }}"
   register: __units

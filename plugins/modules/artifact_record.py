@@ -40,7 +40,7 @@ notes:
 
 EXAMPLES = r'''
 - name: Record the rollback
-  artifact_record:
+  fleetwave.rollout.artifact_record:
     artifacts_dir: "{{ fleet_artifacts_dir }}"
     path: rollbacks/rollback-20261123T101500Z.json
     data: {seconds: 21.4, restored: [tdd-expert]}

@@ -119,7 +119,7 @@ requirements:
 
 EXAMPLES = r'''
 - name: Measure network-expert (flag on) against graph-expert (control) for the verification window
-  nats_probe:
+  fleetwave.rollout.nats_probe:
     url: "{{ fleet_nats_controller_url }}"
     agents:
       - name: network-expert

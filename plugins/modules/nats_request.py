@@ -86,7 +86,7 @@ requirements:
 
 EXAMPLES = r'''
 - name: Ensure dgx-1's network-expert answers on the unified subject
-  nats_request:
+  fleetwave.rollout.nats_request:
     url: "{{ fleet_nats_controller_url }}"
     subject: agents.infrastructure.01936f88-d2a9-7000-8000-000000000008.cmd.ping
     headers:
@@ -96,7 +96,7 @@ EXAMPLES = r'''
   delegate_to: localhost
 
 - name: Ensure nobody answers on the unified subject after a rollback
-  nats_request:
+  fleetwave.rollout.nats_request:
     url: "{{ fleet_nats_controller_url }}"
     subject: agents.infrastructure.01936f88-d2a9-7000-8000-000000000008.cmd.ping
     expect_no_responders: true

@@ -17,9 +17,12 @@ description:
   - Health checks ride along - each unit active and not restarted since the watch began, each
     flipped agent answering on its legacy and unified subjects on every host, each control agent
     on legacy only. A failed health check turns GO into NO-GO.
-  - Outcomes are GO, NO-GO, ROLLBACK (a trigger fired and the criteria say roll back) and
-    INCONCLUSIVE (a required comparison lacks samples). A figure without data fails its criterion,
-    and a trigger without data holds the wave at NO-GO.
+  - The outcome (GO, NO-GO, ROLLBACK, INCONCLUSIVE) and the next step (proceed, stop, rollback,
+    ask) are decided by the collection's decision policy (plugin_utils/fleet_policy.py); the
+    playbook branches on RV(next_step) only. A figure without data fails its criterion, and a
+    trigger without data holds the wave at NO-GO.
+  - Appends the round's record (step, phase, label, started, finished, outcome, next step,
+    reasons, artifact folder) to the run journal C(runs/<run_id>/journal.jsonl).
   - A O(kind=monitor) round judges the rollback triggers and the health checks only.
   - Writes C(checkpoints/<wave>/<label>/) (monitoring rounds C(checkpoints/<wave>/monitor/<label>/))
     under O(artifacts_dir) atomically - C(observations.json) (raw), C(measurements.json),
@@ -37,6 +40,14 @@ options:
     description: Checkpoint label, the folder name (e.g. C(T+1h)).
     type: str
     required: true
+  phase:
+    description: The phase whose watch this round belongs to (e.g. C(phase1)), for the journal.
+    type: str
+    required: true
+  started:
+    description: When the round began observing, in seconds since the epoch (default - when the
+      action starts).
+    type: float
   kind:
     description: A scheduled C(checkpoint), or a continuous-monitoring round (C(monitor)).
     type: str
@@ -55,7 +66,7 @@ options:
     type: list
     elements: str
     required: true
-  flipped:
+  test:
     description: Agents whose flag is on in this wave (the test group).
     type: list
     elements: str
@@ -96,18 +107,19 @@ options:
     description: Why there is no probe result, for the record.
     type: str
 notes:
-  - In check mode the decision is returned and nothing is written.
+  - In check mode the outcome is returned and nothing is written.
 '''
 
 EXAMPLES = r'''
 - name: Judge and record checkpoint T+1h
-  wave_checkpoint:
+  fleetwave.rollout.wave_checkpoint:
     wave: wave2
     label: T+1h
     run_id: "{{ _wave_run_id }}"
     artifacts_dir: "{{ fleet_artifacts_dir }}"
     hosts: "{{ ansible_play_hosts }}"
-    flipped: [network-expert, tdd-expert]
+    phase: phase2
+    test: [network-expert, tdd-expert]
     control: [git-expert, graph-expert, location-expert]
     reference: [git-expert, graph-expert, location-expert]
     criteria: "{{ _wave_plan.criteria }}"
@@ -119,17 +131,17 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
-decision:
+outcome:
   description: GO, NO-GO, ROLLBACK or INCONCLUSIVE.
   returned: always
   type: str
   sample: GO
-gate_action:
-  description: What the gate asks for - proceed, stop, rollback or pause (C(action) in decision.json).
+next_step:
+  description: What the run does now - proceed, stop, rollback or ask (a person decides).
   returned: always
   type: str
   sample: proceed
-failures:
+reasons:
   description: One sentence per failed criterion, fired or unknown trigger and failed health check.
   returned: always
   type: list
@@ -155,22 +167,27 @@ detected_at:
   description: When every observation of the round was in hand (UTC, ISO 8601).
   returned: always
   type: str
-  sample: "2026-11-23T10:00:00.123+00:00"
+  sample: "2026-11-23T10:00:00.123Z"
 decided_at:
   description: When the gate decided (UTC, ISO 8601).
   returned: always
   type: str
-  sample: "2026-11-23T10:00:00.125+00:00"
+  sample: "2026-11-23T10:00:00.125Z"
 detected_epoch:
-  description: O(detected_at) in seconds since the epoch.
+  description: RV(detected_at) in seconds since the epoch.
   returned: always
   type: float
   sample: 1795477200.123
 decided_epoch:
-  description: O(decided_at) in seconds since the epoch.
+  description: RV(decided_at) in seconds since the epoch.
   returned: always
   type: float
   sample: 1795477200.125
+step:
+  description: The round's step in the run journal - C(checkpoint), or C(monitoring round) for O(kind=monitor).
+  returned: always
+  type: str
+  sample: checkpoint
 folder:
   description: The checkpoint folder, relative to the artifact store.
   returned: always

@@ -7,77 +7,94 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 ---
 module: wave_decision
-short_description: Record a wave's GO/NO-GO from its checkpoint artifacts
+short_description: Record a phase's go/no-go or a wave's GO/NO-GO from the run journal
 description:
-  - Reads back every checkpoint of the plan (C(checkpoints/<wave>/<label>/decision.json)) and
-    decides GO only when each was taken in this run and is GO. A checkpoint not reached counts
-    against GO.
-  - Writes C(checkpoints/<wave>/decision.json) and a readable C(report.md) atomically; the
-    next wave's pre-flight reads the decision.
+  - Reads the run journal (C(runs/<run_id>/journal.jsonl)) and records what the collection's
+    decision policy (plugin_utils/fleet_policy.py) makes of it; it never judges figures again.
+  - O(scope=phase) - the go/no-go after a phase's watch - GO when every round of the phase in
+    the journal settled on C(proceed) (an INCONCLUSIVE round counts by the person's answer). It
+    is appended to the journal; a NO-GO also records the wave's decision (the run ends there).
+  - O(scope=wave) - the wave's decision - GO only when every scheduled checkpoint of every phase
+    was reached in this run and settled on C(proceed), and no monitoring round stopped it.
+    Appended to the journal, and written as C(checkpoints/<wave>/decision.json) (which the next
+    wave's pre-flight reads), C(checkpoints/<wave>/report.md) and the run's execution checklist
+    C(runs/<run_id>/checklist.md), both rendered from the journal.
   - Runs once on the controller (an action plugin).
 version_added: "0.1.0"
 author: fleetwave maintainers
 options:
   plan:
-    description: The plan returned by M(wave_plan).
+    description: The plan returned by M(fleetwave.rollout.wave_plan).
     type: dict
     required: true
   run_id:
-    description: This run's id, as given to M(wave_checkpoint).
+    description: This run's id, whose journal is read.
     type: str
     required: true
   artifacts_dir:
     description: Root of the artifact store on the controller.
     type: path
     required: true
-  started_at:
-    description: When the run started (ISO-8601).
+  scope:
+    description: A phase's go/no-go, or the wave's decision.
     type: str
-    required: true
-  timeline:
-    description: "Steps of the run, each C({step, started, finished, result}), for the report."
-    type: list
-    elements: dict
+    choices: [phase, wave]
+    default: wave
+  phase:
+    description: The phase, for O(scope=phase).
+    type: str
 notes:
-  - In check mode the decision is returned and nothing is written.
+  - In check mode nothing is read or written; the outcome is C(GO) with no reasons.
 '''
 
 EXAMPLES = r'''
-- name: Record the wave 2 decision
-  wave_decision:
+- name: Decide the go/no-go after phase 1
+  fleetwave.rollout.wave_decision:
     plan: "{{ _wave_plan }}"
     run_id: "{{ _wave_run_id }}"
     artifacts_dir: "{{ fleet_artifacts_dir }}"
-    started_at: "{{ _wave_started_at }}"
+    scope: phase
+    phase: phase1
+  register: __wave_gate
+
+- name: Record the wave 2 decision
+  fleetwave.rollout.wave_decision:
+    plan: "{{ _wave_plan }}"
+    run_id: "{{ _wave_run_id }}"
+    artifacts_dir: "{{ fleet_artifacts_dir }}"
   register: __wave_decision
 '''
 
 RETURN = r'''
-decision:
+outcome:
   description: GO or NO-GO.
   returned: always
   type: str
   sample: GO
+next_step:
+  description: proceed after GO, stop after NO-GO.
+  returned: always
+  type: str
+  sample: proceed
 reasons:
-  description: Why the decision is not GO (empty for GO).
+  description: Why the outcome is not GO (empty for GO).
   returned: always
   type: list
   elements: str
-  sample: ["checkpoint T+6h is NO-GO: tdd-expert unit active on dgx-2: expected active, measured failed"]
-rollback:
-  description: The automatic rollback recorded beside a checkpoint of this run (C(rollback.json)), or null.
-  returned: always
-  type: dict
-  sample: {"label": "phase2-monitor-004", "triggers": ["agent_crash"], "completed": true,
-           "detected_at": "2026-11-23T10:00:00.123+00:00", "seconds_detection_to_completion": 21.4}
+  sample: ["checkpoint T+6h is NO-GO: health: tdd-expert unit active on dgx-2: expected active, measured failed"]
 report:
-  description: The report, as Markdown.
-  returned: always
+  description: The wave report, as Markdown (when the wave's decision was recorded).
+  returned: when the wave's decision is recorded
   type: str
   sample: "# wave2: GO\n..."
 report_path:
-  description: Where the report is written.
-  returned: always
+  description: Where the wave report is written.
+  returned: when the wave's decision is recorded
   type: str
   sample: /srv/fleetwave/artifacts/checkpoints/wave2/report.md
+checklist_path:
+  description: Where the run's execution checklist is written.
+  returned: when the wave's decision is recorded
+  type: str
+  sample: /srv/fleetwave/artifacts/runs/wave2-20261123T100000Z/checklist.md
 '''

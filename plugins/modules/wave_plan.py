@@ -43,16 +43,19 @@ options:
     type: str
     required: true
   stagger:
-    description: Seconds between hosts of a phase.
-    type: float
+    description: Seconds between hosts of a phase. A number (a numeric string from C(-e) is accepted); anything
+      else is reported with the inventory variable it came from.
+    type: raw
     required: true
   verify_window:
-    description: Seconds a phase is watched after its last host.
-    type: float
+    description: Seconds a phase is watched after its last host. A number (a numeric string from C(-e) is accepted); anything
+      else is reported with the inventory variable it came from.
+    type: raw
     required: true
   monitor_interval:
-    description: Seconds between continuous-monitoring rounds while waiting for a checkpoint.
-    type: float
+    description: Seconds between continuous-monitoring rounds while waiting for a checkpoint. A number (a numeric string from C(-e) is accepted); anything
+      else is reported with the inventory variable it came from.
+    type: raw
     required: true
   criteria_file:
     description:
@@ -61,13 +64,16 @@ options:
         It is validated here, before any host is touched; a malformed file fails the task with
         every problem as C(<file>: <key path>: <reason>).
     type: path
+  artifacts_dir:
+    description: Root of the artifact store, where the previous wave's decision is read (RV(plan.previous_outcome)).
+    type: path
 notes:
   - Supports check mode; it never changes anything.
 '''
 
 EXAMPLES = r'''
 - name: Ensure the inventory describes a valid wave 2
-  wave_plan:
+  fleetwave.rollout.wave_plan:
     wave: wave2
     agents: "{{ fleet_agents }}"
     waves: "{{ fleet_waves }}"
@@ -83,7 +89,10 @@ EXAMPLES = r'''
 
 RETURN = r'''
 plan:
-  description: The validated plan.
+  description: >-
+    The validated plan; C(previous_outcome) is the previous wave's recorded outcome (GO, NO-GO,
+    or null when none is recorded or O(artifacts_dir) is not given) and C(previous_record) the
+    file it is read from.
   returned: success
   type: dict
   sample:
@@ -107,6 +116,8 @@ plan:
     timings: {stagger: 30, verify_window: 540, monitor_interval: 300}
     criteria_file: criteria/default.yml
     criteria: {primary: [], secondary: [], rollback_triggers: [], on_trigger: rollback, comparison: {}}
+    previous_outcome: GO
+    previous_record: /srv/fleetwave/artifacts/checkpoints/wave1/decision.json
 problems:
   description: Every problem found, each naming the variable path.
   returned: failure

@@ -1,16 +1,80 @@
 # -*- coding: utf-8 -*-
-# Every artifact (checkpoints, decisions, reports) is written through ArtifactStore, so that
-# writes are atomic everywhere and a durable backend can replace the local directory later.
+# Every artifact (checkpoints, decisions, reports, the run journal) is written through
+# ArtifactStore, so that writes are atomic everywhere and a durable backend can replace the local
+# directory later. Layout is the one place where an artifact's path is spelled; utc() the one
+# clock format.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 
 MANIFEST = 'MANIFEST.sha256'
+
+
+def utc(epoch=None):
+    """The one timestamp format of every artifact: UTC, ISO 8601, milliseconds, 'Z'."""
+    moment = datetime.datetime.fromtimestamp(time.time() if epoch is None else float(epoch), datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (moment.microsecond // 1000)
+
+
+class Layout:
+    """Where each artifact lives, relative to the store's root (fleet_artifacts_dir)."""
+
+    @staticmethod
+    def wave_dir(wave):
+        return os.path.join('checkpoints', wave)
+
+    @staticmethod
+    def round_dir(wave, label, monitoring=False):
+        """A checkpoint's folder, or a monitoring round's (under monitor/)."""
+        return os.path.join('checkpoints', wave, *(('monitor',) if monitoring else ()), label)
+
+    @staticmethod
+    def history_dir(wave, run_id, label, monitoring=False):
+        """Where a round's folder left by an earlier run is moved before it is rewritten."""
+        return os.path.join('checkpoints', wave, 'history', str(run_id), *(('monitor',) if monitoring else ()), label)
+
+    @staticmethod
+    def wave_decision(wave):
+        return os.path.join('checkpoints', wave, 'decision.json')
+
+    @staticmethod
+    def wave_report(wave):
+        return os.path.join('checkpoints', wave, 'report.md')
+
+    @staticmethod
+    def run_dir(run_id):
+        return os.path.join('runs', run_id)
+
+    @staticmethod
+    def journal(run_id):
+        return os.path.join('runs', run_id, 'journal.jsonl')
+
+    @staticmethod
+    def checklist(run_id):
+        return os.path.join('runs', run_id, 'checklist.md')
+
+    @staticmethod
+    def rollback_record(run_id):
+        """A rollback run's record (playbooks/rollback.yml); automatic rollbacks write theirs in
+        the round's folder (round_rollback)."""
+        return os.path.join('rollbacks', '%s.json' % run_id)
+
+    @staticmethod
+    def round_rollback(wave, label, monitoring=False):
+        return os.path.join(Layout.round_dir(wave, label, monitoring), 'rollback.json')
+
+    @staticmethod
+    def round_approval(wave, label, monitoring=False):
+        return os.path.join(Layout.round_dir(wave, label, monitoring), 'approval.json')
 
 
 class ArtifactError(Exception):
@@ -63,6 +127,62 @@ class ArtifactStore:
             return None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ArtifactError('%s is not valid JSON: %s' % (full, exc))
+
+    @contextlib.contextmanager
+    def locked(self, relpath):
+        """An exclusive lock beside relpath (relpath.lock), for read-modify-write and appends
+        by writers that may meet (two plays, two operators)."""
+        lock = self.path(relpath) + '.lock'
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        with open(lock, 'a', encoding='utf-8') as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def append_jsonl(self, relpath, record, lock=True):
+        """Append one JSON object as one line, fsync'ed, under the lock (lock=False: the caller
+        holds it): a killed run loses at most the line being written, which read_jsonl skips."""
+        dest = self.path(relpath)
+        line = (json.dumps(record, sort_keys=True, default=str) + '\n').encode('utf-8')
+        with self.locked(relpath) if lock else contextlib.nullcontext():
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(dest, 'ab') as handle:
+                if handle.tell() and not self._ends_with_newline(dest):
+                    handle.write(b'\n')  # a torn line from a killed writer stays on its own
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        return dest
+
+    @staticmethod
+    def _ends_with_newline(full):
+        with open(full, 'rb') as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b'\n'
+
+    def read_jsonl(self, relpath):
+        """The objects of a JSON-lines file ([] when it does not exist). A line torn by a killed
+        writer (cut short, so not closed by '}') is skipped; any other line that does not parse
+        is an error naming file and line."""
+        full = self.path(relpath)
+        try:
+            with open(full, 'rb') as handle:
+                lines = handle.read().split(b'\n')
+        except FileNotFoundError:
+            return []
+        records = []
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                records.append(json.loads(raw.decode('utf-8')))
+            except (ValueError, UnicodeDecodeError) as exc:
+                if not raw.rstrip().endswith(b'}'):
+                    continue
+                raise ArtifactError('%s: line %d is not valid JSON: %s' % (full, number, exc))
+        return records
 
     def archive(self, reldir, into):
         """Move an existing folder aside (never delete evidence) before it is rewritten."""

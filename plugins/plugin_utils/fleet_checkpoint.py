@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import statistics
+import time
 
-GO, NO_GO = 'GO', 'NO-GO'
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import Layout, utc
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import evaluate, load_criteria
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import ASK, ROLL_BACK, decide_round, describe
 
 
 def _check(checks, name, agent, host, expected, measured, ok):
@@ -49,14 +52,7 @@ def evaluate_health(hosts, flipped, control, units, pings, baseline=None):
             _check(checks, 'legacy only (control)', agent, None, 'no responders on unified',
                    None if ping is None else ('no responders' if ping['no_responders'] else ping['hosts']),
                    ping is not None and ping['no_responders'] is True)
-    failures = [c for c in checks if not c['ok']]
-    return dict(decision=GO if checks and not failures else NO_GO, checks=checks, failures=failures)
-
-
-def describe(check):
-    where = ' on %s' % check['host'] if check['host'] else ''
-    return '%s %s%s: expected %s, measured %s' % (check['agent'], check['check'], where,
-                                                   check['expected'], check['measured'])
+    return dict(checks=checks, failures=[c for c in checks if not c['ok']])
 
 
 # --- from the probe to the health checks ---------------------------------------------------------
@@ -94,8 +90,13 @@ def _mean(values):
     return statistics.fmean(values) if values else None
 
 
-def _median(values):
-    return statistics.median(values) if values else None
+def _group_p50(instance_p50s):
+    """A group's median latency: the median of its instances' p50s, each the probe's HDR estimate
+    (the one p50 estimator: the latency_p50 criterion reads the same figures). None when any
+    instance has no p50: a group figure is never made from part of the group."""
+    if not instance_p50s or any(v is None for v in instance_p50s):
+        return None
+    return statistics.median(instance_p50s)
 
 
 def instance_key(agent, host):
@@ -163,7 +164,7 @@ def measure(hosts, test, reference, probe, info, baseline):
     """
     probe_agents = {a['name']: a for a in (probe or {}).get('agents') or []}
     per_agent = {}
-    cpu, memory, latency = ({'test': [], 'reference': []} for _ in range(3))
+    cpu, memory, latency, p50 = ({'test': [], 'reference': []} for _ in range(4))
     elapsed_on = {host: _elapsed(info, baseline, host) for host in hosts}
     for side, names in (('test', test), ('reference', reference)):
         for agent in names:
@@ -173,9 +174,10 @@ def measure(hosts, test, reference, probe, info, baseline):
                 cpu[side].append(_cpu_pct(unit, before, elapsed))
                 memory[side].append((unit or {}).get('memory_bytes'))
                 latency[side].extend(instance.get('samples_ms') or [])
+                lat = instance.get('latency_ms') or {}
+                p50[side].append(lat.get('p50'))
                 if side != 'test':
                     continue
-                lat = instance.get('latency_ms') or {}
                 publish = instance.get('publish_time_ms') or {}
                 per_agent[instance_key(agent, host)] = dict(
                     uptime_pct=_uptime_pct(unit, elapsed),
@@ -194,22 +196,12 @@ def measure(hosts, test, reference, probe, info, baseline):
         cpu_overhead_pct=_relative_pct(_mean(cpu['test']), _mean(cpu['reference'])),
         memory_overhead_pct=_relative_pct(_mean(memory['test']), _mean(memory['reference'])),
         system_load=max(loads) if loads and None not in loads else None,
-        latency_p50_degradation_pct=_relative_pct(_median(latency['test']), _median(latency['reference'])),
+        latency_p50_degradation_pct=_relative_pct(_group_p50(p50['test']), _group_p50(p50['reference'])),
         cpu_pct_test=_mean(cpu['test']), cpu_pct_reference=_mean(cpu['reference']),
         memory_bytes_test=_mean(memory['test']), memory_bytes_reference=_mean(memory['reference']),
-        latency_p50_ms_test=_median(latency['test']), latency_p50_ms_reference=_median(latency['reference']))
+        latency_p50_ms_test=_group_p50(p50['test']), latency_p50_ms_reference=_group_p50(p50['reference']))
     return dict(per_agent=per_agent, wave=wave,
                 samples=dict(test=dict(latency_ms=latency['test']), control=dict(latency_ms=latency['reference'])))
-
-
-def combine(gate, health):
-    """One outcome from the gate and the health checks: a failed health check turns GO or
-    INCONCLUSIVE into NO-GO; ROLLBACK and NO-GO stand."""
-    outcome, action = gate['outcome'], gate['action']
-    if health['failures'] and outcome in ('GO', 'INCONCLUSIVE'):
-        outcome, action = NO_GO, 'stop'
-    failures = list(gate['reasons']) + ['health: %s' % describe(c) for c in health['failures']]
-    return outcome, action, failures
 
 
 def _cell(value):
@@ -218,10 +210,10 @@ def _cell(value):
     return '{:.6g}'.format(value) if isinstance(value, float) else str(value)
 
 
-def render_round_summary(head, gate, health, measurements, reference_kind):
+def render_round_summary(head, verdict, gate, health, measurements, reference_kind):
     """The human summary of one checkpoint or monitoring round (summary.md)."""
     lines = ['# %s' % head, '']
-    lines += ['- %s' % line for line in gate['summary_lines']]
+    lines += ['- %s' % line for line in [verdict['headline']] + gate['reasons'] + gate['notes']]
     lines += ['- health: %d checks, %d failed' % (len(health['checks']), len(health['failures']))]
     lines += ['  - %s' % describe(c) for c in health['failures']]
     lines += ['', '## Criteria', '', '| kind | criterion | instance | measured | limit | result |',
@@ -245,3 +237,69 @@ def render_round_summary(head, gate, health, measurements, reference_kind):
                                                 'memory_bytes_reference', 'latency_p50_ms_test',
                                                 'latency_p50_ms_reference')), '']
     return '\n'.join(lines)
+
+
+# --- one round, judged ------------------------------------------------------------------------------
+
+def triggers_only(criteria):
+    """A monitoring round judges the rollback triggers only; criteria and comparisons are for
+    the scheduled checkpoints."""
+    return dict(criteria, primary=[], secondary=[], comparison=dict(criteria['comparison'], metrics=[]))
+
+
+def _probe(args):
+    """The probe's measurements and why there are none: a failed nats_probe (registered with
+    failed_when: false) carries no agents."""
+    probe, error = args.get('probe') or None, args.get('probe_error')
+    if probe is not None and 'agents' not in probe:
+        return None, error or probe.get('msg') or 'the probe returned no measurements'
+    if probe is not None:  # keep the measurements, not the task's bookkeeping
+        probe = {k: v for k, v in probe.items() if k not in ('invocation', 'changed', 'failed', 'failed_when_result')}
+    return probe, error
+
+
+def judge_round(args):
+    """Judge one checkpoint or monitoring round (args as wave_checkpoint takes them). Returns
+    result (what the task returns), decision (decision.json) and files (the folder's content)."""
+    detected = time.time()  # every observation is in hand: what it shows is known from now
+    criteria = load_criteria(args['criteria'], args.get('criteria_file') or '<criteria>')
+    monitoring = args.get('kind') == 'monitor'
+    hosts, info, baseline = args['hosts'], args['info'] or {}, args['baseline'] or {}
+    probe, probe_error = _probe(args)
+    measurements = measure(hosts, args['test'], args['reference'], probe, info, baseline)
+    gate = evaluate(triggers_only(criteria) if monitoring else criteria, measurements)
+    units = {h: (info.get(h) or {}).get('units') or {} for h in hosts}
+    restarts = {h: {a: u.get('n_restarts') for a, u in ((baseline.get(h) or {}).get('units') or {}).items()}
+                for h in hosts}
+    health = evaluate_health(hosts, args['test'], args['control'], units, probe_pings(probe), restarts)
+    verdict = decide_round(gate, health, criteria.get('on_trigger', ROLL_BACK),
+                           (criteria.get('comparison') or {}).get('on_inconclusive', ASK),
+                           probe_error=(probe_error or 'no probe result') if probe is None else None)
+    decided = time.time()
+    step = 'monitoring round' if monitoring else 'checkpoint'
+    folder = Layout.round_dir(args['wave'], args['label'], monitoring)
+    reference_kind = args.get('reference_kind') or 'control'
+    decision = dict(
+        wave=args['wave'], phase=args['phase'], label=args['label'], step=step, run_id=args['run_id'],
+        detected_at=utc(detected), decided_at=utc(decided), outcome=verdict['outcome'],
+        next_step=verdict['next_step'], headline=verdict['headline'], reasons=verdict['reasons'],
+        criteria_file=args.get('criteria_file'), test=args['test'], reference=args['reference'],
+        reference_kind=reference_kind, criteria=gate['criteria'], comparisons=gate['comparisons'],
+        health=health['checks'])
+    head = '%s %s %s: %s' % (args['wave'], step, args['label'], verdict['outcome'])
+    files = {
+        'observations.json': dict(hosts=info, baseline=baseline, probe=probe, probe_error=probe_error),
+        'measurements.json': dict(per_agent=measurements['per_agent'], wave=measurements['wave'],
+                                  samples={side: {m: len(v) for m, v in metrics.items()}
+                                           for side, metrics in measurements['samples'].items()}),
+        'comparison.json': dict(test=args['test'], reference=args['reference'], reference_kind=reference_kind,
+                                comparisons=gate['comparisons'], wave=measurements['wave']),
+        'decision.json': decision,
+        'summary.md': render_round_summary(head, verdict, gate, health, measurements, reference_kind),
+    }
+    result = dict(outcome=verdict['outcome'], next_step=verdict['next_step'], reasons=verdict['reasons'],
+                  folder=folder, step=step, detected_epoch=detected, decided_epoch=decided,
+                  detected_at=decision['detected_at'], decided_at=decision['decided_at'],
+                  fired=sorted({r['name'] for r in gate['criteria'] if r['fired']}),
+                  measured=measurements['per_agent'], wave_figures=measurements['wave'])
+    return dict(result=result, decision=decision, files=files, monitoring=monitoring)

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
-# The checkpoint gate: criteria (criteria/default.yml) judged against measurements, GO / NO-GO /
-# ROLLBACK / INCONCLUSIVE. Pure logic, no I/O beyond reading the criteria file, so the action
+# The checkpoint gate: criteria (criteria/default.yml) judged against measurements, each row with
+# its measured value and limit; fleet_policy turns the findings into the outcome and next step.
+# Pure logic, no I/O beyond reading the criteria file, so the action
 # plugin only gathers figures and writes what comes back. Statistics are done here with the stdlib:
 # the controller has no scipy.
 #
@@ -17,7 +18,7 @@ import re
 
 import yaml  # ships with ansible-core; the gate runs on the controller
 
-GO, NO_GO, ROLLBACK, INCONCLUSIVE = 'GO', 'NO-GO', 'ROLLBACK', 'INCONCLUSIVE'
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import ON_INCONCLUSIVE, ON_TRIGGER
 
 COMPARATORS = {'<': operator.lt, '<=': operator.le, '>': operator.gt, '>=': operator.ge, '==': operator.eq}
 UNITS = ('%', 'ms', 'count', 'ratio', 'load')
@@ -185,7 +186,7 @@ def _check_comparison(data, problems):
     _check_number(block, 'comparison', 'alpha', problems, low=0, high=1, open_range=True)
     _check_number(block, 'comparison', 'min_effect', problems, low=0, high=1)
     _check_number(block, 'comparison', 'min_samples', problems, low=2, integer=True)
-    _check_choice(block, 'comparison', 'on_inconclusive', ('pause', 'rollback'), problems)
+    _check_choice(block, 'comparison', 'on_inconclusive', ON_INCONCLUSIVE, problems)
     metrics = block.get('metrics')
     if 'metrics' in block and not isinstance(metrics, list):
         problems.append('comparison.metrics: expected a list, got %s' % type(metrics).__name__)
@@ -223,7 +224,7 @@ def load_criteria(source, source_name=None):
     names = {}
     for section in SECTIONS:
         _check_section(data, section, names, problems)
-    _check_choice(data, '', 'on_trigger', ('rollback', 'pause'), problems)
+    _check_choice(data, '', 'on_trigger', ON_TRIGGER, problems)
     _check_comparison(data, problems)
     if problems:
         raise CriteriaError(['%s: %s' % (name, problem) for problem in problems])
@@ -385,9 +386,10 @@ def evaluate(criteria, measurements):
       wave       {metric: value}            one figure each, for wave criteria
       samples    {test: {metric: [..]}, control: {metric: [..]}}   raw points for test vs control
 
-    Precedence: a fired trigger (ROLLBACK, or NO-GO paused when on_trigger is pause); a failed
-    primary or a trigger without data (NO-GO); a gated comparison degraded (NO-GO); a required
-    comparison with too few samples (INCONCLUSIVE); else GO. Everything is evaluated either way.
+    Returns the findings - triggers fired or that cannot be ruled out (no data), primary criteria
+    failed, comparisons degraded, required comparisons short of samples - with one reason line
+    each, informational notes, and every row judged. Everything is evaluated either way; the
+    outcome and the next step are fleet_policy.decide_round's.
     """
     measurements = measurements or {}
     settings = criteria['comparison']
@@ -413,21 +415,6 @@ def evaluate(criteria, measurements):
     notes += ['comparison %s %s: %s' % (c['metric'], c['verdict'], c['reason']) for c in comparisons
               if c['verdict'] in ('improved', 'differs') or (c['verdict'] == 'too few samples' and not c['required'])]
 
-    paused = False
-    if fired:
-        paused = criteria['on_trigger'] == 'pause'
-        outcome, action = (NO_GO, 'pause') if paused else (ROLLBACK, 'rollback')
-        headline = '%d rollback trigger(s) fired: %s' % (len(fired), ', '.join(sorted({r['name'] for r in fired})))
-    elif unknown or failed or degraded:
-        outcome, action = NO_GO, 'stop'
-        headline = '%d check(s) failed' % (len(unknown) + len(failed) + len(degraded))
-    elif short:
-        outcome, action = INCONCLUSIVE, settings['on_inconclusive']
-        headline = 'required comparison(s) lack samples: %s' % ', '.join(c['metric'] for c in short)
-    else:
-        outcome, action = GO, 'proceed'
-        headline = '%d primary checks passed, no rollback trigger, %d comparison(s) without degradation' % (
-            len(primary), len(comparisons))
-    return dict(outcome=outcome, action=action, paused=paused,
-                reasons=lines, summary_lines=['%s: %s' % (outcome, headline)] + lines + notes,
+    return dict(fired=fired, unknown=unknown, failed=failed, degraded=degraded, short=short,
+                n_primary=len(primary), n_comparisons=len(comparisons), reasons=lines, notes=notes,
                 criteria=triggers + primary + secondary, comparisons=comparisons)

@@ -167,7 +167,7 @@ def sandbox():
 def wave1_go(sandbox, tmp_path_factory):
     """Wave 1 GO recorded, as wave 2's pre-flight requires."""
     decision = ARTIFACTS / "checkpoints/wave1/decision.json"
-    if not (decision.exists() and json.loads(decision.read_text())["decision"] == "GO"):
+    if not (decision.exists() and json.loads(decision.read_text())["outcome"] == "GO"):
         run = run_playbook(tmp_path_factory.mktemp("wave1"), "wave1.yml")
         assert run.rc == 0, run.stdout[-3000:]
     return decision

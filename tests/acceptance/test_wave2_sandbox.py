@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import AGENTS, ARTIFACTS, HOSTS, env_flag, fleet_snapshot, gather, run_playbook, subject
+from .conftest import AGENTS, ARTIFACTS, HOSTS, ROOT, env_flag, fleet_snapshot, gather, run_playbook, subject
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -28,6 +28,11 @@ QUICK = {"wave_stagger_seconds": 0, "wave_verify_window_seconds": 1,
 
 def decision():
     return json.loads((ARTIFACTS / "checkpoints/wave2/decision.json").read_text())
+
+
+def journal():
+    """The records of the run the wave decision was made from."""
+    return [json.loads(line) for line in (ARTIFACTS / decision()["journal"]).read_text().splitlines() if line]
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +57,9 @@ def test_check_mode_previews_the_flip_and_changes_nothing(legacy_fleet, wave1_go
 
 def test_wave2_ends_go_with_every_checkpoint(wave2):
     recorded = decision()
-    assert recorded["decision"] == "GO"
+    assert recorded["outcome"] == "GO"
     assert [c["label"] for c in recorded["checkpoints"]] == LABELS
-    assert all(c["decision"] == "GO" for c in recorded["checkpoints"])
+    assert all(c["outcome"] == "GO" for c in recorded["checkpoints"])
     report = (ARTIFACTS / "checkpoints/wave2/report.md").read_text()
     assert report.startswith("# wave2: GO")
     assert "GO: all 8 checkpoints passed." in report
@@ -76,16 +81,45 @@ def test_every_checkpoint_measures_all_primary_criteria_and_reports_the_secondar
         secondary = {r["name"]: r for r in record["criteria"] if r["kind"] == "secondary"}
         assert set(secondary) == SECONDARY, label
         assert all(r["measured"] is not None for r in secondary.values()), (label, secondary)
-        assert record["decision"] == "GO" and record["reference_kind"] == "control", label
+        assert record["outcome"] == "GO" and record["next_step"] == "proceed", label
+        assert record["reference_kind"] == "control", label
 
 
 def test_phase1_goes_host_by_host_before_phase2(wave2):
-    steps = [s["step"] for s in decision()["timeline"]]
-    order = ["phase1: deploy network-expert on dgx-1", "phase1: deploy network-expert on dgx-2",
-             "phase1: deploy network-expert on dgx-3", "phase2: deploy tdd-expert on dgx-1"]
-    assert [steps.index(s) for s in order] == sorted(steps.index(s) for s in order)
-    timeline = {s["step"]: s for s in decision()["timeline"]}
-    assert timeline[order[0]]["started"] < timeline[order[1]]["started"] < timeline[order[2]]["started"]
+    deploys = [(r["phase"], r["host"], r["started"], r["finished"]) for r in journal() if r["step"] == "deploy"]
+    assert [d[:2] for d in deploys] == [("phase1", h) for h in HOSTS] + [("phase2", h) for h in HOSTS]
+    # Host by host: each deploy starts after the one before it finished.
+    assert all(deploys[i][3] <= deploys[i + 1][2] for i in range(len(deploys) - 1)), deploys
+    gate = [r for r in journal() if r["step"] == "gate" and r["phase"] == "phase1"]
+    assert gate and gate[0]["outcome"] == "GO" and gate[0]["finished"] <= deploys[3][2]
+
+
+def test_the_checklist_and_report_show_every_step_with_its_real_time(wave2):
+    """Rendered from the journal this GO run wrote: every step of the seed's checklist is done,
+    with the times the journal recorded, and the report's timeline lists the same records."""
+    records = journal()
+    run_id = decision()["run_id"]
+    checklist = (ARTIFACTS / "runs" / run_id / "checklist.md").read_text()
+    items = [line for line in checklist.splitlines() if line.startswith("- [")]
+    expected = 1 + len(HOSTS) + 2 * len(HOSTS) + len(LABELS) + 1 + 2 + 1 + 1  # see the headings below
+    assert len(items) == expected, checklist
+    done = [line for line in items if line.startswith("- [x]")]
+    assert len(done) == expected - 1 and items[-1] == "- [ ] Rollback: not needed (GO)", checklist
+    for record in records:
+        if record["step"] in ("preflight", "deploy", "checkpoint", "gate", "decision"):
+            assert "%s → %s" % (record["started"] or "-", record["finished"]) in checklist, record
+    for heading in ("Phase 0 — pre-deployment", "Phase 1 — deploy network-expert (phase1)",
+                    "Phase 2 — phase1 stabilization", "Phase 3 — deploy tdd-expert (phase2)", "Phase 4 — monitoring",
+                    "Phase 5 — final analysis", "Phase 6 — rollback"):
+        assert "## " + heading in checklist
+    rendered = subprocess.run([str(ROOT / "scripts/render-checklist"), str(ARTIFACTS / "runs" / run_id / "journal.jsonl")],
+                              capture_output=True, text=True, check=True).stdout
+    assert rendered == checklist
+    report = (ARTIFACTS / "checkpoints/wave2/report.md").read_text()
+    assert "From the run journal `runs/%s/journal.jsonl`." % run_id in report
+    for record in records:
+        if record["step"] in ("deploy", "checkpoint"):
+            assert "| %d | " % record["seq"] in report and record["finished"] in report, record
 
 
 def test_every_checkpoint_folder_verifies_against_its_manifest(wave2):
@@ -114,7 +148,7 @@ def test_a_second_run_changes_nothing_and_is_still_go(wave2, tmp_path):
     run = run_playbook(tmp_path, "wave2.yml", extravars=QUICK)
     assert run.rc == 0, run.stdout[-4000:]
     assert fleet_snapshot() == before, "a second run restarted an agent, took a backup or changed a file"
-    assert decision()["decision"] == "GO"
+    assert decision()["outcome"] == "GO"
 
 
 def test_rollback_of_one_agent_on_one_host_leaves_the_rest(wave2, tmp_path):
@@ -142,5 +176,6 @@ def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
         legacy = gather(subject(agent, "legacy"))
         assert legacy["hosts"] == list(HOSTS) and legacy["unified"] == [False], (agent, legacy)
     record = json.loads(sorted((ARTIFACTS / "rollbacks").glob("rollback-*.json"))[-1].read_text())
-    assert record["verified_fleet_wide"] is True
-    assert {h: sorted(a) for h, a in record["changed"].items()} == flipped
+    assert record["step"] == "rollback" and record["outcome"] == "rolled back" and record["next_step"] == "stop"
+    assert record["detail"]["verified_fleet_wide"] is True
+    assert {h: sorted(a) for h, a in record["detail"]["changed"].items()} == flipped

@@ -1,12 +1,16 @@
-"""plugins/module_utils/fleet_checkpoint.py: a checkpoint is GO only when every check has data and
-passes; each check keeps what was expected and measured."""
+"""plugins/plugin_utils/fleet_checkpoint.py: a checkpoint is GO only when every check has data and
+passes; each check keeps what was expected and measured.
+
+evaluate_health returns the checks and the failures; the outcome is fleet_policy.decide_round's, so
+verdict() judges the health checks alone (with a gate that found nothing) the way a round does."""
 
 from __future__ import annotations
 
 import copy
 
 import pytest
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import GO, NO_GO, describe, evaluate_health
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import evaluate_health
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import GO, NO_GO, decide_round, describe
 
 pytestmark = pytest.mark.unit
 
@@ -38,6 +42,18 @@ def judge(obs):
     return evaluate_health(obs["hosts"], obs["flipped"], obs["control"], obs["units"], obs["pings"], obs["baseline"])
 
 
+# A gate that found nothing: the health checks alone decide.
+QUIET_GATE = dict(fired=[], unknown=[], failed=[], degraded=[], short=[], n_primary=0, n_comparisons=0, reasons=[])
+
+
+def verdict(health):
+    return decide_round(QUIET_GATE, health)
+
+
+def outcome(health):
+    return verdict(health)["outcome"]
+
+
 def ping(obs, agent, via):
     return next(p for p in obs["pings"] if p["agent"] == agent and p["via"] == via)
 
@@ -50,7 +66,8 @@ def failed(result):
 
 def test_healthy_observations_are_go(obs):
     result = judge(obs)
-    assert result["decision"] == GO and result["failures"] == []
+    assert outcome(result) == GO and result["failures"] == []
+    assert set(result) == {"checks", "failures"}  # no decision of its own: the policy decides
 
 
 def test_every_check_is_made_for_every_agent_and_host(obs):
@@ -76,8 +93,10 @@ def test_checks_record_expected_and_measured(obs):
 def test_unit_not_active_on_one_host_is_no_go(obs, state):
     obs["units"]["dgx-2"]["network-expert"]["active_state"] = state
     result = judge(obs)
-    assert result["decision"] == NO_GO and failed(result) == [("unit active", "network-expert", "dgx-2")]
+    assert outcome(result) == NO_GO and failed(result) == [("unit active", "network-expert", "dgx-2")]
     assert result["failures"][0]["measured"] == state
+    assert verdict(result)["reasons"] == ["health: network-expert unit active on dgx-2: expected active, measured %s"
+                                          % state]
 
 
 def test_unit_not_observed_is_no_go_not_a_pass(obs):
@@ -101,7 +120,7 @@ def test_restart_since_the_baseline_is_no_go(obs):
 
 def test_restart_count_at_or_below_the_baseline_passes(obs):
     obs["baseline"]["dgx-1"]["graph-expert"] = 5
-    assert judge(obs)["decision"] == GO
+    assert outcome(judge(obs)) == GO
 
 
 def test_unknown_restart_count_fails(obs):
@@ -117,7 +136,7 @@ def test_unknown_baseline_count_fails(obs):
 def test_without_baseline_a_known_restart_count_passes(obs):
     obs["baseline"] = None
     obs["units"]["dgx-1"]["graph-expert"]["n_restarts"] = 9
-    assert judge(obs)["decision"] == GO
+    assert outcome(judge(obs)) == GO
 
 
 def test_flipped_agent_missing_on_unified_on_one_host_is_no_go(obs):
@@ -173,12 +192,15 @@ def test_control_agent_is_not_required_to_answer_on_unified(obs):
 
 def test_extra_hosts_answering_do_not_fail(obs):
     ping(obs, "network-expert", "legacy")["hosts"].append("dgx-9")
-    assert judge(obs)["decision"] == GO
+    assert outcome(judge(obs)) == GO
 
 
 def test_nothing_to_check_is_no_go():
     result = evaluate_health([], [], [], {}, [])
-    assert result == dict(decision=NO_GO, checks=[], failures=[])
+    assert result == dict(checks=[], failures=[])
+    judged = verdict(result)
+    assert (judged["outcome"], judged["next_step"]) == (NO_GO, "stop")
+    assert judged["reasons"] == ["health: nothing was checked (no host or agent in scope)"]
 
 
 def test_inputs_are_not_modified(obs):

@@ -1,18 +1,21 @@
-"""plugins/module_utils/fleet_checkpoint.py, from observations to the gate: measure() turns the
+"""plugins/plugin_utils/fleet_checkpoint.py, from observations to the gate: measure() turns the
 hosts' agent_host_info results (now and at the start of the watch) and the nats_probe result into
 the figures of criteria/default.yml, per agent instance (agent@host) and for the wave; probe_pings()
-feeds the health checks from the probe; combine() merges gate and health. End to end with the real
-gate (fleet_gate.evaluate on criteria/default.yml)."""
+feeds the health checks from the probe; fleet_policy.decide_round merges the gate's findings and the
+health checks into the outcome and next step. End to end with the real gate (fleet_gate.evaluate on
+criteria/default.yml), and judge_round() as the checkpoint action calls it."""
 
 from __future__ import annotations
 
 import copy
 import pathlib
+import re
 
 import pytest
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_gate
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import (
-    combine, evaluate_health, instance_key, measure, probe_pings, render_round_summary)
+    evaluate_health, instance_key, judge_round, measure, probe_pings, render_round_summary, triggers_only)
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import decide_round
 
 pytestmark = pytest.mark.unit
 
@@ -360,24 +363,32 @@ def test_system_load_of_a_host_out_of_scope_is_ignored(obs):
 
 # --- latency degradation and samples ---------------------------------------------------------------
 
-def test_latency_degradation_from_the_medians_of_the_merged_samples(obs):
-    probe_instance(obs, "dgx-1")["samples_ms"] = [1.0, 2.0, 3.0]
-    probe_instance(obs, "dgx-2")["samples_ms"] = [10.0, 11.0]
+def test_latency_degradation_compares_the_groups_hdr_p50s(obs):
+    """One p50 estimator: the group figures are the median of the instances' HDR p50s, the very
+    figures the latency_p50 criterion judges."""
+    probe_instance(obs, "dgx-1")["latency_ms"] = dict(p50=3.0, p99=5.0)
+    probe_instance(obs, "dgx-2")["latency_ms"] = dict(p50=10.0, p99=12.0)
     for h in HOSTS:
-        probe_instance(obs, h, "graph-expert")["samples_ms"] = [2.0, 2.0, 2.0]
+        probe_instance(obs, h, "graph-expert")["latency_ms"] = dict(p50=2.0, p99=3.0)
     wave = run(obs)["wave"]
-    # merged test [1, 2, 3, 10, 11]: median 3 (not the mean of the per-host medians, 6.25)
-    assert wave["latency_p50_ms_test"] == 3.0 and wave["latency_p50_ms_reference"] == 2.0
-    assert wave["latency_p50_degradation_pct"] == pytest.approx(50.0)
+    assert wave["latency_p50_ms_test"] == 6.5 and wave["latency_p50_ms_reference"] == 2.0
+    assert wave["latency_p50_degradation_pct"] == pytest.approx(225.0)
 
 
 def test_equal_latency_is_no_degradation(obs):
     assert run(obs)["wave"]["latency_p50_degradation_pct"] == 0.0
 
 
-def test_latency_degradation_ignores_the_instance_summaries(obs):
-    probe_instance(obs)["latency_ms"] = dict(p50=500.0, p99=900.0)  # only the raw samples count
+def test_latency_degradation_ignores_the_downsampled_raw_samples(obs):
+    probe_instance(obs)["samples_ms"] = [500.0] * 60  # the samples feed the rank test, not the p50s
     assert run(obs)["wave"]["latency_p50_degradation_pct"] == 0.0
+
+
+def test_a_group_p50_needs_every_instance(obs):
+    probe_instance(obs, "dgx-2", "graph-expert")["latency_ms"] = {}
+    wave = run(obs)["wave"]
+    assert wave["latency_p50_ms_reference"] is None and wave["latency_p50_degradation_pct"] is None
+    assert wave["latency_p50_ms_test"] == pytest.approx(0.55)
 
 
 def test_samples_are_test_and_control_latency_points(obs):
@@ -482,62 +493,91 @@ def test_no_probe_gives_no_pings(probe):
 def test_probe_pings_feed_the_health_checks(obs):
     units = {h: obs["info"][h]["units"] for h in HOSTS}
     health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]))
-    assert health["decision"] == "GO" and health["failures"] == []
+    assert decide_round(findings("go"), health)["outcome"] == "GO" and health["failures"] == []
     obs["probe"]["targets"] = [t for t in obs["probe"]["targets"]
                                if not (t["agent"] == "network-expert" and t["via"] == "unified")]
     health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]))
     assert [(c["check"], c["host"]) for c in health["failures"]] == [("answers on unified", h) for h in HOSTS]
 
 
-# --- combine ---------------------------------------------------------------------------------------
+# --- decide_round with health (what combine() did) ------------------------------------------------
 
-HEALTH_OK = dict(decision="GO", checks=[dict(check="unit active", agent="a", host="h", expected="active",
-                                             measured="active", ok=True)], failures=[])
+HEALTH_OK = dict(checks=[dict(check="unit active", agent="a", host="h", expected="active", measured="active",
+                              ok=True)], failures=[])
 BAD_CHECK = dict(check="unit active", agent="network-expert", host="dgx-2", expected="active", measured="failed",
                  ok=False)
-HEALTH_BAD = dict(decision="NO-GO", checks=[BAD_CHECK], failures=[BAD_CHECK])
+HEALTH_BAD = dict(checks=[BAD_CHECK], failures=[BAD_CHECK])
+BAD_LINE = "health: network-expert unit active on dgx-2: expected active, measured failed"
 
 
-def gate(outcome, action, reasons=()):
-    return dict(outcome=outcome, action=action, reasons=list(reasons))
+def findings(case, reasons=()):
+    """fleet_gate.evaluate's findings with one finding of the given kind (go: none)."""
+    gate = dict(fired=[], unknown=[], failed=[], degraded=[], short=[], n_primary=7, n_comparisons=1,
+                reasons=list(reasons))
+    row = dict(name="agent_crash", metric="agent_crashes", agent="network-expert@dgx-2")
+    if case == "short":
+        gate["short"] = [dict(metric="latency_ms", verdict="too few samples", required=True)]
+    elif case != "go":
+        gate[case] = [row]
+    return gate
 
 
-@pytest.mark.parametrize("outcome, action", [("GO", "proceed"), ("NO-GO", "stop"), ("ROLLBACK", "rollback"),
-                                             ("INCONCLUSIVE", "pause"), ("NO-GO", "pause")])
-def test_combine_keeps_the_gate_when_health_is_fine(outcome, action):
-    assert combine(gate(outcome, action, ["r1"]), HEALTH_OK) == (outcome, action, ["r1"])
+# (findings, on_trigger, on_inconclusive) -> (outcome, next step) without a health failure.
+GATES = [("go", "rollback", "ask", "GO", "proceed"), ("failed", "rollback", "ask", "NO-GO", "stop"),
+         ("fired", "rollback", "ask", "ROLLBACK", "rollback"), ("short", "rollback", "ask", "INCONCLUSIVE", "ask"),
+         ("fired", "stop", "ask", "NO-GO", "stop")]
 
 
-@pytest.mark.parametrize("outcome, action", [("GO", "proceed"), ("INCONCLUSIVE", "pause"),
-                                             ("INCONCLUSIVE", "rollback")])
-def test_health_failure_turns_go_and_inconclusive_into_no_go(outcome, action):
-    got = combine(gate(outcome, action), HEALTH_BAD)
-    assert got == ("NO-GO", "stop", ["health: network-expert unit active on dgx-2: expected active, measured failed"])
+@pytest.mark.parametrize("case, on_trigger, on_inconclusive, outcome, next_step", GATES,
+                         ids=["go", "no-go", "rollback", "inconclusive-ask", "trigger-stop"])
+def test_decide_round_keeps_the_gate_when_health_is_fine(case, on_trigger, on_inconclusive, outcome, next_step):
+    got = decide_round(findings(case, ["r1"]), HEALTH_OK, on_trigger, on_inconclusive)
+    assert (got["outcome"], got["next_step"], got["reasons"]) == (outcome, next_step, ["r1"])
+
+
+@pytest.mark.parametrize("case, on_inconclusive", [("go", "ask"), ("short", "ask"), ("short", "rollback")])
+def test_health_failure_turns_go_and_inconclusive_into_no_go(case, on_inconclusive):
+    got = decide_round(findings(case), HEALTH_BAD, "rollback", on_inconclusive)
+    assert (got["outcome"], got["next_step"], got["reasons"]) == ("NO-GO", "stop", [BAD_LINE])
 
 
 def test_health_failure_leaves_rollback_standing():
-    got = combine(gate("ROLLBACK", "rollback", ["trigger agent_crash fired"]), HEALTH_BAD)
-    assert got == ("ROLLBACK", "rollback", ["trigger agent_crash fired",
-                                            "health: network-expert unit active on dgx-2: expected active, "
-                                            "measured failed"])
+    got = decide_round(findings("fired", ["trigger agent_crash fired"]), HEALTH_BAD, "rollback")
+    assert (got["outcome"], got["next_step"], got["reasons"]) == ("ROLLBACK", "rollback",
+                                                                  ["trigger agent_crash fired", BAD_LINE])
 
 
-@pytest.mark.parametrize("action", ["stop", "pause"])
-def test_health_failure_leaves_a_no_go_and_its_action(action):
-    outcome, got_action, failures = combine(gate("NO-GO", action, ["x"]), HEALTH_BAD)
-    assert (outcome, got_action) == ("NO-GO", action) and failures[0] == "x" and len(failures) == 2
+@pytest.mark.parametrize("case, on_trigger", [("failed", "rollback"), ("unknown", "rollback"), ("degraded", "rollback"),
+                                              ("fired", "stop")])
+def test_health_failure_leaves_a_no_go_and_its_next_step(case, on_trigger):
+    got = decide_round(findings(case, ["x"]), HEALTH_BAD, on_trigger)
+    assert (got["outcome"], got["next_step"]) == ("NO-GO", "stop")
+    assert got["reasons"][0] == "x" and len(got["reasons"]) == 2
 
 
-def test_combine_does_not_modify_the_gate_reasons():
-    reasons = ["x"]
-    combine(dict(outcome="GO", action="proceed", reasons=reasons), HEALTH_BAD)
-    assert reasons == ["x"]
+def test_decide_round_does_not_modify_the_gate_reasons():
+    gate, health = findings("go", ["x"]), copy.deepcopy(HEALTH_BAD)
+    decide_round(gate, health)
+    assert gate["reasons"] == ["x"] and health == HEALTH_BAD
 
 
 # --- end to end with the real gate -----------------------------------------------------------------
 
-def judge(obs, criteria=CRITERIA):
+def gate_of(obs, criteria=CRITERIA):
     return fleet_gate.evaluate(criteria, run(obs))
+
+
+def judge(obs, criteria=CRITERIA):
+    """The gate's findings with the policy's verdict on them (no health checks)."""
+    gate = gate_of(obs, criteria)
+    return dict(gate, **decide_round(gate, None, criteria["on_trigger"], criteria["comparison"]["on_inconclusive"]))
+
+
+def health_of(obs, restarts=None):
+    units = {h: obs["info"][h]["units"] for h in HOSTS}
+    if restarts is None:
+        restarts = {h: {a: u["n_restarts"] for a, u in obs["baseline"][h]["units"].items()} for h in HOSTS}
+    return evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]), restarts)
 
 
 def rows(result, kind):
@@ -546,7 +586,7 @@ def rows(result, kind):
 
 def test_healthy_round_is_go(obs):
     result = judge(obs)
-    assert result["outcome"] == "GO" and result["action"] == "proceed" and result["reasons"] == []
+    assert result["outcome"] == "GO" and result["next_step"] == "proceed" and result["reasons"] == []
 
 
 def test_healthy_round_measures_all_seven_primary_criteria_for_every_instance(obs):
@@ -574,16 +614,14 @@ def test_healthy_round_compares_latency_of_test_and_reference(obs):
 
 
 def test_healthy_round_with_health_checks_stays_go(obs):
-    units = {h: obs["info"][h]["units"] for h in HOSTS}
-    restarts = {h: {a: u["n_restarts"] for a, u in obs["baseline"][h]["units"].items()} for h in HOSTS}
-    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]), restarts)
-    assert combine(judge(obs), health) == ("GO", "proceed", [])
+    got = decide_round(gate_of(obs), health_of(obs))
+    assert (got["outcome"], got["next_step"], got["reasons"]) == ("GO", "proceed", [])
 
 
 def test_low_dual_publish_success_on_one_instance_is_no_go_naming_it(obs):
     probe_instance(obs, "dgx-2")["dual_publish_success"] = 0.97
     result = judge(obs)
-    assert result["outcome"] == "NO-GO" and result["action"] == "stop"
+    assert result["outcome"] == "NO-GO" and result["next_step"] == "stop"
     [failed] = [r for r in rows(result, "primary") if not r["passed"]]
     assert (failed["name"], failed["agent"], failed["measured"]) == ("dual_publish_success", "network-expert@dgx-2",
                                                                      97.0)
@@ -594,7 +632,10 @@ def test_low_dual_publish_success_on_one_instance_is_no_go_naming_it(obs):
 def test_slow_median_on_one_instance_fails_latency_p50_naming_it(obs):
     probe_instance(obs, "dgx-1")["latency_ms"] = dict(p50=150.0, p99=180.0)
     result = judge(obs)
-    assert result["outcome"] == "NO-GO"
+    # The same p50 feeds the degradation trigger (one estimator), which fires: the group's median
+    # p50 is far above the reference's, so the round rolls back, naming the slow instance too.
+    assert result["outcome"] == "ROLLBACK"
+    assert [r["name"] for r in result["criteria"] if r["fired"]] == ["performance_degradation"]
     [failed] = [r for r in rows(result, "primary") if not r["passed"]]
     assert (failed["name"], failed["agent"], failed["measured"]) == ("latency_p50", "network-expert@dgx-1", 150.0)
     assert any("latency_p50" in r and "network-expert@dgx-1" in r for r in result["reasons"])
@@ -603,18 +644,17 @@ def test_slow_median_on_one_instance_fails_latency_p50_naming_it(obs):
 def test_agent_restart_fires_agent_crash_and_rolls_back(obs):
     now_unit(obs, "dgx-2").update(n_restarts=1, active_seconds=30.0, main_pid=5151)
     result = judge(obs)
-    assert result["outcome"] == "ROLLBACK" and result["action"] == "rollback"
+    assert result["outcome"] == "ROLLBACK" and result["next_step"] == "rollback"
     fired = [r for r in result["criteria"] if r["fired"]]
     assert [(r["name"], r["agent"], r["measured"]) for r in fired] == [("agent_crash", "network-expert@dgx-2", 1)]
 
 
 def test_agent_restart_rolls_back_even_with_a_failed_health_check(obs):
     now_unit(obs, "dgx-2").update(n_restarts=1, active_seconds=30.0)
-    units = {h: obs["info"][h]["units"] for h in HOSTS}
-    restarts = {h: {a: u["n_restarts"] for a, u in obs["baseline"][h]["units"].items()} for h in HOSTS}
-    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]), restarts)
+    health = health_of(obs)
     assert health["failures"]
-    assert combine(judge(obs), health)[:2] == ("ROLLBACK", "rollback")
+    got = decide_round(gate_of(obs), health)
+    assert (got["outcome"], got["next_step"]) == ("ROLLBACK", "rollback")
 
 
 def test_round_without_a_probe_is_no_go_never_go(obs):
@@ -628,10 +668,10 @@ def test_round_without_a_probe_is_no_go_never_go(obs):
 # --- render_round_summary --------------------------------------------------------------------------
 
 def test_round_summary_lists_every_criterion_with_its_instance(obs):
-    result = judge(obs)
+    gate = gate_of(obs)
     units = {h: obs["info"][h]["units"] for h in HOSTS}
     health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]))
-    text = render_round_summary("wave2 T+1h: GO", result, health, run(obs), "control")
+    text = render_round_summary("wave2 T+1h: GO", decide_round(gate, health), gate, health, run(obs), "control")
     lines = text.splitlines()
     assert lines[0] == "# wave2 T+1h: GO" and lines[2].startswith("- GO: ")
     assert "- health: %d checks, 0 failed" % len(health["checks"]) in lines
@@ -644,14 +684,113 @@ def test_round_summary_lists_every_criterion_with_its_instance(obs):
 def test_round_summary_marks_failures_fired_triggers_and_missing_data(obs):
     now_unit(obs, "dgx-2").update(n_restarts=1, active_seconds=30.0)
     obs["info"]["dgx-1"]["load_per_cpu"] = None
-    result = judge(obs)
-    units = {h: obs["info"][h]["units"] for h in HOSTS}
-    restarts = {h: {a: 0 for a in TEST + REFERENCE} for h in HOSTS}
-    health = evaluate_health(HOSTS, TEST, REFERENCE, units, probe_pings(obs["probe"]), restarts)
-    text = render_round_summary("wave2 T+1h: ROLLBACK", result, health, run(obs), "earlier waves")
+    gate = gate_of(obs)
+    health = health_of(obs, restarts={h: {a: 0 for a in TEST + REFERENCE} for h in HOSTS})
+    verdict = decide_round(gate, health)
+    text = render_round_summary("wave2 T+1h: ROLLBACK", verdict, gate, health, run(obs), "earlier waves")
     assert "| rollback_trigger | agent_crash | network-expert@dgx-2 | 1 count | > 0 | **FIRED** |" in text
     assert "| primary | agent_uptime | network-expert@dgx-2 | 5 % | > 99.9 | **FAIL** |" in text
     assert "| rollback_trigger | system_instability | wave | no data load | > 4.0 | no data |" in text
     assert "| secondary | system_load | wave | no data load | < 1.0 | fail (info) |" in text
     assert "  - network-expert no restarts on dgx-2: expected 0, measured 1" in text
     assert "## Test vs earlier waves" in text
+    assert "- ROLLBACK: 1 rollback trigger(s) fired: agent_crash" in text.splitlines()
+
+
+# --- judge_round: one round as the checkpoint action judges it ------------------------------------
+
+STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def round_args(obs, kind="checkpoint", label="T+1h", criteria=CRITERIA, **changes):
+    """wave_checkpoint's arguments for the observations."""
+    args = dict(criteria=copy.deepcopy(criteria), criteria_file="criteria/default.yml", kind=kind, hosts=obs["hosts"],
+                info=obs["info"], baseline=obs["baseline"], probe=obs["probe"], probe_error=None, test=obs["test"],
+                reference=obs["reference"], control=obs["reference"], wave="wave2", phase="phase2", label=label,
+                run_id="20250114T093000Z-abc123", reference_kind="control")
+    args.update(changes)
+    return args
+
+
+def test_judge_round_of_a_healthy_checkpoint(obs):
+    judged = judge_round(round_args(obs))
+    result, decision = judged["result"], judged["decision"]
+    assert (result["outcome"], result["next_step"], result["reasons"]) == ("GO", "proceed", [])
+    assert (result["step"], result["folder"], judged["monitoring"]) == ("checkpoint", "checkpoints/wave2/T+1h", False)
+    assert result["fired"] == [] and sorted(result["measured"]) == ["network-expert@dgx-1", "network-expert@dgx-2"]
+    assert sorted(judged["files"]) == ["comparison.json", "decision.json", "measurements.json", "observations.json",
+                                       "summary.md"]
+    assert (decision["outcome"], decision["next_step"], decision["step"], decision["run_id"]) == (
+        "GO", "proceed", "checkpoint", "20250114T093000Z-abc123")
+    assert STAMP.match(decision["detected_at"]) and STAMP.match(decision["decided_at"])
+    assert result["detected_epoch"] <= result["decided_epoch"]
+    assert decision["health"] and all(c["ok"] for c in decision["health"])
+    assert judged["files"]["summary.md"].startswith("# wave2 checkpoint T+1h: GO\n")
+    assert judged["files"]["measurements.json"]["samples"] == dict(test=dict(latency_ms=60),
+                                                                   control=dict(latency_ms=60))
+
+
+def test_judge_round_rolls_back_on_a_fired_trigger_naming_it(obs):
+    now_unit(obs, "dgx-2").update(n_restarts=1, active_seconds=30.0, main_pid=5151)
+    result = judge_round(round_args(obs))["result"]
+    assert (result["outcome"], result["next_step"], result["fired"]) == ("ROLLBACK", "rollback", ["agent_crash"])
+
+
+def test_judge_round_stops_on_a_fired_trigger_when_the_criteria_say_stop(obs):
+    now_unit(obs, "dgx-2").update(n_restarts=1, active_seconds=30.0, main_pid=5151)
+    result = judge_round(round_args(obs, criteria=dict(CRITERIA, on_trigger="stop")))["result"]
+    assert (result["outcome"], result["next_step"], result["fired"]) == ("NO-GO", "stop", ["agent_crash"])
+
+
+def test_judge_round_asks_when_a_required_comparison_lacks_samples(obs):
+    for h in HOSTS:
+        probe_instance(obs, h)["samples_ms"] = SAMPLES[:5]
+    result = judge_round(round_args(obs))["result"]
+    assert (result["outcome"], result["next_step"]) == ("INCONCLUSIVE", "ask")
+
+
+def test_a_monitoring_round_judges_the_triggers_only(obs):
+    probe_instance(obs, "dgx-2")["dual_publish_success"] = 0.97  # a failed primary: NO-GO at a checkpoint
+    assert judge_round(round_args(obs))["result"]["outcome"] == "NO-GO"
+    judged = judge_round(round_args(obs, kind="monitor", label="phase2-monitor-001"))
+    result = judged["result"]
+    assert (result["outcome"], result["step"], judged["monitoring"]) == ("GO", "monitoring round", True)
+    assert result["folder"] == "checkpoints/wave2/monitor/phase2-monitor-001"
+    assert {r["kind"] for r in judged["decision"]["criteria"]} == {"rollback_trigger"}
+    assert judged["files"]["summary.md"].startswith("# wave2 monitoring round phase2-monitor-001: GO\n")
+
+
+def test_triggers_only_keeps_the_triggers_and_leaves_the_criteria_untouched():
+    before = copy.deepcopy(CRITERIA)
+    monitor = triggers_only(CRITERIA)
+    assert monitor["primary"] == [] and monitor["secondary"] == [] and monitor["comparison"]["metrics"] == []
+    assert monitor["rollback_triggers"] == CRITERIA["rollback_triggers"] and monitor["on_trigger"] == "rollback"
+    assert monitor["comparison"]["min_samples"] == CRITERIA["comparison"]["min_samples"]
+    assert CRITERIA == before
+
+
+@pytest.mark.parametrize("probe, probe_error, reason", [
+    (dict(failed=True, msg="nats: connection refused", invocation={}), None, "nats: connection refused"),
+    (None, "timeout after 30 s", "timeout after 30 s"),
+    (None, None, "no probe result"),
+    (dict(failed=True), None, "the probe returned no measurements"),
+])
+def test_a_failed_probe_is_no_go_with_its_error_first(obs, probe, probe_error, reason):
+    obs["probe"] = probe
+    judged = judge_round(round_args(obs, probe_error=probe_error))
+    result = judged["result"]
+    assert (result["outcome"], result["next_step"]) == ("NO-GO", "stop")
+    assert result["reasons"][0] == "probe failed, so every NATS figure is missing: %s" % reason
+    assert judged["files"]["observations.json"]["probe"] is None
+
+
+def test_the_probe_is_kept_without_the_task_bookkeeping(obs):
+    obs["probe"] = dict(obs["probe"], invocation=dict(module_args={}), changed=False, failed=False)
+    kept = judge_round(round_args(obs))["files"]["observations.json"]["probe"]
+    assert set(kept) == {"targets", "agents", "totals"}
+
+
+def test_judge_round_refuses_bad_criteria(obs):
+    with pytest.raises(fleet_gate.CriteriaError) as exc:
+        judge_round(round_args(obs, criteria=dict(CRITERIA, on_trigger="pause")))
+    assert any("on_trigger: 'pause' is not one of rollback, stop" in p for p in exc.value.problems)

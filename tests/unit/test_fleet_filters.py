@@ -1,4 +1,5 @@
-"""plugins/filter/fleet.py: rollback decisions per agent, restart baselines and ping summaries."""
+"""plugins/filter/fleet.py: rollback decisions per agent, env file paths, command subjects, probe
+agents, and the one proof that rolled-back agents are legacy-only."""
 
 from __future__ import annotations
 
@@ -121,7 +122,8 @@ def test_filter_plugin_exports_its_filters():
     filters = fleet.FilterModule().filters()
     assert filters == {"rollback_actions": fleet.rollback_actions, "fleet_env_path": fleet.fleet_env_path,
                        "fleet_command_subject": fleet.fleet_command_subject,
-                       "fleet_probe_agents": fleet.fleet_probe_agents}
+                       "fleet_probe_agents": fleet.fleet_probe_agents,
+                       "legacy_only_proof": fleet.legacy_only_proof}
 
 
 def test_probe_agents_keep_only_what_nats_probe_accepts():
@@ -148,3 +150,74 @@ def test_fleet_command_subject_formats_the_pattern_and_verb():
     catalog = {"tdd-expert": {"id": "01936faa-f4cb-7000-8000-00000000000a", "cluster": "quality-assurance"}}
     assert fleet.fleet_command_subject("agents.{cluster}.{id}", "tdd-expert", catalog, "status") == (
         "agents.quality-assurance.01936faa-f4cb-7000-8000-00000000000a.cmd.status")
+
+
+# --- legacy_only_proof ---------------------------------------------------------------------------
+
+def rolled_back_probe(agents=("network-expert", "tdd-expert"), hosts=("dgx-1", "dgx-2"), changed=None,
+                      unified_replies=None):
+    """A nats_probe of agents probed with the flag off, as after a rollback: every request answered on
+    legacy, events on legacy only, nobody on unified. changed: {agent: {field: value}};
+    unified_replies: {(agent, host): replies on the unified subject}."""
+    probe_agents, targets = [], []
+    for name in agents:
+        entry = dict(name=name, unified_enabled=False, delivery=1.0, events=dict(legacy=40, unified=0, both=0))
+        entry.update((changed or {}).get(name, {}))
+        probe_agents.append(entry)
+        for host in hosts:
+            replies = (unified_replies or {}).get((name, host), 0)
+            targets += [dict(agent=name, host=host, via="legacy", sent=300, replies=300, no_responders=0),
+                        dict(agent=name, host=host, via="unified", sent=300, replies=replies,
+                             no_responders=300 - replies)]
+    return dict(agents=probe_agents, targets=targets, totals={}, changed=False, failed=False)
+
+
+def test_legacy_only_is_proven_when_legacy_answers_and_unified_is_silent():
+    proof = fleet.legacy_only_proof(rolled_back_probe())
+    assert proof == dict(proven=True, reasons=[], delivery={"network-expert": 1.0, "tdd-expert": 1.0},
+                         events_legacy={"network-expert": 40, "tdd-expert": 40},
+                         events_unified={"network-expert": 0, "tdd-expert": 0}, unified_replies=0)
+
+
+@pytest.mark.parametrize("changed, reason", [
+    (dict(delivery=0.98), "tdd-expert: delivery on legacy 0.98, expected 1.0"),
+    (dict(delivery=None), "tdd-expert: delivery on legacy None, expected 1.0"),
+    (dict(events=dict(legacy=0, unified=0)), "tdd-expert: no event published on legacy subjects"),
+    (dict(events=None), "tdd-expert: no event published on legacy subjects"),
+    (dict(events=dict(legacy=40, unified=3)), "tdd-expert: 3 event(s) still published on unified subjects"),
+])
+def test_legacy_only_is_not_proven_naming_the_agent_and_what_failed(changed, reason):
+    proof = fleet.legacy_only_proof(rolled_back_probe(changed={"tdd-expert": changed}))
+    assert proof["proven"] is False and proof["reasons"] == [reason]
+
+
+def test_an_answer_on_a_unified_subject_disproves_legacy_only():
+    proof = fleet.legacy_only_proof(rolled_back_probe(unified_replies={("tdd-expert", "dgx-2"): 2,
+                                                                       ("network-expert", "dgx-1"): 1}))
+    assert proof["proven"] is False and proof["unified_replies"] == 3
+    assert proof["reasons"] == ["3 answer(s) on unified subjects"]
+
+
+def test_legacy_only_proof_lists_every_failure_agent_by_agent_in_name_order():
+    probe = rolled_back_probe(agents=("tdd-expert", "network-expert"),
+                              changed={"tdd-expert": dict(delivery=0.5, events=dict(legacy=0, unified=1)),
+                                       "network-expert": dict(delivery=0.9)},
+                              unified_replies={("tdd-expert", "dgx-1"): 300})
+    assert fleet.legacy_only_proof(probe)["reasons"] == [
+        "network-expert: delivery on legacy 0.9, expected 1.0",
+        "tdd-expert: delivery on legacy 0.5, expected 1.0",
+        "tdd-expert: no event published on legacy subjects",
+        "tdd-expert: 1 event(s) still published on unified subjects",
+        "300 answer(s) on unified subjects"]
+
+
+@pytest.mark.parametrize("probe, why", [
+    (None, "no result"),
+    ({}, "no result"),
+    (dict(failed=True, msg="cannot connect to nats://127.0.0.1:4222"), "cannot connect to nats://127.0.0.1:4222"),
+    (dict(agents=[], targets=[], failed=False), "no result"),
+])
+def test_an_empty_or_failed_probe_proves_nothing(probe, why):
+    proof = fleet.legacy_only_proof(probe)
+    assert proof == dict(proven=False, reasons=["the probe measured no agent: %s" % why], delivery={},
+                         events_legacy={}, events_unified={}, unified_replies=0)

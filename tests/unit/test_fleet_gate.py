@@ -1,6 +1,9 @@
-"""plugins/module_utils/fleet_gate.py and criteria/default.yml: criteria files are refused with the
-file, key path and reason; no data never passes; triggers roll back (or pause); the Mann-Whitney
-figures agree with textbook values, a pairwise count and a permutation test."""
+"""plugins/plugin_utils/fleet_gate.py and criteria/default.yml: criteria files are refused with the
+file, key path and reason; no data never passes; triggers roll back (or stop); the Mann-Whitney
+figures agree with textbook values, a pairwise count and a permutation test.
+
+evaluate() returns findings only; the outcome and next step are fleet_policy.decide_round's. judge()
+merges the two, so each case states the outcome the gate's findings lead to."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import random
 
 import pytest
 import yaml
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import (GO, INCONCLUSIVE, NO_GO, ROLLBACK, CriteriaError, evaluate,
-                                             load_criteria, mann_whitney_u)
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import (CriteriaError, evaluate,
+                                                                                   load_criteria, mann_whitney_u)
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import (GO, INCONCLUSIVE, NO_GO, ROLLBACK,
+                                                                                     decide_round)
 
 pytestmark = pytest.mark.unit
 
@@ -45,6 +50,14 @@ def with_agent(metric, value, agent="tdd-expert"):
     return measurements
 
 
+def judge(criteria, measurements):
+    """evaluate's findings with fleet_policy.decide_round's verdict (outcome, next_step, headline,
+    reasons) on them, as the checkpoint action does (without health checks)."""
+    findings = evaluate(criteria, measurements)
+    verdict = decide_round(findings, None, criteria["on_trigger"], criteria["comparison"]["on_inconclusive"])
+    return dict(findings, **verdict)
+
+
 def problems_of(data, name="criteria/bad.yml"):
     text = data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False)
     with pytest.raises(CriteriaError) as exc:
@@ -60,6 +73,7 @@ def test_default_criteria_load_with_the_contract_counts(criteria):
         "uptime_pct", "error_rate_pct", "delivery_pct", "latency_p50_ms", "latency_p99_ms",
         "dual_publish_success_pct", "unified_share_pct"]
     assert criteria["comparison"]["min_samples"] == 20 and criteria["on_trigger"] == "rollback"
+    assert criteria["comparison"]["on_inconclusive"] == "ask"
 
 
 def test_text_and_dict_sources_validate_like_the_file(criteria):
@@ -87,8 +101,12 @@ def mutated(edit):
     (lambda d: d["comparison"].update(alpha=1), "criteria/bad.yml: comparison.alpha: 1 is not strictly between"),
     (lambda d: d["comparison"]["metrics"][0].update(worse="up"),
      "criteria/bad.yml: comparison.metrics[0].worse: 'up' is not one of higher, lower"),
+    # The old vocabulary (pause) is refused: the next steps are rollback or stop, ask or rollback.
+    (lambda d: d.update(on_trigger="pause"), "criteria/bad.yml: on_trigger: 'pause' is not one of rollback, stop"),
+    (lambda d: d["comparison"].update(on_inconclusive="pause"),
+     "criteria/bad.yml: comparison.on_inconclusive: 'pause' is not one of ask, rollback"),
 ], ids=["bad-comparator", "missing-threshold", "non-numeric-threshold", "unknown-key", "duplicate-metric",
-        "unknown-top-key", "alpha-out-of-range", "bad-direction"])
+        "unknown-top-key", "alpha-out-of-range", "bad-direction", "on-trigger-pause", "on-inconclusive-pause"])
 def test_malformed_criteria_name_file_key_path_and_reason(edit, expected):
     problems = problems_of(mutated(edit))
     assert len(problems) == 1 and problems[0].startswith(expected), problems
@@ -104,7 +122,7 @@ def test_every_problem_is_reported_at_once():
 
 @pytest.mark.parametrize("text, expected", [
     ("primary:\n  - name: x\n    metric: [a\n", "criteria/bad.yml: line 4, column 1: YAML syntax error: "),
-    ("on_trigger: pause\non_trigger: rollback\n", "criteria/bad.yml: line 2, column 1: YAML syntax error: "
+    ("on_trigger: stop\non_trigger: rollback\n", "criteria/bad.yml: line 2, column 1: YAML syntax error: "
                                                   "duplicate key 'on_trigger'"),
     ("", "criteria/bad.yml: (top level): empty"),
     ("# only a comment\n", "criteria/bad.yml: (top level): empty"),
@@ -127,11 +145,13 @@ def rows(result, name, agent=None):
 
 
 def test_healthy_wave_is_go(criteria):
-    result = evaluate(criteria, good())
-    assert (result["outcome"], result["action"], result["paused"], result["reasons"]) == (GO, "proceed", False, [])
+    result = judge(criteria, good())
+    assert (result["outcome"], result["next_step"], result["reasons"]) == (GO, "proceed", [])
+    assert (result["fired"], result["unknown"], result["failed"], result["degraded"], result["short"]) == (
+        [], [], [], [], [])
     # Per agent: 7 primary, 1 secondary, 3 triggers; once for the wave: 3 secondary, 2 triggers.
     assert len(result["criteria"]) == 2 * 11 + 5
-    assert result["summary_lines"][0].startswith("GO: ")
+    assert result["headline"].startswith("GO: ")
     assert [(c["metric"], c["verdict"]) for c in result["comparisons"]] == [("latency_ms", "no difference")]
 
 
@@ -140,32 +160,34 @@ def test_no_data_fails_a_primary_and_names_it(criteria, value):
     measurements = with_agent("uptime_pct", value)
     if value == "missing":
         del measurements["per_agent"]["tdd-expert"]["uptime_pct"]
-    result = evaluate(criteria, measurements)
+    result = judge(criteria, measurements)
     [row] = rows(result, "agent_uptime", "tdd-expert")
     assert row["passed"] is False and row["measured"] is None and row["reason"].startswith("no data")
-    assert result["outcome"] == NO_GO and result["action"] == "stop"
+    assert result["outcome"] == NO_GO and result["next_step"] == "stop"
     assert result["reasons"] == ["primary agent_uptime failed on tdd-expert: uptime_pct " + row["reason"]]
+    assert result["failed"] == [row]
 
 
 def test_no_agents_measured_fails_every_per_agent_criterion(criteria):
     measurements = good()
     measurements["per_agent"] = {}
-    result = evaluate(criteria, measurements)
+    result = judge(criteria, measurements)
     assert result["outcome"] == NO_GO
     assert all(r["reason"] == "no data (no agent measured)" for r in result["criteria"] if r["scope"] == "per_agent")
 
 
 def test_failed_primary_is_no_go_naming_agent_and_figures(criteria):
-    result = evaluate(criteria, with_agent("latency_p99_ms", 250, agent="network-expert"))
+    result = judge(criteria, with_agent("latency_p99_ms", 250, agent="network-expert"))
     assert result["outcome"] == NO_GO
     assert result["reasons"] == ["primary latency_p99 failed on network-expert: latency_p99_ms 250 is not < 200 ms"]
 
 
 def test_secondary_failure_alone_keeps_go(criteria):
-    result = evaluate(criteria, good(cpu_overhead_pct=7.5))
+    result = judge(criteria, good(cpu_overhead_pct=7.5))
     assert result["outcome"] == GO
     assert rows(result, "cpu_overhead")[0]["passed"] is False
-    assert "secondary cpu_overhead failed (informational): cpu_overhead_pct 7.5 is not < 5 %" in result["summary_lines"]
+    assert result["reasons"] == []
+    assert "secondary cpu_overhead failed (informational): cpu_overhead_pct 7.5 is not < 5 %" in result["notes"]
 
 
 @pytest.mark.parametrize("scope, metric, value, trigger", [
@@ -177,27 +199,28 @@ def test_secondary_failure_alone_keeps_go(criteria):
 ])
 def test_each_trigger_rolls_back_naming_it(criteria, scope, metric, value, trigger):
     measurements = with_agent(metric, value) if scope == "agent" else good(**{metric: value})
-    result = evaluate(criteria, measurements)
-    assert (result["outcome"], result["action"], result["paused"]) == (ROLLBACK, "rollback", False)
+    result = judge(criteria, measurements)
+    assert (result["outcome"], result["next_step"]) == (ROLLBACK, "rollback")
     where = " on tdd-expert" if scope == "agent" else ""
     assert result["reasons"][0].startswith("trigger %s fired%s: %s " % (trigger, where, metric))
-    assert result["summary_lines"][0] == "ROLLBACK: 1 rollback trigger(s) fired: %s" % trigger
+    assert result["headline"] == "ROLLBACK: 1 rollback trigger(s) fired: %s" % trigger
     [row] = rows(result, trigger, "tdd-expert" if scope == "agent" else None)
     assert row["fired"] is True and row["passed"] is False
 
 
-def test_on_trigger_pause_gives_a_paused_no_go(criteria):
-    paused = dict(criteria, on_trigger="pause")
-    result = evaluate(paused, with_agent("agent_crashes", 2))
-    assert (result["outcome"], result["action"], result["paused"]) == (NO_GO, "pause", True)
+def test_on_trigger_stop_gives_a_no_go_that_stops(criteria):
+    paused = dict(criteria, on_trigger="stop")
+    result = judge(paused, with_agent("agent_crashes", 2))
+    assert (result["outcome"], result["next_step"]) == (NO_GO, "stop")
+    assert result["headline"] == "NO-GO: 1 rollback trigger(s) fired: agent_crash"
     assert result["reasons"][0] == "trigger agent_crash fired on tdd-expert: agent_crashes 2 > 0 count"
 
 
 def test_trigger_without_data_holds_but_does_not_roll_back(criteria):
     measurements = good()
     del measurements["wave"]["latency_p50_degradation_pct"]
-    result = evaluate(criteria, measurements)
-    assert result["outcome"] == NO_GO
+    result = judge(criteria, measurements)
+    assert (result["outcome"], result["next_step"]) == (NO_GO, "stop") and result["fired"] == []
     assert result["reasons"] == ["trigger performance_degradation cannot be ruled out: "
                                  "latency_p50_degradation_pct no data"]
 
@@ -211,7 +234,7 @@ def single(comparator, threshold=100):
 @pytest.mark.parametrize("comparator, passes", [("<", False), ("<=", True), (">", False), (">=", True), ("==", True)])
 def test_exactly_at_the_threshold_behaves_as_written(comparator, passes):
     for measured in (100, 100.0):
-        result = evaluate(single(comparator), with_agent("uptime_pct", measured))
+        result = judge(single(comparator), with_agent("uptime_pct", measured))
         assert rows(result, "agent_uptime", "tdd-expert")[0]["passed"] is passes
         assert result["outcome"] == (GO if passes else NO_GO)
 
@@ -298,7 +321,7 @@ def test_identical_distributions_are_go(criteria):
     measurements = good()
     same = latency(5)
     measurements["samples"] = dict(test=dict(latency_ms=list(same)), control=dict(latency_ms=list(same)))
-    result = evaluate(criteria, measurements)
+    result = judge(criteria, measurements)
     assert result["outcome"] == GO
     assert result["comparisons"][0]["p"] == 1.0 and result["comparisons"][0]["effect"] == 0.0
 
@@ -306,7 +329,7 @@ def test_identical_distributions_are_go(criteria):
 def test_shifted_latency_is_no_go_naming_the_comparison(criteria):
     measurements = good()
     measurements["samples"]["test"]["latency_ms"] = latency(3, shift=50.0)
-    result = evaluate(criteria, measurements)
+    result = judge(criteria, measurements)
     assert result["outcome"] == NO_GO
     [line] = result["reasons"]
     assert line.startswith("comparison latency_ms degraded: test higher than control: p=")
@@ -317,7 +340,7 @@ def test_shifted_latency_is_no_go_naming_the_comparison(criteria):
 def test_faster_test_group_is_not_a_degradation(criteria):
     measurements = good()
     measurements["samples"]["test"]["latency_ms"] = latency(3, shift=-3.0)
-    result = evaluate(criteria, measurements)
+    result = judge(criteria, measurements)
     assert result["outcome"] == GO and result["comparisons"][0]["verdict"] == "improved"
 
 
@@ -325,18 +348,19 @@ def test_ungated_sample_metric_is_reported_but_never_decides(criteria):
     measurements = good()
     measurements["samples"]["test"]["rss_mb"] = latency(4, shift=100.0)
     measurements["samples"]["control"]["rss_mb"] = latency(5)
-    result = evaluate(criteria, measurements)
+    result = judge(criteria, measurements)
     assert result["outcome"] == GO
     assert [c["verdict"] for c in result["comparisons"] if c["metric"] == "rss_mb"] == ["differs"]
 
 
-@pytest.mark.parametrize("on_inconclusive", ["pause", "rollback"])
+@pytest.mark.parametrize("on_inconclusive", ["ask", "rollback"])
 def test_too_few_samples_for_a_required_comparison_is_inconclusive(criteria, on_inconclusive):
     settings = dict(criteria["comparison"], on_inconclusive=on_inconclusive)
     measurements = good()
     measurements["samples"]["test"]["latency_ms"] = latency(3, n=19)
-    result = evaluate(dict(criteria, comparison=settings), measurements)
-    assert (result["outcome"], result["action"]) == (INCONCLUSIVE, on_inconclusive)
+    result = judge(dict(criteria, comparison=settings), measurements)
+    assert (result["outcome"], result["next_step"]) == (INCONCLUSIVE, on_inconclusive)
+    assert [c["metric"] for c in result["short"]] == ["latency_ms"]
     assert result["reasons"] == ["comparison latency_ms too few samples (required): "
                                  "n 19 test / 40 control, need 20 on each side"]
 
@@ -344,7 +368,7 @@ def test_too_few_samples_for_a_required_comparison_is_inconclusive(criteria, on_
 def test_inconclusive_yields_to_a_failed_primary(criteria):
     measurements = with_agent("error_rate_pct", 0.5)
     measurements["samples"] = {}
-    assert evaluate(criteria, measurements)["outcome"] == NO_GO
+    assert judge(criteria, measurements)["outcome"] == NO_GO
 
 
 def test_every_row_has_the_documented_shape(criteria):
@@ -354,4 +378,7 @@ def test_every_row_has_the_documented_shape(criteria):
     assert all(set(r) == keys for r in result["criteria"])
     assert all(set(c) == {"metric", "worse", "required", "n_test", "n_control", "U", "p", "effect", "verdict",
                           "reason"} for c in result["comparisons"])
-    assert set(result) == {"outcome", "action", "paused", "reasons", "summary_lines", "criteria", "comparisons"}
+    # Findings only: the outcome and the next step are the policy's (fleet_policy.decide_round).
+    assert set(result) == {"fired", "unknown", "failed", "degraded", "short", "n_primary", "n_comparisons", "reasons",
+                           "notes", "criteria", "comparisons"}
+    assert (result["n_primary"], result["n_comparisons"]) == (2 * 7, 1)

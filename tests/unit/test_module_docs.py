@@ -1,20 +1,28 @@
 """The documentation of every module in plugins/modules: it parses, names the module, describes every
-return key completely, agrees with the code that takes the options (argument_spec, or the action
-plugin for documentation stubs), and its EXAMPLES use only documented options."""
+return key completely, agrees with the code that takes the options (argument_spec for modules that run
+on a host; for documentation stubs, the action plugin takes its argument spec from the stub's
+DOCUMENTATION, and every documented option is read by the code behind it), and its EXAMPLES use only
+documented options and call the module by its fully qualified name."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import pathlib
+import types
 
 import pytest
 import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import controller_action
 
 pytestmark = pytest.mark.unit
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+COLLECTION = "fleetwave.rollout"
 MODULES = sorted(p.stem for p in (REPO / "plugins/modules").glob("*.py") if p.stem != "__init__")
 ACTIONS = REPO / "plugins/action"
+PACKAGE = "ansible_collections.fleetwave.rollout.plugins"
 
 
 def constants(path):
@@ -56,10 +64,16 @@ def return_problems(entries, where="RETURN"):
     return problems
 
 
+def example_tasks(name):
+    """The EXAMPLES tasks that call the module, with its arguments, by either of its names."""
+    return [(t, t.get("%s.%s" % (COLLECTION, name), t.get(name)) or {}) for t in docs(name)[1]
+            if name in t or "%s.%s" % (COLLECTION, name) in t]
+
+
 def test_the_expected_modules_are_covered():
-    assert {"nats_request", "agent_host_info", "wave_plan", "wave_checkpoint", "wave_decision",
+    assert {"nats_request", "agent_host_info", "wave_plan", "wave_checkpoint", "wave_decision", "wave_journal",
             "artifact_record"} <= set(MODULES)
-    assert {"wave_plan", "wave_checkpoint", "wave_decision", "artifact_record"} <= set(STUBS)
+    assert {"wave_plan", "wave_checkpoint", "wave_decision", "wave_journal", "artifact_record"} <= set(STUBS)
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -86,12 +100,18 @@ def test_every_return_key_is_complete(name):
 def test_examples_use_documented_options_and_give_the_required_ones(name):
     options = docs(name)[0]["options"]
     required = {o for o, d in options.items() if d.get("required")}
-    tasks = [t for t in docs(name)[1] if name in t or "fleetwave.%s" % name in t]
+    tasks = example_tasks(name)
     assert tasks, "no example calls %s" % name
-    for task in tasks:
-        args = task.get(name) or {}
+    for task, args in tasks:
         assert set(args) <= set(options), "%s: undocumented %s" % (task["name"], sorted(set(args) - set(options)))
         assert required <= set(args), "%s: lacks %s" % (task["name"], sorted(required - set(args)))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_examples_call_the_collections_modules_by_their_fully_qualified_names(name):
+    short = [key for task in docs(name)[1] for key in task if key in MODULES]
+    assert short == [], "short module names in EXAMPLES: %s" % short
+    assert any("%s.%s" % (COLLECTION, name) in task for task in docs(name)[1])
 
 
 @pytest.mark.parametrize("name", IMPLEMENTED)
@@ -99,31 +119,158 @@ def test_documentation_matches_argument_spec(check_docs, name):
     check_docs(name)
 
 
+# ================================================================================ documentation stubs
+
 @pytest.mark.parametrize("name", STUBS)
 def test_documentation_stub_has_an_action_plugin(name):
     assert (ACTIONS / ("%s.py" % name)).is_file()
 
 
-@pytest.mark.parametrize("name, constant", [("wave_plan", "ARGS"), ("wave_checkpoint", "REQUIRED"),
-                                            ("wave_decision", "REQUIRED")])
-def test_stub_required_options_are_what_the_action_plugin_requires(name, constant):
+@pytest.mark.parametrize("name", STUBS)
+def test_action_plugin_takes_its_argument_spec_from_its_stubs_documentation(name):
+    stub = importlib.import_module("%s.modules.%s" % (PACKAGE, name))
+    action = importlib.import_module("%s.action.%s" % (PACKAGE, name)).ActionModule
+    assert issubclass(action, controller_action.ControllerAction)
+    assert action.DOCUMENTATION is stub.DOCUMENTATION  # the constant imported, not a copy
+
+
+# What a stub's option may say: the keys controller_action.argument_spec passes to the validation,
+# and prose. Anything else (aliases, suboptions, mutually_exclusive...) would be documented and ignored.
+DOC_ONLY_KEYS = {"description", "version_added"}
+KNOWN_TYPES = {"str", "int", "float", "bool", "list", "dict", "path", "raw"}
+
+
+@pytest.mark.parametrize("name", STUBS)
+def test_stub_options_say_only_what_the_argument_validation_reads(name):
     options = docs(name)[0]["options"]
-    required = constants(ACTIONS / ("%s.py" % name))[constant]
-    assert sorted(o for o, d in options.items() if d.get("required")) == sorted(required)
+    ignored = {o: sorted(set(d) - DOC_ONLY_KEYS - set(controller_action._SPEC_KEYS)) for o, d in options.items()}
+    assert {o: keys for o, keys in ignored.items() if keys} == {}
+    assert {o: d["type"] for o, d in options.items() if d["type"] not in KNOWN_TYPES} == {}
+    assert {o: d["elements"] for o, d in options.items() if d.get("elements", "str") not in KNOWN_TYPES} == {}
 
 
-def test_wave_plan_documents_exactly_the_arguments_it_accepts():
-    # wave_plan refuses unknown arguments, so a documented option it does not know would always fail.
-    accepted = constants(ACTIONS / "wave_plan.py")
-    assert sorted(docs("wave_plan")[0]["options"]) == sorted(accepted["ARGS"] + accepted["OPTIONAL"])
-
-
-@pytest.mark.parametrize("name, optional", [("wave_checkpoint", {"kind", "reference_kind", "criteria_file", "probe", "probe_error"}),
-                                            ("wave_decision", {"timeline"}),
-                                            ("artifact_record", {"data", "text", "manifest"})])
-def test_stub_optional_options_are_read_by_the_action_plugin(name, optional):
+@pytest.mark.parametrize("name", STUBS)
+def test_stub_argument_spec_requires_what_is_documented_and_applies_its_defaults(name):
     options = docs(name)[0]["options"]
-    assert {o for o, d in options.items() if not d.get("required")} == optional
-    source = (ACTIONS / ("%s.py" % name)).read_text()
-    for option in optional:
-        assert "'%s'" % option in source, option
+    spec = controller_action.argument_spec(constants(REPO / "plugins/modules" / ("%s.py" % name))["DOCUMENTATION"])
+    assert sorted(spec) == sorted(options)
+    checked = ArgumentSpecValidator(spec).validate({})
+    required = sorted(o for o, d in options.items() if d.get("required"))
+    assert checked.error_messages == (["missing required arguments: %s" % ", ".join(required)] if required else [])
+    # every documented default is valid for its type and choices, and is what the action gets
+    assert {o: checked.validated_parameters[o] for o, d in options.items() if "default" in d} == {
+        o: d["default"] for o, d in options.items() if "default" in d}
+
+
+# Where each stub's arguments are read: its action plugin, and the plugin_utils functions it hands
+# the whole argument dict to.
+READ_BY = {
+    "artifact_record": [("action/artifact_record.py", None)],
+    "wave_plan": [("action/wave_plan.py", None)],
+    "wave_checkpoint": [("action/wave_checkpoint.py", None),
+                        ("plugin_utils/fleet_checkpoint.py", {"judge_round", "_probe"}),
+                        ("plugin_utils/fleet_journal.py", {"record_round"})],
+    "wave_journal": [("action/wave_journal.py", None), ("plugin_utils/fleet_journal.py", {"record_step"})],
+    "wave_decision": [("action/wave_decision.py", None)],
+}
+
+
+def _is_args(node):
+    return isinstance(node, ast.Name) and node.id == "args"
+
+
+def _key_read(node):
+    """The key node of args[key] or args.get(key, ...), else None."""
+    if isinstance(node, ast.Subscript) and _is_args(node.value):
+        return node.slice
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+            and _is_args(node.func.value) and node.args:
+        return node.args[0]
+    return None
+
+
+def arguments_read(path, functions=None):
+    """The argument names a file (or only the named functions in it) reads from `args`: args['x'],
+    args.get('x'), and {k: args[k] for k in ('x', 'y')} or `for k in SOME_CONSTANT`."""
+    tree = ast.parse(path.read_text())
+    known = constants(path)
+    scopes = [tree] if functions is None else [n for n in ast.walk(tree)
+                                               if isinstance(n, ast.FunctionDef) and n.name in functions]
+    assert functions is None or {s.name for s in scopes} == set(functions), "functions moved in %s" % path
+    read = set()
+    for scope in scopes:
+        for node in ast.walk(scope):
+            key = _key_read(node)
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                read.add(key.value)
+            if isinstance(node, (ast.DictComp, ast.ListComp, ast.SetComp, ast.GeneratorExp)):
+                looped = {g.target.id: g.iter for g in node.generators if isinstance(g.target, ast.Name)}
+                for inner in ast.walk(node):
+                    key = _key_read(inner)
+                    if isinstance(key, ast.Name) and key.id in looped:
+                        source = looped[key.id]
+                        if isinstance(source, ast.Name):
+                            read.update(known[source.id])
+                        else:
+                            read.update(ast.literal_eval(source))
+    return read
+
+
+def test_every_stub_says_where_its_arguments_are_read():
+    assert sorted(READ_BY) == sorted(STUBS)
+
+
+@pytest.mark.parametrize("name", STUBS)
+def test_every_documented_option_is_read_and_every_argument_read_is_documented(name):
+    options = set(docs(name)[0]["options"])
+    read = set().union(*(arguments_read(REPO / "plugins" / path, functions) for path, functions in READ_BY[name]))
+    assert sorted(options - read) == [], "documented, never read"
+    assert sorted(read - options) == [], "read, not documented (the validation would refuse it)"
+
+
+# --- the validation the stubs drive (ControllerAction.validated_args), without a playbook --------
+
+def validated(name, args):
+    stub = importlib.import_module("%s.modules.%s" % (PACKAGE, name))
+    action = object.__new__(importlib.import_module("%s.action.%s" % (PACKAGE, name)).ActionModule)
+    action._task = types.SimpleNamespace(args=args, action="%s.%s" % (COLLECTION, name))
+    assert action.DOCUMENTATION is stub.DOCUMENTATION
+    return action.validated_args()
+
+
+JOURNAL = dict(artifacts_dir="/srv/artifacts", run_id="run-1", wave="wave2", step="deploy")
+
+
+def test_validation_applies_types_and_defaults():
+    args, problem = validated("wave_journal", dict(JOURNAL, started="1736847000.5", approved="yes"))
+    assert problem is None
+    assert (args["started"], args["approved"], args["kind"], args["host"]) == (1736847000.5, True, "checkpoint", None)
+
+
+def test_validation_names_missing_arguments_in_documented_order_and_unknown_ones_sorted():
+    args, problem = validated("wave_journal", dict(step="deploy", zeta=1, colour="red", run_id=None))
+    assert args is None
+    assert problem == "wave_journal: missing argument(s) artifacts_dir, run_id, wave; unknown argument(s) colour, zeta"
+
+
+def test_validation_reports_a_value_outside_the_choices():
+    args, problem = validated("wave_journal", dict(JOURNAL, step="checkpoint"))
+    assert args is None
+    assert problem == ("wave_journal: value of step must be one of: run, preflight, deploy, approval, rollback, "
+                       "got: checkpoint")
+
+
+def test_validation_reports_a_value_of_the_wrong_type():
+    args, problem = validated("wave_checkpoint", dict(
+        wave="wave2", label="T+1h", phase="phase2", run_id="run-1", artifacts_dir="/srv/artifacts", hosts=["dgx-1"],
+        test=["network-expert"], control=[], reference=[], criteria={}, info={}, baseline={}, started="soon"))
+    assert args is None and problem.startswith("wave_checkpoint: argument 'started' is of type str")
+
+
+def test_validation_leaves_raw_timings_to_the_plan():
+    # wave_plan reports a bad timing with its inventory variable's name: the validation lets it through
+    plan = dict(wave="wave2", agents={}, waves={}, schedule={}, subject_legacy="agent.{name}",
+                subject_unified="agents.{cluster}.{id}", stagger="soon", verify_window=[1], monitor_interval=None)
+    args, problem = validated("wave_plan", dict(plan, monitor_interval=0))
+    assert problem is None and (args["stagger"], args["verify_window"], args["monitor_interval"]) == ("soon", [1], 0)
+    assert validated("wave_plan", plan)[1] == "wave_plan: missing argument(s) monitor_interval"

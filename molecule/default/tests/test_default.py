@@ -16,6 +16,9 @@ FLAG = "ENABLE_UNIFIED_SUBJECTS"
 FLIPPED = "network-expert"
 UNTOUCHED = ["tdd-expert", "graph-expert"]
 LABEL = "molecule/default"
+REFERENCE_AGENT = "/opt/fleetwave/reference-agent/reference_agent.py"
+FAULTS_OFF = {"FAULT_DROP_UNIFIED_RATE": "0", "FAULT_REPLY_DELAY_MS": "0", "FAULT_CRASH_AFTER_S": "0",
+              "FAULT_REFUSE_START": "false"}
 
 
 def test_flipped_agent_has_the_flag_on(read_env, env_path):
@@ -68,7 +71,20 @@ def test_flipped_agent_was_restarted_after_the_flip(backups, backup_time, active
 def test_reference_agent_is_the_unit_main_process(host, unit_property, agent):
     pid = unit_property(agent, "MainPID")
     assert pid != "0"
-    assert "/opt/fleetwave/reference-agent/reference_agent.py" in host.file("/proc/%s/cmdline" % pid).content_string
+    assert REFERENCE_AGENT in host.file("/proc/%s/cmdline" % pid).content_string
+
+
+@pytest.mark.parametrize("agent", [FLIPPED] + UNTOUCHED)
+def test_reference_agent_fault_knobs_are_written_off(read_env, env_path, agent):
+    # Written off unless the inventory turns one on, so removing a knob turns it off.
+    env = read_env(env_path(agent))
+    assert {key: env.get(key) for key in FAULTS_OFF} == FAULTS_OFF
+
+
+def test_unit_carries_the_installed_programs_checksum(host):
+    # A new program changes the unit, and a changed unit restarts every agent (agent_service).
+    sha1 = host.check_output("sha1sum %s", REFERENCE_AGENT).split()[0]
+    assert 'Environment="REFERENCE_AGENT_SHA1=%s"' % sha1 in host.file("/etc/systemd/system/agent@.service").content_string
 
 
 def test_flipped_agent_answers_on_its_unified_subject(subjects, ping, hostname):

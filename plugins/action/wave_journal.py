@@ -1,0 +1,32 @@
+# -*- coding: utf-8 -*-
+# Appends one step of a wave run to its journal (plugin_utils/fleet_journal.record_step); a
+# person's answer to a round that asked is turned into the next step by fleet_policy.
+
+from __future__ import annotations
+
+from ansible_collections.fleetwave.rollout.plugins.modules.wave_journal import DOCUMENTATION
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_step
+
+
+class ActionModule(ControllerAction):
+    DOCUMENTATION = DOCUMENTATION
+    # Per host, unlike the other controller actions: each host's pre-flight and deploy is its
+    # own record (appends from parallel forks meet at the journal's lock).
+    BYPASS_HOST_LOOP = False
+
+    def act(self, args, result):
+        if args['step'] == 'approval' and not (args['phase'] and args['label']):
+            return dict(result, failed=True, msg='wave_journal: step=approval needs phase and label')
+        if self._task.check_mode:
+            return dict(result, next_step='proceed')
+        try:
+            record, beside = record_step(ArtifactStore(args['artifacts_dir']), args)
+        except (ArtifactError, JournalError, OSError) as exc:
+            return dict(result, failed=True, msg='could not journal %s of run %s under %s: %s'
+                        % (args['step'], args['run_id'], args['artifacts_dir'], exc))
+        result.update(changed=True, record=record, outcome=record['outcome'], next_step=record['next_step'])
+        if beside:
+            result['path'] = beside
+        return result

@@ -1,0 +1,120 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Documentation stub: the work is done by the action plugin of the same name, on the controller.
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: wave_journal
+short_description: Append one step of a wave run to its journal
+description:
+  - Appends a structured record - step, phase, host, label, started, finished, outcome, next
+    step, reasons, artifact - to the run journal C(runs/<run_id>/journal.jsonl) in the artifact
+    store, under a lock and fsync'ed. The report, the timeline and the execution checklist are
+    rendered from the journal (M(fleetwave.rollout.wave_decision)); checkpoints and monitoring
+    rounds are journaled by M(fleetwave.rollout.wave_checkpoint) itself.
+  - O(step=approval) records a person's answer to a round whose next step was C(ask); the
+    decision policy turns it into the next step (C(proceed) when accepted, else C(stop)), and
+    the answer is also written as C(approval.json) in the round's folder.
+  - O(step=rollback) records a rollback; with O(label) (an automatic rollback) also as
+    C(rollback.json) in that round's folder, otherwise (a rollback run) as
+    C(rollbacks/<run_id>.json). Its next step is always C(stop).
+  - Runs once on the controller (an action plugin).
+version_added: "1.0.0"
+author: fleetwave maintainers
+options:
+  artifacts_dir:
+    description: Root of the artifact store on the controller.
+    type: path
+    required: true
+  run_id:
+    description: The run whose journal is appended to.
+    type: str
+    required: true
+  wave:
+    description: The wave (or, for a rollback run, what was rolled back).
+    type: str
+    required: true
+  step:
+    description: What happened.
+    type: str
+    required: true
+    choices: [run, preflight, deploy, approval, rollback]
+  phase:
+    description: The phase the step belongs to.
+    type: str
+  host:
+    description: The host the step ran on (none for controller steps).
+    type: str
+  label:
+    description: The round (checkpoint or monitoring round) the step is about.
+    type: str
+  kind:
+    description: Whether O(label) is a checkpoint or a monitoring round.
+    type: str
+    choices: [checkpoint, monitor]
+    default: checkpoint
+  started:
+    description: When the step began, in seconds since the epoch.
+    type: float
+  finished:
+    description: When it ended, in seconds since the epoch (default - now).
+    type: float
+  outcome:
+    description: How it ended - C(ok) or C(failed) (pre-flight, deploy), C(rolled back) or C(failed) (rollback).
+    type: str
+  reasons:
+    description: Why, one sentence each.
+    type: list
+    elements: str
+  approved:
+    description: For O(step=approval), whether the person accepted.
+    type: bool
+    default: false
+  detail:
+    description: Step-specific facts kept with the record (the plan for O(step=run), the agents
+      deployed, a rollback's triggers, times and legacy-only proof).
+    type: dict
+notes:
+  - In check mode nothing is written and the next step is C(proceed).
+'''
+
+EXAMPLES = r'''
+- name: Journal this host's deploy
+  fleetwave.rollout.wave_journal:
+    artifacts_dir: "{{ fleet_artifacts_dir }}"
+    run_id: "{{ _wave_run_id }}"
+    wave: wave2
+    step: deploy
+    phase: phase1
+    host: "{{ inventory_hostname }}"
+    started: "{{ _wave_host_started }}"
+    outcome: ok
+    detail:
+      agents: [network-expert]
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+record:
+  description: The record as appended (with its C(seq)).
+  returned: when written
+  type: dict
+  sample: {"seq": 4, "step": "deploy", "phase": "phase1", "host": "dgx-1", "outcome": "ok", "next_step": "proceed"}
+outcome:
+  description: The record's outcome.
+  returned: when written
+  type: str
+  sample: ok
+next_step:
+  description: What the run does now - proceed or stop.
+  returned: always
+  type: str
+  sample: proceed
+path:
+  description: The file written beside the journal (approval.json, rollback.json, rollbacks/<run_id>.json).
+  returned: when such a file is written
+  type: str
+  sample: /srv/fleetwave/artifacts/checkpoints/wave2/monitor/phase2-monitor-004/rollback.json
+'''
