@@ -209,21 +209,25 @@ def _what(record):
 
 
 def render_timeline(records, monitoring_rounds=False):
-    """Every record as one row of a Markdown table; monitoring rounds that proceeded are folded
-    into one row per phase unless asked for."""
+    """Every record as one row of a Markdown table, in journal order; the monitoring rounds of a
+    phase that proceeded are folded into one row, where the first of them stands, unless asked for."""
     lines = ['| # | step | started | finished | outcome | next step | artifact |', '|---|---|---|---|---|---|---|']
     folded = {}
     for record in records:
         if record['step'] == MONITORING_ROUND and record.get('next_step') == 'proceed' and not monitoring_rounds:
             folded.setdefault(record.get('phase'), []).append(record)
+    for record in records:
+        rounds = folded.get(record.get('phase')) if record['step'] == MONITORING_ROUND else None
+        if rounds and record in rounds:
+            if record is rounds[0]:
+                lines.append('| %s-%s | %s: %d monitoring rounds, all proceeded | %s | %s | GO | proceed | %s |' % (
+                    rounds[0]['seq'], rounds[-1]['seq'], record.get('phase'), len(rounds),
+                    rounds[0].get('started') or '-', rounds[-1]['finished'],
+                    os.path.dirname(rounds[0].get('artifact') or '') or '-'))
             continue
         lines.append('| %s | %s | %s | %s | %s | %s | %s |' % (
             record.get('seq'), _cell(_what(record)), _cell(record.get('started')), _cell(record.get('finished')),
             _cell(record.get('outcome')), _cell(record.get('next_step')), _cell(record.get('artifact'))))
-    for phase, rounds in folded.items():
-        lines.append('| %s-%s | %s: %d monitoring rounds, all proceeded | %s | %s | GO | proceed | %s |' % (
-            rounds[0]['seq'], rounds[-1]['seq'], phase, len(rounds), rounds[0].get('started') or '-',
-            rounds[-1]['finished'], os.path.dirname(rounds[0].get('artifact') or '') or '-'))
     return lines
 
 

@@ -526,6 +526,11 @@ def test_the_timeline_folds_monitoring_rounds_that_proceeded_unless_asked(store)
     rounds = [r for r in records if r["step"] == "monitoring round"]
     assert row == "| %d-%d | phase2: 2 monitoring rounds, all proceeded | %s | %s | GO | proceed | %s |" % (
         rounds[0]["seq"], rounds[-1]["seq"], rounds[0]["started"], rounds[-1]["finished"], "checkpoints/wave2/monitor")
+    # The folded row stands where the first folded round happened, between the records around it.
+    seqs = [line.split(" | ")[0].lstrip("| ") for line in folded[2:]]
+    before = [r["seq"] for r in records if r["seq"] < rounds[0]["seq"]]
+    assert seqs[len(before)] == "%d-%d" % (rounds[0]["seq"], rounds[-1]["seq"])
+    assert [int(s) for s in seqs[:len(before)]] == before
     unfolded = render_timeline(records, monitoring_rounds=True)
     assert len([line for line in unfolded if "monitoring round phase2" in line]) == 2
     assert len(unfolded) == 2 + len(records)
