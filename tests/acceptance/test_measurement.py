@@ -14,6 +14,7 @@ import time
 import pytest
 import yaml
 
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import mann_whitney_u
 from tests.conftest import ROOT
 
 from .conftest import ARTIFACTS, HOSTS, env_flag, gather, podman_exec, run_playbook, subject
@@ -46,6 +47,20 @@ def instance_events(label: str) -> dict:
     [agent] = [a for a in probe["agents"] if a["name"] == AGENT]
     [instance] = [i for i in agent["instances"] if i["host"] == HOST]
     return instance["events"]
+
+
+def latency_samples(label: str, control: list) -> tuple:
+    """Reply latencies (ms) of the checkpoint's window: INSTANCE's, the other test instances',
+    and the control agents' (every host)."""
+    probe = json.loads((ARTIFACTS / "checkpoints/wave2" / label / "observations.json").read_text())["probe"]
+    slow, healthy, reference = [], [], []
+    for agent in probe["agents"]:
+        for instance in agent["instances"]:
+            if agent["name"] == AGENT:
+                (slow if instance["host"] == HOST else healthy).extend(instance["samples_ms"])
+            elif agent["name"] in control:
+                reference.extend(instance["samples_ms"])
+    return slow, healthy, reference
 
 
 def set_knobs(how: str = "restart", **knobs: str) -> None:
@@ -115,13 +130,19 @@ def test_added_reply_latency_is_measured_and_names_the_instance(sandbox, wave1_g
         for host in set(HOSTS) - {HOST}:
             assert row(decision, "latency_p50", "%s@%s" % (AGENT, host))["passed"]
         assert any("latency_p50" in f and INSTANCE in f for f in decision["reasons"]), decision["reasons"]
-        # Test vs control sees the slow third of the test samples: test higher, significantly.
-        # Whether it also reaches the minimum effect (|r| >= 0.2) is not a property of the fault:
-        # the reference is other agent types, and on these stand-ins the flipped agents alone
-        # already read r = -0.06 .. -0.24 against them on healthy runs, which pulls a slow third
-        # (r = +1/3 on its own) to +0.11 .. +0.29. Judging against the same agents' pre-flip
-        # baseline is issue 12.
+        # Test vs control sees the slow third of the test samples, each above every control
+        # sample. Cliff's r of the test group is the sample-weighted mean of its parts' r, so the
+        # slow instance's own part is recovered exactly from the group's r and the healthy
+        # instances' r against the same control samples. (Whether the group's r reaches the
+        # 0.2 minimum effect is not a property of the fault: the reference is other agent
+        # types, which healthy flipped agents here already read -0.06 .. -0.24 against, so a
+        # slow third lands at +0.11 .. +0.29. The same agents' pre-flip baseline is issue 12.)
         [latency] = [c for c in decision["comparisons"] if c["metric"] == "latency_ms"]
+        slow, healthy, control = latency_samples("phase1-verification", decision["reference"])
+        assert (latency["n_test"], latency["n_control"]) == (len(slow) + len(healthy), len(control)), latency
+        r_healthy = mann_whitney_u(healthy, control, 1).effect
+        r_slow = (latency["n_test"] * latency["effect"] - len(healthy) * r_healthy) / len(slow)
+        assert r_slow == pytest.approx(1.0, abs=1e-6), (r_slow, latency)
         assert latency["effect"] > 0 and latency["p"] < 0.05, latency
 
 
