@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import identity, subject_prefix
+
 PRE_RESTORE_LABEL = 'pre-restore'
 
 def fleet_env_path(name, env_dir):
@@ -54,8 +56,13 @@ def rollback_actions(files, agents, env_dir, host, strict=False):
 
 def fleet_command_subject(pattern, name, catalog, verb='ping'):
     """The subject of a command to an agent: <pattern formatted with name/id/cluster>.cmd.<verb>."""
-    agent = catalog[name]
-    return '%s.cmd.%s' % (pattern.format(name=name, id=agent['id'], cluster=agent['cluster']), verb)
+    return '%s.cmd.%s' % (subject_prefix(pattern, name, catalog[name]), verb)
+
+
+def fleet_identities(names, catalog, subject_legacy, subject_unified):
+    """Agent names -> identities (name, id, cluster, legacy and unified subject prefixes), as wave_plan
+    gives them; for plays that name agents without a wave plan (a rollback)."""
+    return [identity(name, catalog[name], subject_legacy, subject_unified) for name in names]
 
 
 def fleet_probe_agents(identities, unified_enabled):
@@ -64,27 +71,57 @@ def fleet_probe_agents(identities, unified_enabled):
             for a in identities]
 
 
-def legacy_only_proof(probe):
-    """Whether a nats_probe of rolled-back agents (flag off) proves them legacy-only: every
-    request answered on legacy (delivery 1.0), events published on legacy, none on unified,
-    nobody answering on unified. One proof for every rollback, recorded in this shape."""
-    agents = (probe or {}).get('agents') or []
-    delivery = {a['name']: a.get('delivery') for a in agents}
-    legacy = {a['name']: (a.get('events') or {}).get('legacy') for a in agents}
-    unified = {a['name']: (a.get('events') or {}).get('unified') for a in agents}
-    unified_replies = sum(t.get('replies') or 0 for t in (probe or {}).get('targets') or [] if t.get('via') == 'unified')
-    reasons = [] if agents else ['the probe measured no agent: %s' % ((probe or {}).get('msg') or 'no result')]
-    for name in sorted(delivery):
-        if delivery[name] != 1.0:
-            reasons.append('%s: delivery on legacy %s, expected 1.0' % (name, delivery[name]))
-        if not legacy[name]:
-            reasons.append('%s: no event published on legacy subjects' % name)
-        if unified[name]:
-            reasons.append('%s: %s event(s) still published on unified subjects' % (name, unified[name]))
-    if unified_replies:
-        reasons.append('%d answer(s) on unified subjects' % unified_replies)
-    return dict(proven=not reasons, reasons=reasons, delivery=delivery, events_legacy=legacy,
-                events_unified=unified, unified_replies=unified_replies)
+def legacy_only_proof(probe, hosts=None):
+    """Whether a nats_probe of rolled-back agents (flag off) proves them legacy-only on `hosts`
+    (every probed host when None). The one proof of both rollbacks, recorded in this shape.
+
+    Per instance (agent@host): every request on its legacy subject answered (delivery 1.0),
+    nobody answering on its unified subject, events published on legacy and none on unified.
+    Events are told apart by host from the agents' Agent-Host header; an agent that sends none
+    is judged on all its events together (exact when the rollback covers every host).
+    """
+    probe = probe or {}
+    agents = sorted(probe.get('agents') or [], key=lambda a: a['name'])
+    scope = set(hosts) if hosts else None
+    replies = {}
+    for t in probe.get('targets') or []:
+        if t.get('via') == 'unified':
+            key = (t.get('agent'), t.get('host'))
+            replies[key] = replies.get(key, 0) + (t.get('replies') or 0)
+    reasons = [] if agents else ['the probe measured no agent: %s' % (probe.get('msg') or 'no result')]
+    instances = {}
+
+    def judge_events(who, events):
+        if not (events or {}).get('legacy'):
+            reasons.append('%s: no event published on legacy subjects' % who)
+        if (events or {}).get('unified'):
+            reasons.append('%s: %s event(s) still published on unified subjects' % (who, events['unified']))
+
+    for agent in agents:
+        mine = [i for i in sorted(agent.get('instances') or [], key=lambda i: i['host'])
+                if scope is None or i['host'] in scope]
+        if not mine:
+            reasons.append('%s: no instance probed on %s' % (agent['name'], ', '.join(sorted(scope or [])) or 'any host'))
+        by_host = all(i.get('events') is not None for i in mine)
+        for instance in mine:
+            who = '%s@%s' % (agent['name'], instance['host'])
+            events = instance.get('events') if by_host else None
+            answered = replies.get((agent['name'], instance['host']), 0)
+            instances[who] = dict(delivery=instance.get('delivery'), unified_replies=answered,
+                                  events_legacy=(events or {}).get('legacy'), events_unified=(events or {}).get('unified'))
+            if instance.get('delivery') != 1.0:
+                reasons.append('%s: delivery on legacy %s, expected 1.0' % (who, instance.get('delivery')))
+            if answered:
+                reasons.append('%s: %d answer(s) on its unified subject' % (who, answered))
+            if by_host:
+                judge_events(who, events)
+        if mine and not by_host:
+            judge_events('%s (all hosts: its events name no host)' % agent['name'], agent.get('events'))
+    probed = sorted({i['host'] for a in agents for i in a.get('instances') or []})
+    return dict(proven=not reasons, reasons=reasons, hosts=sorted(scope) if scope else probed,
+                instances=instances, window=probe.get('window'),
+                events={a['name']: dict(legacy=(a.get('events') or {}).get('legacy'),
+                                        unified=(a.get('events') or {}).get('unified')) for a in agents})
 
 
 class FilterModule:
@@ -93,6 +130,7 @@ class FilterModule:
             'rollback_actions': rollback_actions,
             'fleet_env_path': fleet_env_path,
             'fleet_command_subject': fleet_command_subject,
+            'fleet_identities': fleet_identities,
             'fleet_probe_agents': fleet_probe_agents,
             'legacy_only_proof': legacy_only_proof,
         }

@@ -32,6 +32,13 @@ def subject_prefix(pattern, name, agent):
     return pattern.format(name=name, id=agent['id'], cluster=agent['cluster'])
 
 
+def identity(name, agent, subject_legacy, subject_unified):
+    """An agent as the probe and the reports know it: name, id, cluster and its two subject prefixes."""
+    return dict(name=name, id=agent['id'], cluster=agent['cluster'],
+                legacy=subject_prefix(subject_legacy, name, agent),
+                unified=subject_prefix(subject_unified, name, agent))
+
+
 def _check_pattern(var, pattern, problems):
     if not isinstance(pattern, str) or not pattern:
         problems.append('%s: must be a non-empty subject pattern, got %r' % (var, pattern))
@@ -181,21 +188,18 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
     if problems:
         raise PlanError(problems)
 
-    def identity(name):
-        agent = known_agents[name]
-        return dict(name=name, id=agent['id'], cluster=agent['cluster'],
-                    legacy=subject_prefix(subject_legacy, name, agent),
-                    unified=subject_prefix(subject_unified, name, agent))
+    def identity_of(name):
+        return identity(name, known_agents[name], subject_legacy, subject_unified)
 
     for phase in plan_phases:
-        phase['agents'] = [identity(n) for n in phase['agents']]
+        phase['agents'] = [identity_of(n) for n in phase['agents']]
         # What the phase is watched by, in seconds after its last host is deployed: the
         # verification window, then the scheduled checkpoints counted from its end.
         phase['watch'] = [dict(label='%s-verification' % phase['name'], after=verify_window)] + [
             dict(label=cp['label'], after=verify_window + cp['at']) for cp in phase['checkpoints']]
         phase['rounds'] = watch_rounds(phase['name'], phase['watch'], monitor_interval)
     earlier = [n for w in ancestors for p in waves[w].get('phases', []) for n in p.get('agents', [])]
-    control = [identity(n) for n in sorted(known_agents) if n not in in_wave and n not in earlier]
+    control = [identity_of(n) for n in sorted(known_agents) if n not in in_wave and n not in earlier]
     return dict(
         wave=wave,
         previous=definition.get('previous'),
@@ -206,7 +210,7 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
         # What the wave's agents are compared with: the control group, or when no agent is left
         # untouched (the last wave), the agents of earlier waves, already proven GO and measured
         # in the same window under the same load.
-        reference=control or [identity(n) for n in sorted(set(earlier))],
+        reference=control or [identity_of(n) for n in sorted(set(earlier))],
         reference_kind='control' if control else ('earlier waves' if earlier else 'none'),
         timings=dict(stagger=stagger, verify_window=verify_window, monitor_interval=monitor_interval),
     )

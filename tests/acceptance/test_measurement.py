@@ -181,7 +181,10 @@ def test_a_crash_during_monitoring_rolls_the_wave_back_automatically(sandbox, wa
         assert float(detail["seconds_detection_to_completion"]) < 60, rollback
         # One clock format: detection <= decision <= start of the rollback <= its completion.
         assert detail["detected_at"] <= detail["decided_at"] <= rollback["started"] <= rollback["finished"], rollback
-        assert detail["legacy_only"]["proven"] is True, detail
+        # The same proof, in the same shape, as playbooks/rollback.yml records.
+        proof = detail["legacy_only"]
+        assert proof["proven"] is True and proof["hosts"] == list(HOSTS), detail
+        assert sorted(proof["instances"]) == ["%s@%s" % (AGENT, host) for host in HOSTS], proof
         assert any("Rolled back automatically" in m for m in run.failed_messages()), run.failed_messages()
         assert "Rolled back automatically after %s" % rollback["label"] in (
             ARTIFACTS / "checkpoints/wave2/report.md").read_text()

@@ -151,6 +151,10 @@ def test_a_second_run_changes_nothing_and_is_still_go(wave2, tmp_path):
     assert decision()["outcome"] == "GO"
 
 
+def latest_rollback_record() -> dict:
+    return json.loads(sorted((ARTIFACTS / "rollbacks").glob("rollback-*.json"))[-1].read_text())
+
+
 def test_rollback_of_one_agent_on_one_host_leaves_the_rest(wave2, tmp_path):
     run = run_playbook(tmp_path, "rollback.yml", "--limit", "dgx-2", extravars={"rollback_agents": "tdd-expert"})
     assert run.rc == 0, run.stdout[-4000:]
@@ -159,6 +163,11 @@ def test_rollback_of_one_agent_on_one_host_leaves_the_rest(wave2, tmp_path):
     assert env_flag("dgx-1", "tdd-expert") == "true"
     assert gather(subject("tdd-expert", "unified"))["hosts"] == ["dgx-1", "dgx-3"]
     assert gather(subject("tdd-expert", "legacy"))["hosts"] == list(HOSTS)
+    # The proof covers the limited host only, though dgx-1 and dgx-3 still answer on unified.
+    proof = latest_rollback_record()["detail"]["legacy_only"]
+    assert proof["proven"] is True and proof["hosts"] == ["dgx-2"], proof
+    assert list(proof["instances"]) == ["tdd-expert@dgx-2"], proof
+    assert proof["instances"]["tdd-expert@dgx-2"]["events_unified"] == 0, proof
 
 
 def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
@@ -175,7 +184,11 @@ def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
         assert unified["no_responders"] and unified["hosts"] == [], (agent, unified)
         legacy = gather(subject(agent, "legacy"))
         assert legacy["hosts"] == list(HOSTS) and legacy["unified"] == [False], (agent, legacy)
-    record = json.loads(sorted((ARTIFACTS / "rollbacks").glob("rollback-*.json"))[-1].read_text())
+    record = latest_rollback_record()
     assert record["step"] == "rollback" and record["outcome"] == "rolled back" and record["next_step"] == "stop"
-    assert record["detail"]["verified_fleet_wide"] is True
+    proof = record["detail"]["legacy_only"]
+    assert proof["proven"] is True and proof["hosts"] == list(HOSTS), proof
+    assert sorted(proof["instances"]) == sorted("%s@%s" % (a, h) for a in WAVE2 for h in HOSTS), proof
+    assert all(i["delivery"] == 1.0 and i["events_legacy"] > 0 and i["events_unified"] == 0
+               and i["unified_replies"] == 0 for i in proof["instances"].values()), proof
     assert {h: sorted(a) for h, a in record["detail"]["changed"].items()} == flipped

@@ -122,8 +122,16 @@ def test_filter_plugin_exports_its_filters():
     filters = fleet.FilterModule().filters()
     assert filters == {"rollback_actions": fleet.rollback_actions, "fleet_env_path": fleet.fleet_env_path,
                        "fleet_command_subject": fleet.fleet_command_subject,
+                       "fleet_identities": fleet.fleet_identities,
                        "fleet_probe_agents": fleet.fleet_probe_agents,
                        "legacy_only_proof": fleet.legacy_only_proof}
+
+
+def test_identities_are_built_as_the_wave_plan_builds_them():
+    catalog = {"tdd-expert": {"id": "01936faa-f4cb-7000-8000-00000000000a", "cluster": "quality-assurance"}}
+    assert fleet.fleet_identities(["tdd-expert"], catalog, "agent.{name}", "agents.{cluster}.{id}") == [dict(
+        name="tdd-expert", id="01936faa-f4cb-7000-8000-00000000000a", cluster="quality-assurance",
+        legacy="agent.tdd-expert", unified="agents.quality-assurance.01936faa-f4cb-7000-8000-00000000000a")]
 
 
 def test_probe_agents_keep_only_what_nats_probe_accepts():
@@ -155,60 +163,99 @@ def test_fleet_command_subject_formats_the_pattern_and_verb():
 # --- legacy_only_proof ---------------------------------------------------------------------------
 
 def rolled_back_probe(agents=("network-expert", "tdd-expert"), hosts=("dgx-1", "dgx-2"), changed=None,
-                      unified_replies=None):
+                      unified_replies=None, by_host=True):
     """A nats_probe of agents probed with the flag off, as after a rollback: every request answered on
-    legacy, events on legacy only, nobody on unified. changed: {agent: {field: value}};
-    unified_replies: {(agent, host): replies on the unified subject}."""
+    legacy, events on legacy only, nobody on unified. changed: {"agent@host" or "agent": {field: value}}
+    for an instance or the agent level; unified_replies: {(agent, host): replies on the unified subject};
+    by_host False: the agents' events name no host (instances' events are None)."""
     probe_agents, targets = [], []
     for name in agents:
-        entry = dict(name=name, unified_enabled=False, delivery=1.0, events=dict(legacy=40, unified=0, both=0))
-        entry.update((changed or {}).get(name, {}))
-        probe_agents.append(entry)
+        instances = []
         for host in hosts:
+            instance = dict(host=host, delivery=1.0, events=dict(legacy=20, unified=0, paired=0) if by_host else None)
+            instance.update((changed or {}).get("%s@%s" % (name, host), {}))
+            instances.append(instance)
             replies = (unified_replies or {}).get((name, host), 0)
             targets += [dict(agent=name, host=host, via="legacy", sent=300, replies=300, no_responders=0),
                         dict(agent=name, host=host, via="unified", sent=300, replies=replies,
                              no_responders=300 - replies)]
-    return dict(agents=probe_agents, targets=targets, totals={}, changed=False, failed=False)
+        entry = dict(name=name, unified_enabled=False, delivery=1.0, instances=instances,
+                     events=dict(legacy=20 * len(hosts), unified=0, paired=0))
+        entry.update((changed or {}).get(name, {}))
+        probe_agents.append(entry)
+    return dict(agents=probe_agents, targets=targets, totals={}, changed=False, failed=False,
+                window=dict(started="2026-12-01T10:00:00.000Z", ended="2026-12-01T10:00:02.000Z", seconds=2.0))
 
 
-def test_legacy_only_is_proven_when_legacy_answers_and_unified_is_silent():
+def test_legacy_only_is_proven_instance_by_instance_when_legacy_answers_and_unified_is_silent():
     proof = fleet.legacy_only_proof(rolled_back_probe())
-    assert proof == dict(proven=True, reasons=[], delivery={"network-expert": 1.0, "tdd-expert": 1.0},
-                         events_legacy={"network-expert": 40, "tdd-expert": 40},
-                         events_unified={"network-expert": 0, "tdd-expert": 0}, unified_replies=0)
+    assert proof["proven"] is True and proof["reasons"] == []
+    assert proof["hosts"] == ["dgx-1", "dgx-2"] and proof["window"]["seconds"] == 2.0
+    assert proof["instances"] == {
+        "%s@%s" % (a, h): dict(delivery=1.0, unified_replies=0, events_legacy=20, events_unified=0)
+        for a in ("network-expert", "tdd-expert") for h in ("dgx-1", "dgx-2")}
+    assert proof["events"] == {a: dict(legacy=40, unified=0) for a in ("network-expert", "tdd-expert")}
 
 
 @pytest.mark.parametrize("changed, reason", [
-    (dict(delivery=0.98), "tdd-expert: delivery on legacy 0.98, expected 1.0"),
-    (dict(delivery=None), "tdd-expert: delivery on legacy None, expected 1.0"),
-    (dict(events=dict(legacy=0, unified=0)), "tdd-expert: no event published on legacy subjects"),
-    (dict(events=None), "tdd-expert: no event published on legacy subjects"),
-    (dict(events=dict(legacy=40, unified=3)), "tdd-expert: 3 event(s) still published on unified subjects"),
+    (dict(delivery=0.98), "tdd-expert@dgx-2: delivery on legacy 0.98, expected 1.0"),
+    (dict(delivery=None), "tdd-expert@dgx-2: delivery on legacy None, expected 1.0"),
+    (dict(events=dict(legacy=0, unified=0)), "tdd-expert@dgx-2: no event published on legacy subjects"),
+    (dict(events=dict(legacy=40, unified=3)), "tdd-expert@dgx-2: 3 event(s) still published on unified subjects"),
 ])
-def test_legacy_only_is_not_proven_naming_the_agent_and_what_failed(changed, reason):
-    proof = fleet.legacy_only_proof(rolled_back_probe(changed={"tdd-expert": changed}))
+def test_legacy_only_is_not_proven_naming_the_instance_and_what_failed(changed, reason):
+    proof = fleet.legacy_only_proof(rolled_back_probe(changed={"tdd-expert@dgx-2": changed}))
     assert proof["proven"] is False and proof["reasons"] == [reason]
 
 
-def test_an_answer_on_a_unified_subject_disproves_legacy_only():
+def test_an_answer_on_a_unified_subject_disproves_legacy_only_and_names_the_instance():
     proof = fleet.legacy_only_proof(rolled_back_probe(unified_replies={("tdd-expert", "dgx-2"): 2,
                                                                        ("network-expert", "dgx-1"): 1}))
-    assert proof["proven"] is False and proof["unified_replies"] == 3
-    assert proof["reasons"] == ["3 answer(s) on unified subjects"]
+    assert proof["proven"] is False
+    assert proof["reasons"] == ["network-expert@dgx-1: 1 answer(s) on its unified subject",
+                                "tdd-expert@dgx-2: 2 answer(s) on its unified subject"]
+    assert proof["instances"]["tdd-expert@dgx-2"]["unified_replies"] == 2
 
 
-def test_legacy_only_proof_lists_every_failure_agent_by_agent_in_name_order():
+def test_a_limited_rollback_is_judged_on_its_hosts_only():
+    # dgx-3 still runs the flag on: its unified answers and events are not this rollback's.
+    probe = rolled_back_probe(hosts=("dgx-1", "dgx-2", "dgx-3"), unified_replies={("tdd-expert", "dgx-3"): 300},
+                              changed={"tdd-expert@dgx-3": dict(events=dict(legacy=20, unified=20, paired=20))})
+    assert fleet.legacy_only_proof(probe)["proven"] is False
+    proof = fleet.legacy_only_proof(probe, ["dgx-1", "dgx-2"])
+    assert proof["proven"] is True and proof["hosts"] == ["dgx-1", "dgx-2"]
+    assert sorted(proof["instances"]) == ["%s@%s" % (a, h) for a in ("network-expert", "tdd-expert")
+                                          for h in ("dgx-1", "dgx-2")]
+
+
+def test_events_that_name_no_host_are_judged_for_the_agent_as_a_whole():
+    probe = rolled_back_probe(by_host=False, changed={"tdd-expert": dict(events=dict(legacy=40, unified=5))})
+    proof = fleet.legacy_only_proof(probe)
+    assert proof["reasons"] == ["tdd-expert (all hosts: its events name no host): 5 event(s) still published "
+                                "on unified subjects"]
+    assert proof["instances"]["tdd-expert@dgx-1"]["events_unified"] is None
+    quiet = rolled_back_probe(by_host=False, changed={"network-expert": dict(events=None)})
+    assert fleet.legacy_only_proof(quiet)["reasons"] == [
+        "network-expert (all hosts: its events name no host): no event published on legacy subjects"]
+
+
+def test_a_host_outside_the_probe_is_named_not_passed():
+    proof = fleet.legacy_only_proof(rolled_back_probe(), ["dgx-3"])
+    assert proof["proven"] is False
+    assert proof["reasons"] == ["network-expert: no instance probed on dgx-3", "tdd-expert: no instance probed on dgx-3"]
+
+
+def test_legacy_only_proof_lists_every_failure_instance_by_instance_in_name_order():
     probe = rolled_back_probe(agents=("tdd-expert", "network-expert"),
-                              changed={"tdd-expert": dict(delivery=0.5, events=dict(legacy=0, unified=1)),
-                                       "network-expert": dict(delivery=0.9)},
+                              changed={"tdd-expert@dgx-1": dict(delivery=0.5, events=dict(legacy=0, unified=1)),
+                                       "network-expert@dgx-2": dict(delivery=0.9)},
                               unified_replies={("tdd-expert", "dgx-1"): 300})
     assert fleet.legacy_only_proof(probe)["reasons"] == [
-        "network-expert: delivery on legacy 0.9, expected 1.0",
-        "tdd-expert: delivery on legacy 0.5, expected 1.0",
-        "tdd-expert: no event published on legacy subjects",
-        "tdd-expert: 1 event(s) still published on unified subjects",
-        "300 answer(s) on unified subjects"]
+        "network-expert@dgx-2: delivery on legacy 0.9, expected 1.0",
+        "tdd-expert@dgx-1: delivery on legacy 0.5, expected 1.0",
+        "tdd-expert@dgx-1: 300 answer(s) on its unified subject",
+        "tdd-expert@dgx-1: no event published on legacy subjects",
+        "tdd-expert@dgx-1: 1 event(s) still published on unified subjects"]
 
 
 @pytest.mark.parametrize("probe, why", [
@@ -219,5 +266,5 @@ def test_legacy_only_proof_lists_every_failure_agent_by_agent_in_name_order():
 ])
 def test_an_empty_or_failed_probe_proves_nothing(probe, why):
     proof = fleet.legacy_only_proof(probe)
-    assert proof == dict(proven=False, reasons=["the probe measured no agent: %s" % why], delivery={},
-                         events_legacy={}, events_unified={}, unified_replies=0)
+    assert proof == dict(proven=False, reasons=["the probe measured no agent: %s" % why], hosts=[],
+                         instances={}, window=None, events={})

@@ -83,11 +83,25 @@ def test_each_nats_wait_is_judged_after_the_deadline_naming_the_seconds(role, si
     task = siblings[index]
     # A failed attempt must not end the wait: it is retried, and judged once the wait is over.
     assert task.get("failed_when") is False
-    judged = [t for t in siblings[index + 1:] if "ansible.builtin.assert" in t
-              and task["register"] in yaml.safe_dump(t)]
+    # ... by an assertion that reads what it registered, directly or through facts set from it.
+    readers, judged = {task["register"]}, []
+    for later in siblings[index + 1:]:
+        text = yaml.safe_dump(later)
+        if not any(name in text for name in readers):
+            continue
+        if "ansible.builtin.set_fact" in later:
+            readers |= set(later["ansible.builtin.set_fact"])
+        elif "ansible.builtin.assert" in later:
+            judged.append(later)
     assert judged, "no assertion after %s reads %s" % (task["name"], task["register"])
     message = judged[0]["ansible.builtin.assert"]["fail_msg"]
-    assert "{{ inventory_hostname }}" in message and "{{ %s_verify_seconds }} s" % role in message
+    assert "{{ %s_verify_seconds }} s" % role in message
+    # ... naming who failed: the host of a per-host wait; each instance, from the judged reasons,
+    # of a wait run once for all hosts.
+    if task.get("run_once"):
+        assert re.search(r"\{\{ \w+\.reasons \| join", message), message
+    else:
+        assert "{{ inventory_hostname }}" in message, message
 
 
 def test_no_wait_is_still_named_in_retries_or_a_timeout():
