@@ -32,7 +32,12 @@ version_added: "0.1.0"
 author: fleetwave maintainers
 options:
   url:
-    description: NATS server URL, e.g. C(nats://127.0.0.1:4222).
+    description:
+      - NATS server URL, e.g. C(nats://127.0.0.1:4222); scheme C(nats://) (the default), C(tls://),
+        C(ws://) or C(wss://).
+      - It may carry credentials, C(user:password@host:4222) or C(token@host:4222). Never logged; messages
+        show it with the credentials replaced by C(***), e.g. C(nats://***@host:4222), and the credentials,
+        O(password) and O(token) are masked wherever else they would appear in the result.
     type: str
     required: true
   user:
@@ -533,7 +538,8 @@ connection:
 import asyncio
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, redact_url
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
+    NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, protect_secrets, redact, redact_url)
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import HAS_HDRH, HDRH_IMPORT_ERROR, run_probe, validate
 
 try:
@@ -561,6 +567,7 @@ def main():
         supports_check_mode=True,
     )
     check_nats_library(module)
+    protect_secrets(module)
     if not HAS_HDRH:
         module.fail_json(msg=missing_required_lib('hdrhistogram'), exception=HDRH_IMPORT_ERROR)
     params = module.params
@@ -572,8 +579,8 @@ def main():
     except NatsUnreachable as exc:
         module.fail_json(msg=str(exc))
     except (NatsError, asyncio.TimeoutError, OSError) as exc:
-        module.fail_json(msg='probe through NATS at %s failed after connecting (window %g s, grace %g s): %s' % (
-            redact_url(params['url']), params['window'], params['timeout'], str(exc) or type(exc).__name__))
+        module.fail_json(msg=redact('probe through NATS at %s failed after connecting (window %g s, grace %g s): %s' % (
+            redact_url(params['url']), params['window'], params['timeout'], str(exc) or type(exc).__name__), params))
     module.exit_json(changed=False, **result)
 
 

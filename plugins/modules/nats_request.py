@@ -20,7 +20,12 @@ version_added: "0.1.0"
 author: fleetwave maintainers
 options:
   url:
-    description: NATS server URL, e.g. C(nats://127.0.0.1:4222).
+    description:
+      - NATS server URL, e.g. C(nats://127.0.0.1:4222); scheme C(nats://) (the default), C(tls://),
+        C(ws://) or C(wss://).
+      - It may carry credentials, C(user:password@host:4222) or C(token@host:4222). Never logged; messages
+        show it with the credentials replaced by C(***), e.g. C(nats://***@host:4222), and the credentials,
+        O(password) and O(token) are masked wherever else they would appear in the result.
     type: str
     required: true
   user:
@@ -139,7 +144,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
-    NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, connect, is_no_responders, redact_url)
+    NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, connect, is_no_responders, protect_secrets, redact,
+    redact_url)
+
+try:
+    from nats.errors import Error as NatsError
+except ImportError:  # pragma: no cover - reported by check_nats_library
+    NatsError = Exception
 
 
 def _decode(data):
@@ -219,12 +230,18 @@ def main():
         supports_check_mode=True,
     )
     check_nats_library(module)
+    protect_secrets(module)
     params = module.params
     params['headers'] = {str(k): str(v) for k, v in params['headers'].items()}
     try:
         replies, no_responders, elapsed_ms = asyncio.run(gather(params))
     except NatsUnreachable as exc:
         module.fail_json(msg=str(exc), subject=params['subject'])
+    except (NatsError, asyncio.TimeoutError, OSError) as exc:
+        # Caught, not left to a traceback on stderr, so that its text is redacted too.
+        module.fail_json(msg=redact('request on %s through NATS at %s failed after connecting: %s' % (
+            params['subject'], redact_url(params['url']), str(exc) or type(exc).__name__), params),
+            subject=params['subject'])
 
     hosts = sorted({r['host'] for r in replies if r['host']})
     result = dict(changed=False, replies=replies, hosts=hosts, no_responders=no_responders,
