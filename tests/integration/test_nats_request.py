@@ -208,3 +208,43 @@ def test_token_in_the_url_is_redacted(run_module):  # noqa: F811
     port = free_port()
     result = run_module("nats_request", dict(url="nats://s3cret-token@127.0.0.1:%d" % port, subject=LEGACY))
     assert result["failed"] and "s3cret-token" not in json.dumps(result)
+
+
+# --- secrets in the whole result of the real module process (issue 8) ----------------------------
+
+MODULE_ARGS = dict(nats_request=dict(subject=LEGACY),
+                   nats_probe=dict(agents=[dict(name=NAME, legacy="agent." + NAME, unified="agents.x." + AGENT_ID)],
+                                   hosts=HOSTS))
+
+
+def run_module_process(name, args):
+    """Run fleetwave.rollout.<name> as a process of its own, as Ansible runs it, so that AnsibleModule's
+    real result handling (no_log masking, invocation.module_args) is part of what is checked."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ansible_collections.fleetwave.rollout.plugins.modules." + name],
+        input=json.dumps({"ANSIBLE_MODULE_ARGS": dict(MODULE_ARGS[name], connect_timeout=0.5, **args)}),
+        env=dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "collections")),
+        capture_output=True, text=True, timeout=60)
+    return json.loads(done.stdout), done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ["nats_request", "nats_probe"])
+@pytest.mark.parametrize("args, secrets", [
+    (dict(url="nats://svc:s3cr%2Ft@127.0.0.1:1"), ["s3cr%2Ft", "s3cr/t"]),
+    (dict(url="svc:s3cret-pw@127.0.0.1:1"), ["s3cret-pw"]),
+    (dict(url="nats://svc:s3/cret pw@127.0.0.1:1"), ["s3/cret pw", "cret pw"]),
+    (dict(url="s3cret-token@127.0.0.1:1"), ["s3cret-token"]),
+    (dict(url="nats://127.0.0.1:1", user="svc", password="s3cret-pw"), ["s3cret-pw"]),
+], ids=["percent_encoded_password", "scheme_less_url_password", "password_with_slash_and_space",
+        "scheme_less_token", "password_option"])
+def test_unreachable_url_password_appears_nowhere_in_the_result(name, args, secrets):
+    result, output = run_module_process(name, args)
+    assert result["failed"] and "127.0.0.1:1 within 0.5 s" in result["msg"], result["msg"]
+    assert not [secret for secret in secrets if secret in output], output
+
+
+@pytest.mark.parametrize("name", ["nats_request", "nats_probe"])
+def test_url_without_credentials_is_still_shown(name):
+    result, _ = run_module_process(name, dict(url="nats://127.0.0.1:1"))
+    assert result["msg"].startswith("cannot connect to NATS at nats://127.0.0.1:1 within 0.5 s: ")
+    assert result["invocation"]["module_args"]["url"] == "nats://127.0.0.1:1"
