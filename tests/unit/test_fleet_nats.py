@@ -59,6 +59,14 @@ def test_urls_without_credentials_are_shown_unchanged(url):
     assert redact_url(url) == url and secret_values(dict(url=url)) == []
 
 
+def test_the_reference_agent_redacts_as_the_collection_does(reference_agent_module):
+    # The agent runs on hosts without the collection, so it keeps its own copy of the rule.
+    for _, url, redacted, _ in URL_FORMS:
+        assert reference_agent_module.redact_url(url) == redacted, url
+    for url in ("nats://h1:1,svc:s3cret@h2:2", "nats://a:1,tls://b:2", "nats://@h:1", "u:xnats://y@h:1"):
+        assert reference_agent_module.redact_url(url) == redact_url(url), url
+
+
 def test_a_password_with_a_comma_hides_the_host_rather_than_the_secret():
     # Read as one URL (as nats-py does) the user info is 'h1:1,svc:s3cret'; read as a list it is 'svc:s3cret'.
     assert redact_url("nats://h1:1,svc:s3cret@h2:2") == "nats://***@h2:2"

@@ -172,6 +172,17 @@ def test_redact_url_hides_user_info(ra):
     assert ra.redact_url("nats://u:p@h:1,tls://t@h2:2,nats://h3:3") == "nats://***@h:1,tls://***@h2:2,nats://h3:3"
 
 
+@pytest.mark.parametrize("url, secret", [
+    ("fleet:pw-123@127.0.0.1:bad", "pw-123"),  # scheme-less
+    ("nats://fleet:pw/123@127.0.0.1:bad", "pw/123"),  # '/' in the password
+    ("nats://fleet:pw 123@127.0.0.1:4222,,nats://h:2", "pw 123"),  # a blank, and an empty entry
+    ("nats://fleet:p@ss-123@127.0.0.1:bad", "ss-123"),  # '@' in the password
+], ids=["scheme_less_url_password", "password_with_slash", "password_with_space", "password_with_at"])
+def test_url_password_is_redacted_in_config_errors(ra, url, secret):
+    message = config_error(ra, NATS_URL=url)
+    assert "NATS_URL" in message and "***@127.0.0.1" in message and secret not in message, message
+
+
 def test_main_prints_one_line_and_exits_78_on_bad_config(ra, capsys):
     assert ra.main({**BASE_ENV, "ENABLE_UNIFIED_SUBJECTS": "maybe"}) == ra.EX_CONFIG == 78
     captured = capsys.readouterr()

@@ -215,9 +215,35 @@ def parse_nats_urls(var: str, raw: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+# Optional leading blanks and scheme of one server URL.
+_URL_SCHEME = r"\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?"
+
+
 def redact_url(url: str) -> str:
-    """Hide user:password@ in server URLs before they are logged."""
-    return re.sub(r"(?<=://)[^/@,\s]+@", "***@", url)
+    """Hide user info (user:password@, token@, scheme or not) in server URLs before they are logged.
+
+    The rule of the collection's fleet_nats.redact_url, which this file cannot import on the hosts
+    (tests/unit/test_fleet_nats.py checks that the two agree): user info runs from the scheme to the
+    last '@' of each comma-separated entry (a password may hold '/', ' ', '@', '#', '?'), and, read as
+    one URL as nats-py would, to the last '@' before the first '/', '?' or '#' (a ',' in a password).
+    Both readings are masked, so at worst a host is hidden, never a secret."""
+    spans, start = [], 0
+    for entry in url.split(","):
+        if "@" in entry:
+            spans.append((start + re.match(_URL_SCHEME, entry).end(), start + entry.rfind("@")))
+        start += len(entry) + 1
+    whole = re.match(_URL_SCHEME + r"([^/?#]*)@", url)
+    if whole:
+        spans.append(whole.span(1))
+    merged: list[list[int]] = []
+    for begin, end in sorted(span for span in spans if span[1] > span[0]):
+        if merged and begin <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    for begin, end in reversed(merged):
+        url = url[:begin] + "***" + url[end:]
+    return url
 
 
 @dataclass(frozen=True)
