@@ -16,27 +16,31 @@ import math
 
 DAY_S = 86_400
 
-Range = collections.namedtuple('Range', 'low high unit low_open integer')
+Range = collections.namedtuple('Range', 'low high unit low_open integer where')
 
 
-def _range(low, high, unit, low_open=False, integer=False):
-    return Range(low, high, unit, low_open, integer)
+def _range(low, high, unit, where, low_open=False, integer=False):
+    return Range(low, high, unit, low_open, integer, where)
 
 
 LIMITS = {
     # wave_plan: the inventory's timings
-    'wave_stagger_seconds': _range(0, 3_600, 'seconds'),
-    'wave_verify_window_seconds': _range(0, DAY_S, 'seconds'),
-    'wave_monitor_interval_seconds': _range(0.1, DAY_S, 'seconds'),
-    'wave_schedule at': _range(0, 7 * DAY_S, 'seconds', low_open=True),
+    'wave_stagger_seconds': _range(0, 3_600, 'seconds', 'inventory, `wave_plan` `stagger`'),
+    'wave_verify_window_seconds': _range(0, DAY_S, 'seconds', 'inventory, `wave_plan` `verify_window`'),
+    'wave_monitor_interval_seconds': _range(0.1, DAY_S, 'seconds', 'inventory, `wave_plan` `monitor_interval`'),
+    'at': _range(0, 7 * DAY_S, 'seconds', 'inventory, each checkpoint of `wave_schedule.<wave>.<phase>`',
+                 low_open=True),
     # nats_probe: one probe's load
-    'rate': _range(0, 10_000, 'requests per second per target', low_open=True),
-    'window': _range(0, 3_600, 'seconds', low_open=True),
-    'timeout': _range(0, 300, 'seconds', low_open=True),
-    'connect_timeout': _range(0, 60, 'seconds', low_open=True),
-    'emit_events': _range(0, 10_000, 'events per instance', integer=True),  # the agent's own cap on one emit
+    'rate': _range(0, 10_000, 'requests per second per target', '`nats_probe` (`wave_probe_rate`)', low_open=True),
+    'window': _range(0, 3_600, 'seconds', '`nats_probe` (`wave_probe_window_seconds`, '
+                     '`wave_monitor_probe_window_seconds`)', low_open=True),
+    'timeout': _range(0, 300, 'seconds', '`nats_probe`, `nats_request`', low_open=True),
+    'connect_timeout': _range(0, 60, 'seconds', '`nats_probe`, `nats_request`', low_open=True),
+    # the agent's own cap on one emit
+    'emit_events': _range(0, 10_000, 'events per instance', '`nats_probe` (`wave_probe_emit_events`)', integer=True),
+    'expect_replies': _range(0, 10_000, 'replies', '`nats_request`', integer=True),
     # the criteria file
-    'comparison.min_samples': _range(2, 100_000, 'samples per side', integer=True),
+    'comparison.min_samples': _range(2, 100_000, 'samples per side', 'criteria file', integer=True),
 }
 
 # Monitoring rounds and checkpoints of one wave together: production wave 2 plans ~320; a week
@@ -57,6 +61,21 @@ MAX_YAML_DEPTH = 20
 
 def _fmt(number):
     return '{:,}'.format(number) if isinstance(number, int) else '{:g}'.format(number)
+
+
+def markdown_table():
+    """The README's table of ranges and caps (tests/unit/test_fleet_limits.py keeps them equal)."""
+    rows = ['| value | where | allowed |', '| --- | --- | --- |']
+    rows += ['| `%s` | %s | %s |' % (name, LIMITS[name].where, describe(name)) for name in LIMITS]
+    rows += [
+        '| checkpoints and monitoring rounds of one wave | `wave_plan` | at most %s |' % _fmt(MAX_ROUNDS_PER_WAVE),
+        '| rate x window x targets + emit_events x agents x hosts | `nats_probe` | at most %s |'
+        % _fmt(MAX_PROBE_LOAD),
+        '| criteria file size | `wave_plan` `criteria_file` | at most %s bytes |' % _fmt(MAX_CRITERIA_BYTES),
+        '| criteria file values, nesting | `wave_plan` `criteria_file` | at most %s values, %d levels, no aliases |'
+        % (_fmt(MAX_YAML_NODES), MAX_YAML_DEPTH),
+    ]
+    return '\n'.join(rows)
 
 
 def describe(name):

@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - reported by the module with missing_re
     HAS_HDRH = False
     HDRH_IMPORT_ERROR = traceback.format_exc()
 
-from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import MAX_PROBE_LOAD, out_of_range
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import (
+    MAX_PROBE_LOAD, out_of_range)
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import connect as nats_connect, is_no_responders
 
 # HDR histogram range and precision: microseconds, 1 us .. 60 s, 3 significant digits.

@@ -106,7 +106,7 @@ def _check_schedule(wave, phase_name, checkpoints, labels, problems):
             problems.append('%s.label: %r is used twice in wave %s' % (here, label, wave))
         else:
             labels.add(label)
-        bad_at = out_of_range('wave_schedule at', at)
+        bad_at = out_of_range('at', at)
         if bad_at:
             problems.append('%s.at: %s' % (here, bad_at))
         elif at <= previous_at:

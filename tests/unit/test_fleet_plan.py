@@ -288,7 +288,8 @@ def test_rounds_of_a_wave_are_capped_before_any_is_built(inv, monkeypatch):
     inv["wave_monitor_interval_seconds"] = 1
     inv["wave_schedule"]["wave2"]["phase2"][-1]["at"] = 604800
     [problem] = problems_of(inv)
-    assert problem.startswith("wave_schedule.wave2: ") and "over the limit of %d per wave" % MAX_ROUNDS_PER_WAVE in problem
+    assert problem.startswith("wave_schedule.wave2: ")
+    assert "over the limit of %d per wave" % MAX_ROUNDS_PER_WAVE in problem
 
 
 def test_rounds_cap_leaves_the_production_contract_far_below_it(inv):
