@@ -234,6 +234,13 @@ def test_subject_patterns_are_checked(inv, pattern, why):
     assert problem.startswith("fleet_subject_unified: ") and why in problem
 
 
+@pytest.fixture
+def no_rounds(monkeypatch):
+    """Fails the test as soon as rounds are planned: a refused plan must not get that far (with an
+    infinite or huge timing the old code never came back from it)."""
+    monkeypatch.setattr(fleet_plan, "watch_rounds", lambda *a: pytest.fail("rounds planned for a refused plan"))
+
+
 # The allowed range of each timing, as every message states it (fleet_limits.LIMITS).
 RANGES = dict(wave_stagger_seconds="[0, 3,600] seconds", wave_verify_window_seconds="[0, 86,400] seconds",
               wave_monitor_interval_seconds="[0.1, 86,400] seconds")
@@ -255,36 +262,34 @@ RANGES = dict(wave_stagger_seconds="[0, 3,600] seconds", wave_verify_window_seco
     ("wave_monitor_interval_seconds", float("-inf")),
     ("wave_verify_window_seconds", 10 ** 30),
 ])
-def test_timings_must_be_numbers_within_their_range(inv, var, value):
+def test_timings_must_be_numbers_within_their_range(inv, no_rounds, var, value):
     inv[var] = value
     assert problems_of(inv) == ["%s: must be a number in %s, got %r" % (var, RANGES[var], value)]
 
 
-def test_infinite_verify_window_is_refused_with_its_path_and_range(inv):
+def test_infinite_verify_window_is_refused_with_its_path_and_range(inv, no_rounds):
     inv["wave_verify_window_seconds"] = float("inf")  # -e wave_verify_window_seconds=inf never returned
     assert problems_of(inv) == ["wave_verify_window_seconds: must be a number in [0, 86,400] seconds, got inf"]
 
 
 @pytest.mark.parametrize("var", sorted(RANGES))
-def test_nan_timing_is_refused(inv, var):
+def test_nan_timing_is_refused(inv, no_rounds, var):
     inv[var] = float("nan")
     assert problems_of(inv) == ["%s: must be a number in %s, got nan" % (var, RANGES[var])]
 
 
 @pytest.mark.parametrize("at", [float("nan"), float("inf"), 1e7, 604801, 10 ** 30])
-def test_checkpoint_far_beyond_cap_is_refused_before_planning_rounds(inv, monkeypatch, at):
+def test_checkpoint_far_beyond_cap_is_refused_before_planning_rounds(inv, no_rounds, at):
     # 1e7 s at a 1 s interval planned ten million rounds (2 GB in 20 s); now refused by its range,
     # before watch_rounds is ever called.
-    monkeypatch.setattr(fleet_plan, "watch_rounds", lambda *a: pytest.fail("rounds planned for a refused plan"))
     inv["wave_monitor_interval_seconds"] = 1
     inv["wave_schedule"]["wave2"]["phase2"][-1]["at"] = at
     assert problems_of(inv) == ["wave_schedule.wave2.phase2[3].at: must be a number in (0, 604,800] seconds, got %r"
                                 % (at,)]
 
 
-def test_rounds_of_a_wave_are_capped_before_any_is_built(inv, monkeypatch):
+def test_rounds_of_a_wave_are_capped_before_any_is_built(inv, no_rounds):
     # Every timing within its range, but a week watched every second is 600,000 rounds.
-    monkeypatch.setattr(fleet_plan, "watch_rounds", lambda *a: pytest.fail("rounds planned for a refused plan"))
     inv["wave_monitor_interval_seconds"] = 1
     inv["wave_schedule"]["wave2"]["phase2"][-1]["at"] = 604800
     [problem] = problems_of(inv)
