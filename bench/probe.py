@@ -28,7 +28,7 @@ from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe impo
 from tests.conftest import REFERENCE_AGENT, AgentProcess, NatsServer, nats_connect
 
 STEP_S = 3.0
-RATES = (100, 200, 400, 800, 1600, 3200, 6400, 12800)  # requests/s per target; 2 targets
+RATES = (100, 200, 400, 800, 1600, 3200, 6400, 10000)  # requests/s per target (the cap); 2 targets
 SEARCH_BUDGET_S = 60.0
 MODERATE_RATE = 50  # per target, 100/s in all
 DELAYS_MS = (0, 5, 50, 150)

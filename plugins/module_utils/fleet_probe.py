@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import json
 import math
@@ -28,6 +29,8 @@ except ImportError:  # pragma: no cover - reported by the module with missing_re
     HAS_HDRH = False
     HDRH_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import (
+    MAX_PROBE_LOAD, out_of_range)
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import connect as nats_connect, is_no_responders
 
 # HDR histogram range and precision: microseconds, 1 us .. 60 s, 3 significant digits.
@@ -36,8 +39,6 @@ HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
 
 MAX_SAMPLES = 1000          # raw latencies kept per target, for rank tests
-MAX_EMIT = 10_000           # the reference agent's own cap on one emit request
-MAX_REQUESTS = 1_000_000    # rate x window x targets: a probe must fit in memory
 SETTLE_S = 0.25             # after the window, wait at least this long for late event copies
 POLL_S = 0.01
 
@@ -96,24 +97,41 @@ def _utc(ts):
 
 # ------------------------------------------------------------------------------ validation
 
+def _twice(values):
+    """The values given more than once, sorted; one pass over a Counter (a host list can be long)."""
+    return sorted(v for v, n in collections.Counter(values).items() if n > 1)
+
+
 def validate(params):
-    """The first problem with the probe parameters, as a message naming the limit, or None."""
-    rate, window, timeout = params['rate'], params['window'], params['timeout']
-    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
-        return 'rate must be > 0 requests per second per target, got %r' % (rate,)
-    if not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
-        return 'window must be > 0 seconds, got %r' % (window,)
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        return 'timeout (the grace period after the window) must be > 0 seconds, got %r' % (timeout,)
-    emit = params['emit_events']
-    if not 0 <= emit <= MAX_EMIT:
-        return 'emit_events must be between 0 and %d (the agent caps one emit there), got %d' % (MAX_EMIT, emit)
+    """The first problem with the probe parameters, as a message naming the limit, or None.
+
+    Numbers are checked against their range (fleet_limits.LIMITS) first and the load against its
+    cap before any list is walked, so nonsense is refused at once whatever its size.
+    """
+    for name in ('rate', 'window', 'timeout', 'connect_timeout', 'emit_events'):
+        bad = out_of_range(name, params[name])
+        if bad:
+            return '%s %s' % (name, bad)
+    rate, window, emit = params['rate'], params['window'], params['emit_events']
     agents, hosts, verbs = params['agents'], params['hosts'], params['verbs']
     if not agents:
         return 'agents is empty: name at least one agent to probe'
+    if not hosts:
+        return 'hosts is empty: name at least one instance host (the Agent-Target of its requests)'
+    if not verbs:
+        return 'verbs is empty: name at least one verb, e.g. ping'
+    # What the probe holds in memory: every request of the window and every event asked for.
+    n_targets = len(agents) * len(hosts) * len(VIAS) * len(verbs)
+    requests = Schedule(rate, window, n_targets).total
+    events = emit * len(agents) * len(hosts)
+    if requests + events > MAX_PROBE_LOAD:
+        return ('rate x window x targets + emit_events x agents x hosts = %g x %g s x %d + %d x %d x %d = %d '
+                'requests and events, over the limit of %d per probe; lower rate, window or emit_events'
+                % (rate, window, n_targets, emit, len(agents), len(hosts), requests + events, MAX_PROBE_LOAD))
     names = [a.get('name') for a in agents]
-    if len(set(names)) != len(names):
-        return 'agents names a type twice: %s' % ', '.join(sorted({n for n in names if names.count(n) > 1}))
+    twice = _twice(names)
+    if twice:
+        return 'agents names a type twice: %s' % ', '.join(map(str, twice))
     for agent in agents:
         if not agent.get('name'):
             return 'every agent needs a name'
@@ -124,20 +142,14 @@ def validate(params):
         if agent['legacy'] == agent['unified']:
             return 'agent %s: legacy and unified prefixes are both %r; they must differ' % (
                 agent['name'], agent['legacy'])
-    if not hosts:
-        return 'hosts is empty: name at least one instance host (the Agent-Target of its requests)'
     bad = [h for h in hosts if not h or any(c.isspace() for c in h)]
     if bad:
         return 'hosts %r: a host must be non-empty without whitespace (it goes into the Agent-Target header)' % (bad,)
-    if len(set(hosts)) != len(hosts):
-        return 'hosts names a host twice: %s' % ', '.join(sorted({h for h in hosts if hosts.count(h) > 1}))
-    if not verbs or not all(_TOKEN_RE.fullmatch(v or '') for v in verbs):
+    twice = _twice(hosts)
+    if twice:
+        return 'hosts names a host twice: %s' % ', '.join(twice)
+    if not all(_TOKEN_RE.fullmatch(v or '') for v in verbs):
         return 'verbs %r: each verb must be one subject token, e.g. ping' % (verbs,)
-    n_targets = len(agents) * len(hosts) * len(VIAS) * len(verbs)
-    total = Schedule(rate, window, n_targets).total
-    if total > MAX_REQUESTS:
-        return ('rate x window x targets = %g x %g s x %d = %d requests, over the limit of %d per probe; '
-                'lower rate or window' % (rate, window, n_targets, total, MAX_REQUESTS))
     return None
 
 

@@ -56,7 +56,7 @@ options:
     description: Path of a NATS credentials (JWT + NKey seed) file on the controller.
     type: path
   connect_timeout:
-    description: Seconds to wait for the connection.
+    description: Seconds to wait for the connection, in (0, 60].
     type: float
     default: 2.0
   agents:
@@ -90,23 +90,23 @@ options:
     elements: str
     required: true
   rate:
-    description: Requests per second sent to each target (agent x host x subject x verb).
+    description: Requests per second sent to each target (agent x host x subject x verb), in (0, 10,000].
     type: float
     default: 20
   window:
-    description: Seconds of sending (the measurement window).
+    description: Seconds of sending (the measurement window), in (0, 3,600].
     type: float
     default: 10
   timeout:
     description: >-
       Grace seconds after the window for the last replies (and for the C(status) replies); a request unanswered by
-      then is a timeout.
+      then is a timeout. In (0, 300].
     type: float
     default: 2
   emit_events:
     description: >-
       Events each instance is asked to emit at the start of the window, for a large and deterministic dual-publishing
-      sample (0 to skip).
+      sample (0 to skip). In [0, 10,000] (the reference agent's cap on one emit).
     type: int
     default: 200
   verbs:
@@ -117,7 +117,9 @@ options:
 notes:
   - Supports check mode. The probe changes no configuration, so it runs in check mode too (it sends
     its requests and asks the agents to emit synthetic C(probe) events).
-  - Window, rate and the number of targets decide the load; rate x window x targets is capped at 1000000 requests.
+  - Window, rate, the number of targets and O(emit_events) decide the load; rate x window x targets requests plus
+    emit_events x agents x hosts events are capped at 1,000,000 per probe.
+  - Out-of-range, NaN or infinite numbers are refused before connecting, with the allowed range.
 requirements:
   - nats-py and hdrhistogram on the controller
 '''

@@ -44,7 +44,7 @@ options:
     description: Path of a NATS credentials (JWT + NKey seed) file on the controller.
     type: path
   connect_timeout:
-    description: Seconds to wait for the connection.
+    description: Seconds to wait for the connection, in (0, 60].
     type: float
     default: 2.0
   subject:
@@ -60,11 +60,13 @@ options:
     type: dict
     default: {}
   timeout:
-    description: Seconds to gather replies.
+    description: Seconds to gather replies, in (0, 300].
     type: float
     default: 2.0
   expect_replies:
-    description: Stop gathering as soon as this many replies have arrived (0 = wait the whole O(timeout)).
+    description: >-
+      Stop gathering as soon as this many replies have arrived (0 = wait the whole O(timeout)), in
+      [0, 10,000].
     type: int
     default: 0
   expect_hosts:
@@ -143,6 +145,7 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import out_of_range
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
     NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, connect, is_no_responders, protect_secrets, redact,
     redact_url)
@@ -232,6 +235,11 @@ def main():
     check_nats_library(module)
     protect_secrets(module)
     params = module.params
+    # Before connecting: inf or NaN would wait forever or fail deep inside asyncio.
+    for name in ('connect_timeout', 'timeout', 'expect_replies'):
+        bad = out_of_range(name, params[name])
+        if bad:
+            module.fail_json(msg='%s %s' % (name, bad), subject=params['subject'])
     params['headers'] = {str(k): str(v) for k, v in params['headers'].items()}
     try:
         replies, no_responders, elapsed_ms = asyncio.run(gather(params))

@@ -31,7 +31,9 @@ options:
     type: dict
     required: true
   schedule:
-    description: Checkpoints per wave and phase, C(wave_schedule).
+    description: >-
+      Checkpoints per wave and phase, C(wave_schedule); each C(at) in (0, 604,800] seconds (7 days). The
+      checkpoints and monitoring rounds of a wave together are capped at 5,000, counted before any is planned.
     type: dict
     required: true
   subject_legacy:
@@ -43,18 +45,20 @@ options:
     type: str
     required: true
   stagger:
-    description: Seconds between hosts of a phase. A number (a numeric string from C(-e) is accepted); anything
-      else is reported with the inventory variable it came from.
+    description: Seconds between hosts of a phase, in [0, 3,600]. A number (a numeric string from C(-e) is accepted);
+      anything else, NaN and infinities are reported with the inventory variable it came from and the range.
     type: raw
     required: true
   verify_window:
-    description: Seconds a phase is watched after its last host. A number (a numeric string from C(-e) is accepted); anything
-      else is reported with the inventory variable it came from.
+    description: Seconds a phase is watched after its last host, in [0, 86,400]. A number (a numeric string from
+      C(-e) is accepted); anything else, NaN and infinities are reported with the inventory variable it came from
+      and the range.
     type: raw
     required: true
   monitor_interval:
-    description: Seconds between continuous-monitoring rounds while waiting for a checkpoint. A number (a numeric string from C(-e) is accepted); anything
-      else is reported with the inventory variable it came from.
+    description: Seconds between continuous-monitoring rounds while waiting for a checkpoint, in [0.1, 86,400]. A number
+      (a numeric string from C(-e) is accepted); anything else, NaN and infinities are reported with the inventory
+      variable it came from and the range.
     type: raw
     required: true
   criteria_file:
@@ -63,6 +67,9 @@ options:
         Path of the criteria file the checkpoints are judged by (see C(criteria/default.yml)).
         It is validated here, before any host is touched; a malformed file fails the task with
         every problem as C(<file>: <key path>: <reason>).
+      - >-
+        The file is refused unread above 64 KiB, and while parsing at more than 5,000 values, nesting deeper
+        than 20 levels or any YAML alias (aliases are never expanded).
     type: path
   artifacts_dir:
     description: Root of the artifact store, where the previous wave's decision is read (RV(plan.previous_outcome)).

@@ -18,6 +18,8 @@ import re
 
 import yaml  # ships with ansible-core; the gate runs on the controller
 
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import (
+    MAX_CRITERIA_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, out_of_range)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import ON_INCONCLUSIVE, ON_TRIGGER
 
 COMPARATORS = {'<': operator.lt, '<=': operator.le, '>': operator.gt, '>=': operator.ge, '==': operator.eq}
@@ -47,13 +49,54 @@ def _is_number(value):
 
 
 def _fmt(value):
-    return '{:.10g}'.format(value) if _is_number(value) else repr(value)
+    if _is_number(value):
+        try:
+            return '{:.10g}'.format(value)
+        except OverflowError:  # an int too large for a float
+            return 'a number of hundreds of digits'
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + '...'  # a message, not a dump of the file
 
 
 # --- loading and validation ----------------------------------------------------------------------
 
+class _Refused(yaml.composer.ComposerError):
+    """Valid YAML that a criteria file may not use (aliases, too deep, too many values)."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice: PyYAML would silently keep the last one."""
+    """SafeLoader that refuses a key given twice (PyYAML would silently keep the last one), any
+    alias, nesting deeper than MAX_YAML_DEPTH and more than MAX_YAML_NODES values.
+
+    Aliases are refused while the document is composed, before anything is expanded: a chain of
+    aliases each listing the previous one several times is a few hundred bytes that expand
+    exponentially (repr() of the threshold in an error message ran into a MemoryError). A criteria
+    file has no use for them.
+    """
+
+    _depth = _nodes = 0
+
+    def compose_node(self, parent, index):
+        # Counted as the document is read: the parser is pulled event by event, so a file dense
+        # with values is refused at the cap without being scanned to its end.
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise _Refused(
+                None, None, 'more than %d values, the limit for a criteria file' % MAX_YAML_NODES,
+                self.peek_event().start_mark)
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(
+                None, None, 'alias *%s: aliases are not allowed in a criteria file, write the value out'
+                % event.anchor, event.start_mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _Refused(
+                None, None, 'nested deeper than %d levels' % MAX_YAML_DEPTH, self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader, node, deep=False):
@@ -76,20 +119,29 @@ def _parse(source, source_name):
     if isinstance(source, dict):
         return source, source_name or '<criteria>'
     name = source_name
+    too_big = CriteriaError(['%s: (file): larger than %d bytes, the limit for a criteria file'
+                             % (name if name is not None else source, MAX_CRITERIA_BYTES)])
     if name is None:
         name = str(source)
         try:
+            # Read one byte past the cap, never the whole of a huge (or endless) file.
             with open(source, encoding='utf-8') as handle:
-                source = handle.read()
-        except OSError as exc:
-            raise CriteriaError(['%s: (file): cannot read: %s' % (name, exc.strerror or exc)])
+                source = handle.read(MAX_CRITERIA_BYTES + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CriteriaError(['%s: (file): cannot read: %s' % (name, getattr(exc, 'strerror', None) or exc)])
+    # Characters first (cheap), then the UTF-8 size the cap is stated in.
+    if len(source) > MAX_CRITERIA_BYTES or len(source.encode('utf-8')) > MAX_CRITERIA_BYTES:
+        raise too_big
     try:
         data = yaml.load(source, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ValueError as exc:  # an int past Python's digit limit, raised by the int constructor
+        raise CriteriaError(['%s: (file): %s' % (name, exc)])
     except yaml.YAMLError as exc:
         mark = getattr(exc, 'problem_mark', None)
         where = 'line %d, column %d' % (mark.line + 1, mark.column + 1) if mark else '(file)'
         reason = getattr(exc, 'problem', None) or str(exc)
-        raise CriteriaError(['%s: %s: YAML syntax error: %s' % (name, where, reason)])
+        label = '' if isinstance(exc, _Refused) else 'YAML syntax error: '
+        raise CriteriaError(['%s: %s: %s%s' % (name, where, label, reason)])
     return data, name
 
 
@@ -113,13 +165,13 @@ def _check_choice(data, path, key, choices, problems):
         problems.append('%s: %s is not one of %s' % (_join(path, key), _fmt(data[key]), ', '.join(choices)))
 
 
-def _check_number(data, path, key, problems, low=None, high=None, integer=False, open_range=False):
+def _check_number(data, path, key, problems, low=None, high=None, open_range=False):
     if key not in data:
         return
     value = data[key]
-    kind = 'an integer' if integer else 'a number'
-    if not _is_number(value) or (integer and not isinstance(value, int)) or not math.isfinite(value):
-        problems.append('%s: %s is not %s' % (_join(path, key), _fmt(value), kind))
+    # isfinite() only on floats: it overflows on an int of hundreds of digits, which compares fine.
+    if not _is_number(value) or (isinstance(value, float) and not math.isfinite(value)):
+        problems.append('%s: %s is not a number' % (_join(path, key), _fmt(value)))
     elif open_range and (value <= low or value >= high):
         problems.append('%s: %s is not strictly between %s and %s' % (_join(path, key), _fmt(value), low, high))
     elif low is not None and value < low:
@@ -185,7 +237,10 @@ def _check_comparison(data, problems):
     _check_choice(block, 'comparison', 'test', ('mann_whitney',), problems)
     _check_number(block, 'comparison', 'alpha', problems, low=0, high=1, open_range=True)
     _check_number(block, 'comparison', 'min_effect', problems, low=0, high=1)
-    _check_number(block, 'comparison', 'min_samples', problems, low=2, integer=True)
+    if 'min_samples' in block:
+        bad = out_of_range('comparison.min_samples', block['min_samples'])
+        if bad:
+            problems.append('comparison.min_samples: %s' % bad)
     _check_choice(block, 'comparison', 'on_inconclusive', ON_INCONCLUSIVE, problems)
     metrics = block.get('metrics')
     if 'metrics' in block and not isinstance(metrics, list):

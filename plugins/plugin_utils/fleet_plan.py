@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 import string
+
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import MAX_ROUNDS_PER_WAVE, out_of_range
 
 # Matched with fullmatch: `$` would accept a trailing newline (a YAML `|` block gives one).
 NAME_RE = re.compile(r'[a-z0-9][a-z0-9-]*')  # one NATS subject token, also a unit/file name
@@ -22,10 +25,6 @@ class PlanError(Exception):
     def __init__(self, problems):
         super().__init__('\n'.join(problems))
         self.problems = problems
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def subject_prefix(pattern, name, agent):
@@ -107,8 +106,9 @@ def _check_schedule(wave, phase_name, checkpoints, labels, problems):
             problems.append('%s.label: %r is used twice in wave %s' % (here, label, wave))
         else:
             labels.add(label)
-        if not _is_number(at) or at <= 0:
-            problems.append('%s.at: must be a positive number of seconds, got %r' % (here, at))
+        bad_at = out_of_range('at', at)
+        if bad_at:
+            problems.append('%s.at: %s' % (here, bad_at))
         elif at <= previous_at:
             problems.append('%s.at: %s is not after the previous checkpoint (%s)' % (here, at, previous_at))
         else:
@@ -141,11 +141,11 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
     _check_agents(agents, problems)
     _check_pattern('fleet_subject_legacy', subject_legacy, problems)
     _check_pattern('fleet_subject_unified', subject_unified, problems)
-    for var, value, minimum in (('wave_stagger_seconds', stagger, 0),
-                                ('wave_verify_window_seconds', verify_window, 0),
-                                ('wave_monitor_interval_seconds', monitor_interval, 0.1)):
-        if not _is_number(value) or value < minimum:
-            problems.append('%s: must be a number of seconds >= %s, got %r' % (var, minimum, value))
+    for var, value in (('wave_stagger_seconds', stagger), ('wave_verify_window_seconds', verify_window),
+                       ('wave_monitor_interval_seconds', monitor_interval)):
+        bad = out_of_range(var, value)
+        if bad:
+            problems.append('%s: %s' % (var, bad))
     if not isinstance(waves, dict) or wave not in waves:
         known = ', '.join(sorted(waves)) if isinstance(waves, dict) else 'none'
         raise PlanError(problems + ['fleet_waves: wave %r is not defined (defined: %s)' % (wave, known)])
@@ -188,6 +188,16 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
     if problems:
         raise PlanError(problems)
 
+    # Counted before any round is built: a long schedule watched at a short interval would
+    # otherwise plan millions of rounds (and hold them in memory) before anyone could object.
+    planned = sum(rounds_count(verify_window + p['checkpoints'][-1]['at'], len(p['checkpoints']) + 1,
+                               monitor_interval) for p in plan_phases)
+    if planned > MAX_ROUNDS_PER_WAVE:
+        raise PlanError(['wave_schedule.%s: %d checkpoints and monitoring rounds (one every '
+                         'wave_monitor_interval_seconds = %s s up to the last checkpoint), over the limit of %d '
+                         'per wave; raise the interval or shorten the schedule'
+                         % (wave, planned, monitor_interval, MAX_ROUNDS_PER_WAVE)])
+
     def identity_of(name):
         return identity(name, known_agents[name], subject_legacy, subject_unified)
 
@@ -214,6 +224,12 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
         reference_kind='control' if control else ('earlier waves' if earlier else 'none'),
         timings=dict(stagger=stagger, verify_window=verify_window, monitor_interval=monitor_interval),
     )
+
+
+def rounds_count(last, n_checkpoints, monitor_interval):
+    """At most how many rounds watch_rounds plans for a watch ending at `last`: every checkpoint and
+    every monitoring round before it (an upper bound: rounds near a checkpoint are left out)."""
+    return n_checkpoints + int(math.ceil(last / float(monitor_interval)))
 
 
 def watch_rounds(phase_name, watch, monitor_interval):

@@ -32,7 +32,7 @@ def test_unknown_agent_in_a_wave_definition(sandbox, wave1_go, tmp_path):
 
 def test_bad_timing_from_extra_vars(sandbox, wave1_go, tmp_path):
     msg = refused(tmp_path, "wave2.yml", extravars={"wave_stagger_seconds": -5})
-    assert "wave_stagger_seconds: must be a number of seconds >= 0, got -5" in msg
+    assert "wave_stagger_seconds: must be a number in [0, 3,600] seconds, got -5" in msg
 
 
 def test_rollback_with_no_backup_to_restore(sandbox, tmp_path):

@@ -132,6 +132,8 @@ def plan_run(tmp_path_factory):
     broken["secondary"][2]["colour"] = "red"
     (work / "broken.yml").write_text(yaml.safe_dump(broken, sort_keys=False))
     (work / "bad-syntax.yml").write_text("primary: [\n")
+    (work / "alias-chain.yml").write_text("a0: &a0 [1]\n" + "".join(
+        "a%d: &a%d [%s]\n" % (i, i, ", ".join(["*a%d" % (i - 1)] * 9)) for i in range(1, 10)) + "primary: *a9\n")
     return run_playbook(work, [
         task("valid plan", "wave_plan", PLAN_ARGS),
         task("valid plan in check mode", "wave_plan", PLAN_ARGS, check_mode=True),
@@ -146,6 +148,10 @@ def plan_run(tmp_path_factory):
         task("missing criteria file", "wave_plan", dict(PLAN_ARGS, criteria_file=str(work / "absent.yml"))),
         task("last wave plan", "wave_plan", dict(PLAN_ARGS, wave="wave3")),
         task("timings that are not numbers", "wave_plan", dict(PLAN_ARGS, verify_window="soon", monitor_interval=[5])),
+        task("timings of inf and nan", "wave_plan", dict(PLAN_ARGS, stagger="1e400", verify_window="inf",
+                                                         monitor_interval="nan")),
+        task("criteria file with an alias chain", "wave_plan",
+             dict(PLAN_ARGS, criteria_file=str(work / "alias-chain.yml"))),
     ])
 
 
@@ -170,7 +176,7 @@ def test_wave_plan_lists_every_problem_with_its_variable_and_changes_nothing(pla
     assert result["failed"] and "plan" not in result
     assert result["problems"] == [
         "fleet_subject_legacy: 'agent.*' does not make a valid NATS subject (tokens of letters, digits, - and _)",
-        "wave_stagger_seconds: must be a number of seconds >= 0, got -1",
+        "wave_stagger_seconds: must be a number in [0, 3,600] seconds, got -1",
         "fleet_waves.wave2.phases[0].agents: unknown agent 'netwrk-expert' (known: git-expert, graph-expert, "
         "location-expert, nats-expert, network-expert, tdd-expert)",
         "wave_schedule.wave2: phase2 not a phase of wave2"]
@@ -182,8 +188,24 @@ def test_wave_plan_names_the_inventory_variable_of_a_timing_that_is_not_a_number
     # the timings are `raw` options: the plan, not the argument validation, reports them, by variable
     result = plan_run["timings that are not numbers"]
     assert result["failed"] and result["problems"] == [
-        "wave_verify_window_seconds: must be a number of seconds >= 0, got 'soon'",
-        "wave_monitor_interval_seconds: must be a number of seconds >= 0.1, got [5]"]
+        "wave_verify_window_seconds: must be a number in [0, 86,400] seconds, got 'soon'",
+        "wave_monitor_interval_seconds: must be a number in [0.1, 86,400] seconds, got [5]"]
+
+
+def test_wave_plan_refuses_infinite_and_nan_timings_given_as_extra_vars(plan_run):
+    # -e wave_verify_window_seconds=inf arrives as a string that float() turns into inf: it never returned.
+    result = plan_run["timings of inf and nan"]
+    assert result["failed"] and result["problems"] == [
+        "wave_stagger_seconds: must be a number in [0, 3,600] seconds, got inf",
+        "wave_verify_window_seconds: must be a number in [0, 86,400] seconds, got inf",
+        "wave_monitor_interval_seconds: must be a number in [0.1, 86,400] seconds, got nan"]
+
+
+def test_wave_plan_refuses_a_criteria_file_with_an_alias_chain(plan_run):
+    result = plan_run["criteria file with an alias chain"]
+    assert result["failed"] and len(result["problems"]) == 1
+    assert result["problems"][0].endswith("alias-chain.yml: line 2, column 10: alias *a0: aliases are not allowed "
+                                          "in a criteria file, write the value out")
 
 
 def test_wave_plan_refuses_an_undefined_wave(plan_run):

@@ -364,4 +364,4 @@ def test_password_in_the_url_is_not_shown(run_module):  # noqa: F811
 
 def test_nonsense_is_refused_before_any_traffic(run_module, nats_server):  # noqa: F811
     result = run_module("nats_probe", dict(url=nats_server.url, agents=[spec("healthy")], hosts=HOSTS, rate=0))
-    assert result["failed"] and result["msg"].startswith("rate must be > 0")
+    assert result["failed"] and result["msg"].startswith("rate must be a number in (0, 10,000]")

@@ -14,6 +14,9 @@ import random
 
 import pytest
 import yaml
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import (
+    MAX_CRITERIA_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES)
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_gate
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import (CriteriaError, evaluate,
                                                                                    load_criteria, mann_whitney_u)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import (GO, INCONCLUSIVE, NO_GO, ROLLBACK,
@@ -136,6 +139,91 @@ def test_unusable_files_are_refused_with_file_and_place(text, expected):
 def test_unreadable_file_is_named(tmp_path):
     with pytest.raises(CriteriaError, match=r"missing\.yml: \(file\): cannot read: No such file"):
         load_criteria(str(tmp_path / "missing.yml"))
+
+
+# --- hostile criteria files (issue 8): refused before they cost time or memory ----------------------
+
+def alias_chain(levels=9, fan=9):
+    """A criteria file whose threshold is a chain of aliases, each listing the previous one `fan`
+    times: a few hundred bytes that expand to fan ** levels values."""
+    lines = ["a0: &a0 [1]"] + ["a%d: &a%d [%s]" % (i, i, ", ".join(["*a%d" % (i - 1)] * fan))
+                               for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\nprimary:\n  - threshold: *a%d\n" % levels
+
+
+@pytest.fixture
+def never_constructed(monkeypatch):
+    """Fails the test if the YAML document gets as far as being built into Python objects."""
+    def construct_document(self, node):
+        # No traceback: pytest would print the node graph, which an alias chain makes exponential.
+        pytest.fail("the document was constructed", pytrace=False)
+    monkeypatch.setattr(fleet_gate._StrictLoader, "construct_document", construct_document)
+
+
+@pytest.mark.parametrize("text, where", [
+    (alias_chain(), "line 2, column 10"),
+    ("base: &b {threshold: 1}\nprimary:\n  - <<: *b\n", "line 3, column 9"),
+    ("primary:\n  - threshold: &t 5\nsecondary:\n  - threshold: *t\n", "line 4, column 16"),
+], ids=["nine-level-chain", "merge-key", "plain-alias"])
+def test_criteria_alias_chain_is_refused_before_expansion(never_constructed, text, where):
+    [problem] = problems_of(text)
+    assert problem.startswith("criteria/bad.yml: %s: alias *" % where)
+    assert "aliases are not allowed in a criteria file" in problem
+
+
+def test_criteria_nested_beyond_the_depth_cap_is_refused(never_constructed):
+    [problem] = problems_of("primary: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert problem == "criteria/bad.yml: line 1, column %d: nested deeper than %d levels" % (
+        10 + MAX_YAML_DEPTH - 1, MAX_YAML_DEPTH)
+
+
+@pytest.mark.parametrize("text", [
+    "primary: [" + "1, " * MAX_YAML_NODES + "1]\n",
+    "primary:\n" + "  - 1\n" * MAX_YAML_NODES,
+], ids=["flow", "block"])
+def test_criteria_with_more_values_than_the_cap_is_refused_while_parsing(never_constructed, text):
+    [problem] = problems_of(text)
+    assert problem.endswith(": more than %d values, the limit for a criteria file" % MAX_YAML_NODES)
+
+
+def test_oversized_criteria_file_is_refused(tmp_path, never_constructed):
+    # The default criteria, padded with a comment past the cap: valid, but too big to read.
+    text = DEFAULT.read_text() + "#" * MAX_CRITERIA_BYTES + "\n"
+    path = tmp_path / "huge.yml"
+    path.write_text(text)
+    expected = "(file): larger than %d bytes, the limit for a criteria file" % MAX_CRITERIA_BYTES
+    with pytest.raises(CriteriaError) as exc:
+        load_criteria(str(path))
+    assert exc.value.problems == ["%s: %s" % (path, expected)]
+    assert problems_of(text) == ["criteria/bad.yml: " + expected]
+
+
+def test_criteria_file_at_the_size_cap_is_read(tmp_path):
+    text = DEFAULT.read_text()
+    text += "#" * (MAX_CRITERIA_BYTES - len(text.encode()) - 1) + "\n"
+    assert len(text.encode()) == MAX_CRITERIA_BYTES
+    assert load_criteria(text, "criteria/full.yml") == load_criteria(str(DEFAULT))
+
+
+def test_criteria_number_past_the_digit_limit_is_refused():
+    [problem] = problems_of("primary:\n  - threshold: %s\n" % ("9" * 5000))
+    assert problem.startswith("criteria/bad.yml: (file): ") and "digits" in problem
+
+
+def test_huge_integer_threshold_is_checked_without_overflowing(criteria):
+    data = copy.deepcopy(criteria)
+    data["primary"][0]["threshold"] = 10 ** 400  # math.isfinite() overflowed on it
+    assert load_criteria(data)["primary"][0]["threshold"] == 10 ** 400
+
+
+@pytest.mark.parametrize("min_samples", [1, 100001, 10 ** 30, 20.0, True, float("nan")])
+def test_min_samples_is_an_integer_within_its_range(criteria, min_samples):
+    data = copy.deepcopy(criteria)
+    data["comparison"]["min_samples"] = min_samples
+    with pytest.raises(CriteriaError) as exc:
+        load_criteria(data, "criteria/bad.yml")
+    assert exc.value.problems == ["criteria/bad.yml: comparison.min_samples: must be an integer in "
+                                  "[2, 100,000] samples per side, got %r" % (min_samples,)]
 
 
 # --- criteria against measurements ---------------------------------------------------------------

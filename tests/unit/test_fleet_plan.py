@@ -8,7 +8,10 @@ import pathlib
 
 import pytest
 import yaml
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import PlanError, build_plan, watch_rounds
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import MAX_ROUNDS_PER_WAVE
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_plan
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import (
+    PlanError, build_plan, rounds_count, watch_rounds)
 
 pytestmark = pytest.mark.unit
 
@@ -121,7 +124,7 @@ def test_undefined_wave_lists_the_defined_ones(inv):
 def test_undefined_wave_still_reports_the_other_problems(inv):
     inv["wave_stagger_seconds"] = -1
     problems = problems_of(inv, "wave9")
-    assert problems[0] == "wave_stagger_seconds: must be a number of seconds >= 0, got -1"
+    assert problems[0] == "wave_stagger_seconds: must be a number in [0, 3,600] seconds, got -1"
     assert problems[-1].startswith("fleet_waves: wave 'wave9' is not defined")
 
 
@@ -231,18 +234,78 @@ def test_subject_patterns_are_checked(inv, pattern, why):
     assert problem.startswith("fleet_subject_unified: ") and why in problem
 
 
-@pytest.mark.parametrize("var, value, minimum", [
-    ("wave_stagger_seconds", -1, 0),
-    ("wave_verify_window_seconds", -0.5, 0),
-    ("wave_monitor_interval_seconds", 0.05, 0.1),
-    ("wave_monitor_interval_seconds", 0, 0.1),
-    ("wave_stagger_seconds", True, 0),
-    ("wave_verify_window_seconds", None, 0),
-    ("wave_monitor_interval_seconds", [300], 0.1),
+@pytest.fixture
+def no_rounds(monkeypatch):
+    """Fails the test as soon as rounds are planned: a refused plan must not get that far (with an
+    infinite or huge timing the old code never came back from it)."""
+    monkeypatch.setattr(fleet_plan, "watch_rounds", lambda *a: pytest.fail("rounds planned for a refused plan"))
+
+
+# The allowed range of each timing, as every message states it (fleet_limits.LIMITS).
+RANGES = dict(wave_stagger_seconds="[0, 3,600] seconds", wave_verify_window_seconds="[0, 86,400] seconds",
+              wave_monitor_interval_seconds="[0.1, 86,400] seconds")
+
+
+@pytest.mark.parametrize("var, value", [
+    ("wave_stagger_seconds", -1),
+    ("wave_verify_window_seconds", -0.5),
+    ("wave_monitor_interval_seconds", 0.05),
+    ("wave_monitor_interval_seconds", 0),
+    ("wave_stagger_seconds", True),
+    ("wave_verify_window_seconds", None),
+    ("wave_monitor_interval_seconds", [300]),
+    # issue 8: no upper bound, and NaN slipped past the `< minimum` checks
+    ("wave_stagger_seconds", 3601),
+    ("wave_verify_window_seconds", 86401),
+    ("wave_monitor_interval_seconds", 1e300),
+    ("wave_stagger_seconds", float("inf")),
+    ("wave_monitor_interval_seconds", float("-inf")),
+    ("wave_verify_window_seconds", 10 ** 30),
 ])
-def test_timings_must_be_numbers_above_their_minimum(inv, var, value, minimum):
+def test_timings_must_be_numbers_within_their_range(inv, no_rounds, var, value):
     inv[var] = value
-    assert problems_of(inv) == ["%s: must be a number of seconds >= %s, got %r" % (var, minimum, value)]
+    assert problems_of(inv) == ["%s: must be a number in %s, got %r" % (var, RANGES[var], value)]
+
+
+def test_infinite_verify_window_is_refused_with_its_path_and_range(inv, no_rounds):
+    inv["wave_verify_window_seconds"] = float("inf")  # -e wave_verify_window_seconds=inf never returned
+    assert problems_of(inv) == ["wave_verify_window_seconds: must be a number in [0, 86,400] seconds, got inf"]
+
+
+@pytest.mark.parametrize("var", sorted(RANGES))
+def test_nan_timing_is_refused(inv, no_rounds, var):
+    inv[var] = float("nan")
+    assert problems_of(inv) == ["%s: must be a number in %s, got nan" % (var, RANGES[var])]
+
+
+@pytest.mark.parametrize("at", [float("nan"), float("inf"), 1e7, 604801, 10 ** 30])
+def test_checkpoint_far_beyond_cap_is_refused_before_planning_rounds(inv, no_rounds, at):
+    # 1e7 s at a 1 s interval planned ten million rounds (2 GB in 20 s); now refused by its range,
+    # before watch_rounds is ever called.
+    inv["wave_monitor_interval_seconds"] = 1
+    inv["wave_schedule"]["wave2"]["phase2"][-1]["at"] = at
+    assert problems_of(inv) == ["wave_schedule.wave2.phase2[3].at: must be a number in (0, 604,800] seconds, got %r"
+                                % (at,)]
+
+
+def test_rounds_of_a_wave_are_capped_before_any_is_built(inv, no_rounds):
+    # Every timing within its range, but a week watched every second is 600,000 rounds.
+    inv["wave_monitor_interval_seconds"] = 1
+    inv["wave_schedule"]["wave2"]["phase2"][-1]["at"] = 604800
+    [problem] = problems_of(inv)
+    assert problem.startswith("wave_schedule.wave2: ")
+    assert "over the limit of %d per wave" % MAX_ROUNDS_PER_WAVE in problem
+
+
+def test_rounds_cap_leaves_the_production_contract_far_below_it(inv):
+    plan = plan_of(inv)
+    assert 0 < sum(len(p["rounds"]) for p in plan["phases"]) < MAX_ROUNDS_PER_WAVE / 10
+
+
+def test_rounds_count_bounds_what_watch_rounds_plans():
+    for last, interval in ((10, 4), (10, 5), (1, 0.1), (87000, 300), (300, 300)):
+        watch = [dict(label="a", after=last / 2.0), dict(label="b", after=last)]
+        assert len(watch_rounds("p", watch, interval)) <= rounds_count(last, len(watch), interval)
 
 
 def test_wave_schedule_missing_for_the_wave(inv):
@@ -290,7 +353,7 @@ def test_same_label_in_different_waves_is_fine(inv):
 @pytest.mark.parametrize("at", [0, -60, "3600", True, None])
 def test_checkpoint_time_must_be_positive_seconds(inv, at):
     inv["wave_schedule"]["wave2"]["phase1"][0]["at"] = at
-    assert problems_of(inv) == ["wave_schedule.wave2.phase1[0].at: must be a positive number of seconds, got %r"
+    assert problems_of(inv) == ["wave_schedule.wave2.phase1[0].at: must be a number in (0, 604,800] seconds, got %r"
                                 % (at,)]
 
 

@@ -525,11 +525,11 @@ def test_probe_late_reply_after_the_grace_is_a_timeout_not_a_latency():
 # --- parameters ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, words", [
-    (dict(rate=0), "rate must be > 0"),
-    (dict(rate=-5.0), "rate must be > 0"),
-    (dict(window=0), "window must be > 0"),
-    (dict(timeout=0), "timeout"),
-    (dict(emit_events=20000), "between 0 and 10000"),
+    (dict(rate=0), "rate must be a number in (0, 10,000] requests per second per target"),
+    (dict(rate=-5.0), "rate must be a number in (0, 10,000]"),
+    (dict(window=0), "window must be a number in (0, 3,600] seconds"),
+    (dict(timeout=0), "timeout must be a number in (0, 300] seconds"),
+    (dict(emit_events=20000), "emit_events must be an integer in [0, 10,000] events per instance"),
     (dict(agents=[]), "agents is empty"),
     (dict(agents=[dict(AGENT, unified="agents.*.x")]), "not a literal NATS subject"),
     (dict(agents=[dict(AGENT, unified=AGENT["legacy"])]), "must differ"),
@@ -549,6 +549,77 @@ def test_sane_parameters_pass():
     assert validate(params()) is None
 
 
+# The range of each number (fleet_limits.LIMITS), as the message states it.
+RANGES = dict(rate="(0, 10,000] requests per second per target", window="(0, 3,600] seconds",
+              timeout="(0, 300] seconds", connect_timeout="(0, 60] seconds")
+
+
+@pytest.mark.parametrize("name", sorted(RANGES))
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e300, -1.0, True, "1"])
+def test_probe_numbers_outside_their_range_are_refused_with_the_range(name, value):
+    assert validate(params(**{name: value})) == "%s must be a number in %s, got %r" % (name, RANGES[name], value)
+
+
+@pytest.mark.parametrize("name, value", [("rate", 10000), ("window", 3600), ("timeout", 300), ("connect_timeout", 60)])
+def test_probe_numbers_at_the_top_of_their_range_pass(name, value):
+    assert validate(params(**dict(dict(rate=0.01, window=1), **{name: value}))) is None
+
+
+@pytest.mark.parametrize("emit", [-1, 10001, 2.5, True])
+def test_emit_events_outside_its_range_is_refused(emit):
+    assert validate(params(emit_events=emit)) == (
+        "emit_events must be an integer in [0, 10,000] events per instance, got %r" % (emit,))
+
+
+def test_probe_rate_window_overflow_is_refused():
+    # rate x window overflowed to inf in the load check (int(inf) raised OverflowError).
+    assert validate(params(rate=1e300, window=1e300)) == (
+        "rate must be a number in (0, 10,000] requests per second per target, got 1e+300")
+    assert validate(params(rate=10000, window=3600)).startswith("rate x window x targets + emit_events")
+
+
+def test_emit_events_count_toward_the_request_cap():
+    hosts = ["dgx-%d" % i for i in range(100)]
+    # 1 request x 200 targets + 10,000 events x 1 agent x 100 hosts: the events alone fill the cap.
+    problem = validate(params(rate=1.0, window=1.0, hosts=hosts, emit_events=10000))
+    assert problem == ("rate x window x targets + emit_events x agents x hosts = 1 x 1 s x 200 + 10000 x 1 x 100 = "
+                       "1000200 requests and events, over the limit of 1000000 per probe; lower rate, window or "
+                       "emit_events")
+    assert validate(params(rate=1.0, window=1.0, hosts=hosts, emit_events=9998)) is None
+
+
+class CountedHost(str):
+    """A host name that counts its equality comparisons, to tell a linear duplicate check from a
+    quadratic one without timing anything."""
+    comparisons = 0
+
+    def __eq__(self, other):
+        CountedHost.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_duplicate_host_check_is_linear(monkeypatch):
+    n = 2000
+    hosts = [CountedHost("dgx-%d" % i) for i in range(n)] + [CountedHost("dgx-7"), CountedHost("dgx-1999")]
+    monkeypatch.setattr(CountedHost, "comparisons", 0)
+    problem = validate(params(rate=0.5, window=1.0, hosts=hosts))
+    assert problem == "hosts names a host twice: dgx-1999, dgx-7"
+    # A list.count() per host compared every pair (millions); a Counter compares each duplicate once.
+    assert CountedHost.comparisons <= 2 * len(hosts)
+
+
+def test_duplicate_check_of_a_large_host_list_names_every_duplicate():
+    hosts = ["h%d" % i for i in range(100000)] + ["h0", "h99999", "h0"]
+    assert validate(params(rate=0.5, window=1.0, hosts=hosts)) == "hosts names a host twice: h0, h99999"
+
+
+def test_load_cap_is_checked_before_the_host_list_is_walked():
+    hosts = ["dgx 1"] * 600000  # also malformed: the cap answers first, from the list's length
+    assert validate(params(rate=0.5, window=1.0, hosts=hosts)).startswith("rate x window x targets")
+
+
 # --- the module --------------------------------------------------------------------------------------
 
 def test_module_docs_match_the_argument_spec(check_docs):
@@ -559,8 +630,9 @@ MODULE_ARGS = dict(url="nats://127.0.0.1:1", agents=[AGENT], hosts=HOSTS)
 
 
 @pytest.mark.parametrize("overrides, words", [
-    (dict(rate=0), "rate must be > 0 requests per second per target, got 0.0"),
-    (dict(window=-1), "window must be > 0 seconds, got -1.0"),
+    (dict(rate=0), "rate must be a number in (0, 10,000] requests per second per target, got 0.0"),
+    (dict(window=-1), "window must be a number in (0, 3,600] seconds, got -1.0"),
+    (dict(rate="inf"), "rate must be a number in (0, 10,000] requests per second per target, got inf"),
 ])
 def test_module_fails_on_nonsense_before_connecting(run_module, overrides, words):
     result = run_module("nats_probe", dict(MODULE_ARGS, **overrides))
