@@ -460,7 +460,10 @@ def ensure_backup_dir(backup_dir):
     try:
         st = os.lstat(backup_dir)
     except FileNotFoundError:
-        os.makedirs(backup_dir, 0o700)
+        try:
+            os.makedirs(backup_dir, 0o700)
+        except FileExistsError:  # a task running at the same time made it: check that one
+            return ensure_backup_dir(backup_dir)
         os.chmod(backup_dir, 0o700)  # makedirs' mode is filtered by the umask
         return None
     if stat.S_ISLNK(st.st_mode):
