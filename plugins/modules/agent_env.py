@@ -405,6 +405,12 @@ def main():
     if misplaced:
         module.fail_json(msg="%s cannot be used with state=%s (for %s); nothing changed"
                              % ("/".join(misplaced), state, path), path=path)
+    # Ansible scrubs no_log values from everything it returns, the echoed module_args included:
+    # a secret passed in `values` (e.g. NATS_URL with a password) must not show there either.
+    for source in ("values", "defaults", "require"):
+        for key, value in (module.params[source] or {}).items():
+            if isinstance(value, str) and value and mask_value(str(key), value, secret_keys) != value:
+                module.no_log_values.add(value)
     real_path = target_path(module)
     try:
         locked(module, present if state == "present" else restored, module, secret_keys, real_path)

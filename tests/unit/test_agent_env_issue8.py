@@ -233,3 +233,17 @@ def test_permissions_restore_refuses_a_symlink_inside_the_backup_dir(agent_env, 
     env.write_bytes(ORIGINAL.replace(b"=false", b"=true"))
     result = agent_env(state="restored")
     assert result["failed"] and "symlink" in result["msg"] and b"PLANTED" not in env.read_bytes()
+
+
+def test_secrets_passed_in_values_are_scrubbed_from_the_echoed_module_args(env, backups, capsys):
+    """The flip/install tasks' invocation (shown with -vvv) must not hold a URL password either."""
+    from ansible.module_utils.testing import patch_module_args
+
+    from tests.unit.conftest import load_module
+    args = dict(path=str(env), backup_dir=str(backups), secret_keys=["ODD_NAME"],
+                values={"NATS_URL": "nats://agent:%s@nats.internal:4222" % URL_PW, "ODD_NAME": API_KEY})
+    with patch_module_args(args), pytest.raises(SystemExit):
+        load_module("agent_env").main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["changed"] and "module_args" in out["invocation"]
+    assert_no_secret(out)
