@@ -247,3 +247,17 @@ def test_secrets_passed_in_values_are_scrubbed_from_the_echoed_module_args(env, 
     out = json.loads(capsys.readouterr().out)
     assert out["changed"] and "module_args" in out["invocation"]
     assert_no_secret(out)
+
+
+def test_grammar_cr_flag_seen_by_agent_env_info_so_rollback_does_not_skip_the_agent(run_module, tmp_path):
+    """Finding: `FOO=1\\rENABLE_UNIFIED_SUBJECTS=true` was reported absent and the rollback skipped the
+    agent as 'never flipped' although systemd ran it with the flag on."""
+    from ansible_collections.fleetwave.rollout.plugins.filter.fleet import rollback_actions
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "network-expert.env").write_bytes(b"FOO=1\rENABLE_UNIFIED_SUBJECTS=true\n")
+    result = run_module("agent_env_info", dict(paths=[str(agents / "network-expert.env")],
+                                               backup_dir=str(tmp_path / "backups")))
+    assert result["files"][str(agents / "network-expert.env")]["unified"] is True
+    actions = rollback_actions(result["files"], ["network-expert"], str(agents), "h1")
+    assert actions["skip"] == [] and "the flag is on" in actions["errors"][0]
