@@ -12,8 +12,8 @@ description:
     keeping comments, blank lines, key order and untouched lines exactly as they were.
   - With O(backup=true) the original file is copied into O(backup_dir) before any change and
     recorded in C(<backup_dir>/manifest.json), which O(state=restored) later uses to put it back.
-  - The file is read with systemd's own C(EnvironmentFile=) grammar (C(\\r) ends a line, a trailing
-    backslash continues it, C(\\q) inside double quotes stays C(\\q), quoted parts concatenate).
+  - The file is read with systemd's own C(EnvironmentFile=) grammar (C(\r) ends a line, a trailing
+    backslash continues it, C(\q) inside double quotes stays C(\q), quoted parts concatenate).
     A file that is malformed or that systemd would read differently than it looks (line without
     C(=), invalid or duplicate key, quote never closed, comment ending in a backslash, C(export)
     prefix, byte-order mark, NUL, invalid UTF-8) is never rewritten; the module fails naming the

@@ -11,7 +11,7 @@ description:
   - For each env file, reports whether it exists, its values (secrets masked), whether
     C(ENABLE_UNIFIED_SUBJECTS) is on, and the backups recorded for it in C(<backup_dir>/manifest.json).
   - Files are read with systemd's C(EnvironmentFile=) grammar, as M(agent_env) reads them
-    (C(FOO=1\\rENABLE_UNIFIED_SUBJECTS=true) sets the flag); see M(agent_env) for what is refused.
+    (C(FOO=1\rENABLE_UNIFIED_SUBJECTS=true) sets the flag); see M(agent_env) for what is refused.
   - Never changes anything.
 version_added: "1.0.0"
 author: fleetwave maintainers
