@@ -12,11 +12,20 @@ description:
     keeping comments, blank lines, key order and untouched lines exactly as they were.
   - With O(backup=true) the original file is copied into O(backup_dir) before any change and
     recorded in C(<backup_dir>/manifest.json), which O(state=restored) later uses to put it back.
-  - A malformed file (line without C(=), invalid or duplicate key, unterminated quote, C(export)
-    prefix) is never rewritten; the module fails naming the file and line.
-  - Values of secret keys (names matching C(PASSWORD), C(TOKEN), C(SECRET), C(CREDS), C(NKEY) or
-    C(KEY_SEED), keys given in O(secret_values) and keys listed in O(secret_keys)) are shown as
-    C(********) in every result and diff.
+  - The file is read with systemd's own C(EnvironmentFile=) grammar (C(\r) ends a line, a trailing
+    backslash continues it, C(\q) inside double quotes stays C(\q), quoted parts concatenate).
+    A file that is malformed or that systemd would read differently than it looks (line without
+    C(=), invalid or duplicate key, quote never closed, comment ending in a backslash, C(export)
+    prefix, byte-order mark, NUL, invalid UTF-8) is never rewritten; the module fails naming the
+    file and line, never the line's text.
+  - New values systemd cannot hold on one line (newline, carriage return, NUL or another control
+    character other than tab) are refused.
+  - Secrets are shown as C(********) in every result, diff and error. That is the values of keys whose names
+    contain C(PASS), C(PWD), C(SECRET), C(TOKEN), C(KEY), C(CRED), C(AUTH), C(SEED), C(PRIVATE),
+    C(COOKIE) or C(SESSION), keys given in O(secret_values) and keys listed in O(secret_keys).
+    Under any key, the user information of a URL (C(nats://user:pw@host)) is masked.
+  - Every change holds an exclusive lock, C(<backup_dir>/.lock), while it reads and rewrites the
+    env file and the manifest, so that tasks running at the same time on one host lose nothing.
 version_added: "1.0.0"
 author: fleetwave maintainers
 options:
@@ -61,7 +70,13 @@ options:
     type: bool
     default: false
   backup_dir:
-    description: Where backups and C(manifest.json) live; created with mode 0700.
+    description:
+      - Where backups, C(manifest.json) and the lock file live; created with mode 0700, also when
+        O(backup=false) (the lock lives there).
+      - An existing directory with group or other permissions is tightened to 0700, with a warning.
+        A symlink, or a directory owned by a user other than root or the one running the module, is refused.
+      - O(state=restored) only restores backup files directly inside this directory; a manifest
+        entry naming another place is refused.
     type: path
     default: /var/lib/fleetwave/backups
   label:
@@ -74,9 +89,17 @@ options:
     description: Group of the env file.
     type: str
   mode:
-    description: Mode of the env file, as an octal string or symbolic mode.
+    description:
+      - Mode of the env file, as an octal string or symbolic mode.
+      - When not set, an existing file keeps its mode and owner (a 0600 file stays 0600) and a new
+        file is created 0600.
     type: raw
-    default: "0640"
+  follow:
+    description:
+      - Whether to edit the file a symlinked O(path) points to (its mode and owner are kept).
+      - With V(false), a symlink at O(path) is refused.
+    type: bool
+    default: false
   require:
     description:
       - With O(state=restored), values the backup must have, or nothing is restored.
@@ -90,7 +113,7 @@ attributes:
   diff_mode:
     support: full
 notes:
-  - Writes go to a temporary file in the same directory, then M(agent_env) renames it into place.
+  - Writes go to a fsynced temporary file in the same directory, then M(agent_env) renames it into place.
   - The manifest records O(path) as given; use the same spelling to back up and to restore.
 seealso:
   - module: agent_env_info
@@ -171,20 +194,29 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetwave.rollout.plugins.module_utils.agent_env import (
-    FLAG_KEY, MASK, PRE_RESTORE_LABEL, EnvFile, EnvFileError, atomic_write, backup_name, is_secret,
-    load_manifest, manifest_path, mask_values, newest_backup, parse_bool, sha256_bytes, utc_now,
-    validate_values, write_backup,
+    FLAG_KEY, PRE_RESTORE_LABEL, EnvFile, EnvFileError, atomic_write, backup_name, check_backup_file,
+    ensure_backup_dir, host_lock, load_manifest, manifest_path, mask_value, mask_values, newest_backup, parse_bool,
+    read_nofollow, sha256_bytes, utc_now, validate_values, write_backup,
 )
 
 
-def read_current(module, path):
+def target_path(module):
+    """The file to write: ``path`` itself, or with follow=true what its symlink points to."""
+    path = module.params["path"]
+    if os.path.islink(path) and not module.params["follow"]:
+        module.fail_json(msg="%s is a symlink (to %s); agent_env does not follow symlinks unless follow=true; "
+                             "nothing changed" % (path, os.readlink(path)), path=path)
+    return os.path.realpath(path) if module.params["follow"] else path
+
+
+def read_current(module, real_path):
     """(bytes or None when missing, os.stat or None)."""
-    if not os.path.lexists(path):
+    if not os.path.lexists(real_path):
         return None, None
-    if not os.path.isfile(path):
-        module.fail_json(msg="%s exists but is not a regular file; nothing changed" % path, path=path)
-    with open(path, "rb") as f:
-        return f.read(), os.stat(path)
+    try:
+        return read_nofollow(real_path, "the env file")
+    except EnvFileError as e:
+        module.fail_json(msg="%s; nothing changed" % e, path=module.params["path"])
 
 
 def load_manifest_or_fail(module, backup_dir):
@@ -198,7 +230,7 @@ def write_env(module, real_path, content):
     parent = os.path.dirname(real_path)
     if not os.path.isdir(parent):
         os.makedirs(parent)
-        os.chmod(parent, 0o755)  # /etc/agents itself holds nothing secret; the files are 0640
+        os.chmod(parent, 0o755)  # /etc/agents itself holds nothing secret; the files do
     atomic_write(module, real_path, content)
 
 
@@ -206,9 +238,11 @@ def text_diff(path, before, after):
     return dict(before=before, after=after, before_header=path, after_header=path)
 
 
-def finish(module, result, real_path, diffs):
-    """Apply owner/group/mode, then exit with the text and attribute diffs."""
-    if os.path.exists(real_path):
+def finish(module, result, real_path, diffs, warning=None):
+    """Apply owner/group/mode (only those asked for), then exit with the text and attribute diffs."""
+    if warning:
+        module.warn(warning)
+    if os.path.exists(real_path) and any(module.params[k] is not None for k in ("owner", "group", "mode")):
         attr_diff = {}
         file_args = module.load_file_common_arguments(module.params, path=real_path)
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"], diff=attr_diff)
@@ -219,9 +253,22 @@ def finish(module, result, real_path, diffs):
     module.exit_json(**result)
 
 
-def present(module, secret_keys):
+def locked(module, body, *args):
+    """Run ``body`` holding the host lock in backup_dir (creating/checking that directory first).
+
+    Check mode writes nothing, so it neither creates the directory nor waits for the lock.
+    """
+    backup_dir = module.params["backup_dir"]
+    if module.check_mode:
+        return body(*args, warning=None)
+    warning = ensure_backup_dir(backup_dir)
+    with host_lock(backup_dir):
+        return body(*args, warning=warning)
+
+
+def present(module, secret_keys, real_path, warning):
     p = module.params
-    path, real_path = p["path"], os.path.realpath(p["path"])
+    path = p["path"]
     new = {}
     for source in ("values", "secret_values"):
         checked, err = validate_values(p[source], source)
@@ -232,7 +279,7 @@ def present(module, secret_keys):
     if err:
         module.fail_json(msg="%s (for %s); nothing changed" % (err, path), path=path)
 
-    original, st = read_current(module, path)
+    original, st = read_current(module, real_path)
     try:
         env = EnvFile(path) if original is None else EnvFile.from_bytes(original, path)
     except EnvFileError as e:
@@ -255,7 +302,7 @@ def present(module, secret_keys):
             result["backup_file"] = entry["backup"]
     if changed and not module.check_mode:
         write_env(module, real_path, env.render().encode("utf-8"))
-    finish(module, result, real_path, [text_diff(path, before, env.render(secret_keys))])
+    finish(module, result, real_path, [text_diff(path, before, env.render(secret_keys))], warning)
 
 
 def check_require(module, env, require, backup_file, secret_keys):
@@ -271,15 +318,14 @@ def check_require(module, env, require, backup_file, secret_keys):
         else:
             ok = have == want
         if not ok:
-            hide = is_secret(key, secret_keys)
-            shown = "is missing %s" % key if have is None else "has %s=%s" % (key, MASK if hide else have)
+            shown = "is missing %s" % key if have is None else "has %s=%s" % (key, mask_value(key, have, secret_keys))
             module.fail_json(msg="backup %s for %s %s but require says %s=%s; not restoring, nothing changed"
-                                 % (backup_file, path, shown, key, MASK if hide else want), path=path)
+                                 % (backup_file, path, shown, key, mask_value(key, want, secret_keys)), path=path)
 
 
-def restored(module, secret_keys):
+def restored(module, secret_keys, real_path, warning):
     p = module.params
-    path, real_path, backup_dir = p["path"], os.path.realpath(p["path"]), p["backup_dir"]
+    path, backup_dir = p["path"], p["backup_dir"]
     manifest = load_manifest_or_fail(module, backup_dir)
     entry = newest_backup(manifest, path)
     if entry is None:
@@ -287,8 +333,10 @@ def restored(module, secret_keys):
                          path=path)
     backup_file = entry["backup"]
     try:
-        with open(backup_file, "rb") as f:
-            content = f.read()
+        check_backup_file(backup_dir, backup_file)
+        content, _ = read_nofollow(backup_file, "the backup")
+    except EnvFileError as e:
+        module.fail_json(msg="%s; not restoring %s, nothing changed" % (e, path), path=path)
     except OSError as e:
         module.fail_json(msg="backup %s of %s (recorded in %s) cannot be read: %s; nothing changed"
                              % (backup_file, path, manifest_path(backup_dir), e.strerror), path=path)
@@ -303,12 +351,12 @@ def restored(module, secret_keys):
         module.fail_json(msg="%s; not restoring %s, nothing changed" % (e, path), path=path)
     check_require(module, target, p["require"], backup_file, secret_keys)
 
-    current, st = read_current(module, path)
+    current, st = read_current(module, real_path)
     try:
         env = EnvFile.from_bytes(current, path) if current is not None else EnvFile(path)
         previous, before = env.values, env.render(secret_keys)
     except EnvFileError as e:
-        # A broken file is exactly what a restore is for; just never show its raw text.
+        # A broken file is exactly what a restore is for; its text is not shown (the error never holds values).
         env, previous, before = None, {}, "# %s (content not shown)\n" % e
     values = target.values
     changed_keys = [k for k in list(values) + [k for k in previous if k not in values]
@@ -326,7 +374,7 @@ def restored(module, secret_keys):
             result["backup_file"] = pre["backup"]
     if changed and not module.check_mode:
         write_env(module, real_path, content)
-    finish(module, result, real_path, [text_diff(path, before, target.render(secret_keys))])
+    finish(module, result, real_path, [text_diff(path, before, target.render(secret_keys))], warning)
 
 
 def main():
@@ -343,7 +391,8 @@ def main():
             label=dict(type="str"),
             owner=dict(type="str"),
             group=dict(type="str"),
-            mode=dict(type="raw", default="0640"),
+            mode=dict(type="raw"),
+            follow=dict(type="bool", default=False),
             require=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
@@ -356,12 +405,20 @@ def main():
     if misplaced:
         module.fail_json(msg="%s cannot be used with state=%s (for %s); nothing changed"
                              % ("/".join(misplaced), state, path), path=path)
+    # Ansible scrubs no_log values from everything it returns, the echoed module_args included:
+    # a secret passed in `values` (e.g. NATS_URL with a password) must not show there either.
+    for source in ("values", "defaults", "require"):
+        for key, value in (module.params[source] or {}).items():
+            if isinstance(value, str) and value and mask_value(str(key), value, secret_keys) != value:
+                module.no_log_values.add(value)
+    real_path = target_path(module)
     try:
-        (present if state == "present" else restored)(module, secret_keys)
+        locked(module, present if state == "present" else restored, module, secret_keys, real_path)
     except (OSError, EnvFileError) as e:
-        # Validation has passed by now: this is a write failing (disk full, read-only fs, permissions).
-        module.fail_json(msg="could not update %s (backups in %s): %s" % (path, module.params["backup_dir"], e),
-                         path=path)
+        # Validation has passed by now: this is the backup directory, its lock or a write failing
+        # (disk full, read-only fs, permissions).
+        module.fail_json(msg="could not update %s (backups in %s): %s; nothing changed"
+                             % (path, module.params["backup_dir"], e), path=path)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ short_description: Read agents' systemd environment files and their recorded bac
 description:
   - For each env file, reports whether it exists, its values (secrets masked), whether
     C(ENABLE_UNIFIED_SUBJECTS) is on, and the backups recorded for it in C(<backup_dir>/manifest.json).
+  - Files are read with systemd's C(EnvironmentFile=) grammar, as M(agent_env) reads them
+    (C(FOO=1\rENABLE_UNIFIED_SUBJECTS=true) sets the flag); see M(agent_env) for what is refused.
   - Never changes anything.
 version_added: "1.0.0"
 author: fleetwave maintainers
@@ -32,8 +34,10 @@ options:
     type: bool
     default: true
   secret_keys:
-    description: More key names to mask, besides those matching C(PASSWORD), C(TOKEN), C(SECRET),
-      C(CREDS), C(NKEY) or C(KEY_SEED).
+    description:
+      - More key names to mask, besides those containing C(PASS), C(PWD), C(SECRET), C(TOKEN), C(KEY),
+        C(CRED), C(AUTH), C(SEED), C(PRIVATE), C(COOKIE) or C(SESSION).
+      - Credentials in URLs (C(nats://user:pw@host)) are masked under any key.
     type: list
     elements: str
     default: []
