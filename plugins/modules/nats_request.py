@@ -15,38 +15,12 @@ description:
     JSON reply.
   - Optional expectations turn the answer into a check - which hosts must answer, which must
     not, or that nobody listens at all (the server's "no responders" status).
-  - Runs on the controller (use C(delegate_to: localhost)); it never changes anything.
+  - Runs on the controller (use C(delegate_to) localhost); it never changes anything.
 version_added: "0.1.0"
 author: fleetwave maintainers
+extends_documentation_fragment:
+  - fleetwave.rollout.nats
 options:
-  url:
-    description:
-      - NATS server URL, e.g. C(nats://127.0.0.1:4222); scheme C(nats://) (the default), C(tls://),
-        C(ws://) or C(wss://).
-      - It may carry credentials, C(user:password@host:4222) or C(token@host:4222). Never logged; messages
-        show it with the credentials replaced by C(***), e.g. C(nats://***@host:4222), and the credentials,
-        O(password) and O(token) are masked wherever else they would appear in the result.
-    type: str
-    required: true
-  user:
-    description: User name for user/password authentication.
-    type: str
-    default: ''
-  password:
-    description: Password for O(user). Never logged.
-    type: str
-    default: ''
-  token:
-    description: Authentication token. Never logged.
-    type: str
-    default: ''
-  creds_file:
-    description: Path of a NATS credentials (JWT + NKey seed) file on the controller.
-    type: path
-  connect_timeout:
-    description: Seconds to wait for the connection, in (0, 60].
-    type: float
-    default: 2.0
   subject:
     description: Subject to send the request to.
     type: str

@@ -69,6 +69,20 @@ def test_the_installed_collection_runs_the_playbooks_syntax_check(installed, pla
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+MODULES = sorted(p.stem for p in (REPO / "plugins/modules").glob("*.py") if p.stem != "__init__")
+PLUGINS = [("module", "%s.%s.%s" % (GALAXY["namespace"], GALAXY["name"], m)) for m in MODULES] + [
+    ("callback", "%s.%s.audit_trail" % (GALAXY["namespace"], GALAXY["name"]))]
+
+
+@pytest.mark.parametrize(("kind", "name"), PLUGINS, ids=[name for _, name in PLUGINS])
+def test_ansible_doc_renders_each_plugin_of_the_installed_collection(installed, kind, name):
+    """What a user reads first: ansible-doc renders every module (doc fragments merged) and the callback."""
+    tmp, _, env = installed
+    proc = run([BIN / "ansible-doc", "-t", kind, name], tmp, env)
+    assert proc.returncode == 0 and "[ERROR]" not in proc.stderr, proc.stdout + proc.stderr
+    assert name in proc.stdout, proc.stdout
+
+
 def test_without_the_collection_the_same_check_fails(installed):
     """The check above is not vacuous: a copy of the playbooks with no collection installed fails."""
     tmp, root, _ = installed
