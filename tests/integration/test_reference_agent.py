@@ -408,3 +408,118 @@ def test_runs_on_system_python_with_nats_py_from_a_zip(reference_agent, tmp_path
     )
     assert probe.stdout.startswith(str(archive))  # nats-py really came from the zip
     assert agent.stop() == 0
+
+
+# ---------------------------------------------------------------- issue 8: the reference agent amplifies
+
+
+async def collect(sub, expected: int, timeout: float) -> list:
+    """Messages from sub until expected of them arrived or timeout seconds passed."""
+    received = []
+    deadline = time.monotonic() + timeout
+    while len(received) < expected and (left := deadline - time.monotonic()) > 0:
+        try:
+            received.append(await sub.next_msg(timeout=left))
+        except nats.errors.TimeoutError:
+            break
+    return received
+
+
+def test_reference_agent_amplifies_no_more_a_flood_of_emits_to_every_host(reference_agent, nats_server):
+    # No refill during the test (0.001 event/s): every instance may emit its burst once, no more.
+    agents = [
+        reference_agent(host=f"dgx-{n}", heartbeat_interval=3600, EMIT_RATE="0.001", EMIT_BURST="500", wait=False)
+        for n in (1, 2)
+    ]
+    for agent in agents:
+        agent.wait_ready()
+    subject = agents[0].command_subject("emit")
+
+    async def scenario():
+        nc = await nats_connect(nats_server.url)
+        recorder = EventRecorder()
+        await recorder.watch(nc, agents[0].event_subject("probe"))
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, max_msgs=0)
+        # The finding: 100 small requests without Agent-Target, each asking every instance for 10,000.
+        for count in (10_000, 500):
+            for _ in range(100):
+                await nc.publish(subject, json.dumps({"count": count}).encode(), reply=inbox)
+        replies = await collect(sub, 400, timeout=20)
+        await recorder.settle()
+        await nc.close()
+        return replies, recorder.count(agents[0].event_subject("probe"))
+
+    replies, events = run(scenario())
+    assert len(replies) == 400  # 200 requests x 2 instances, every one answered
+    bodies = [(json.loads(m.data), m.headers or {}) for m in replies]
+    accepted = sorted(m.headers["Agent-Host"] for m in replies if json.loads(m.data)["ok"])
+    assert accepted == ["dgx-1", "dgx-2"]  # one burst each
+    refused = [(body, headers) for body, headers in bodies if not body["ok"]]
+    assert len(refused) == 398
+    assert all(headers["Agent-Error"] == "rate-limited" and "EMIT_BURST=500" in body["error"] for body, headers in refused)
+    assert sum("above the limit of 500 events per request" in body["error"] for body, _ in refused) == 200
+    assert events == 2 * 500  # instead of 2,000,000
+
+
+def test_reference_agent_amplifies_no_more_requests_beyond_the_in_flight_bound_are_busy(reference_agent, nats_server):
+    agent = reference_agent(heartbeat_interval=3600, MAX_INFLIGHT_REQUESTS="2", FAULT_REPLY_DELAY_MS="400")
+
+    async def scenario():
+        nc = await nats_connect(nats_server.url)
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        for _ in range(10):
+            await nc.publish(agent.command_subject("ping"), b"", reply=inbox)
+        replies = await collect(sub, 10, timeout=10)
+        for _ in range(20):  # busy itself until the delayed pings are out
+            status, _ = await request_json(nc, agent.command_subject("status"), timeout=5)
+            if status["ok"]:
+                break
+            await asyncio.sleep(0.5)
+        await nc.close()
+        return replies, status
+
+    replies, status = run(scenario())
+    assert len(replies) == 10
+    answered = [m for m in replies if json.loads(m.data)["ok"]]
+    busy = [m for m in replies if not json.loads(m.data)["ok"]]
+    # At most 2 answered (readiness pings, delayed too, may still hold a slot), the rest at once.
+    assert len(answered) <= 2 and len(busy) >= 8
+    for msg in busy:
+        assert msg.headers["Agent-Error"] == "busy" and msg.headers["Agent-Host"] == agent.host
+        assert "MAX_INFLIGHT_REQUESTS=2" in json.loads(msg.data)["error"]
+    assert status["counters"]["requests"]["busy"] >= len(busy)
+    assert status["limits"]["max_inflight"] == 2
+
+
+def test_reference_agent_amplifies_no_more_heartbeats_go_on_during_a_maximal_emit(reference_agent, nats_server):
+    # The largest emits the agent allows (EMIT_BURST at its ceiling) at a rate it cannot keep up with.
+    agent = reference_agent(heartbeat_interval=0.2, EMIT_RATE="20000", EMIT_BURST="10000")
+
+    async def scenario():
+        nc = await nats_connect(nats_server.url)
+        beats = 0
+
+        async def count_beat(_msg):
+            nonlocal beats
+            beats += 1
+
+        heartbeats = await nc.subscribe(agent.event_subject("heartbeat"), cb=count_beat)
+        before, _ = await request_json(nc, agent.command_subject("status"))
+        await nc.flush()
+        beats = 0
+        # A 3 s flood: one maximal emit request every 50 ms.
+        for _ in range(60):
+            await nc.publish(agent.command_subject("emit"), json.dumps({"count": 10_000}).encode())
+            await asyncio.sleep(0.05)
+        await nc.flush()
+        flood_beats = beats
+        await heartbeats.unsubscribe()
+        after, _ = await request_json(nc, agent.command_subject("status"), timeout=10)
+        await nc.close()
+        return flood_beats, after["counters"]["events"]["legacy"] - before["counters"]["events"]["legacy"]
+
+    beats, events = run(scenario())
+    assert events >= 10_000  # the flood did make the agent emit at its ceiling
+    assert beats >= 5  # 15 are due in 3 s at 0.2 s; the old agent sent none until its queue of emits ran dry
