@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ import nats
 import pytest
 from nats.errors import NoRespondersError
 
-from tests.conftest import nats_connect, wait_for
+from tests.conftest import REFERENCE_AGENT, nats_connect, render_agent_unit, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -523,3 +524,96 @@ def test_reference_agent_amplifies_no_more_heartbeats_go_on_during_a_maximal_emi
     beats, events = run(scenario())
     assert events >= 10_000  # the flood did make the agent emit at its ceiling
     assert beats >= 5  # 15 are due in 3 s at 0.2 s; the old agent sent none until its queue of emits ran dry
+
+
+# ---------------------------------------------------------------- issue 8: the agent units ran as root
+
+
+def hardening_properties() -> list[str]:
+    """The unit template's hardening (what it adds to the plain unit), as systemd-run properties."""
+    plain = render_agent_unit(agent_service_hardening=False)
+    hardened = render_agent_unit()
+    return [f"{key}={value}" for key, values in hardened.items() if key not in plain for value in values]
+
+
+def systemd_run_argv(unit: str, env_file: Path, program: Path, library: Path, properties: list[str]) -> list[str]:
+    """A transient service running the agent like agent@.service, under the given properties.
+
+    The program and library are bound read-only into /run, since PrivateTmp and ProtectHome hide
+    where tests keep them and a DynamicUser could not read pytest's 0700 directories anyway."""
+    where = "/run/fleetwave-agent"
+    return [
+        "systemd-run",
+        "--quiet",
+        "--collect",
+        f"--unit={unit}",
+        f"--property=EnvironmentFile={env_file}",
+        f"--property=BindReadOnlyPaths={program}:{where}/reference_agent.py {library}:{where}/nats_py.zip",
+        f"--setenv=PYTHONPATH={where}/nats_py.zip",
+        "--setenv=PYTHONUNBUFFERED=1",
+        *(f"--property={prop}" for prop in properties),
+        str(BOOKWORM_PYTHON),
+        f"{where}/reference_agent.py",
+    ]
+
+
+def test_reference_agent_no_longer_runs_as_root_unhardened(nats_server, tmp_path):
+    properties = hardening_properties()
+    assert "DynamicUser=yes" in properties and "NoNewPrivileges=yes" in properties
+    if os.geteuid() != 0 or not shutil.which("systemd-run") or not Path("/run/systemd/system").is_dir():
+        pytest.skip("needs root and systemd as the service manager (systemd-run)")
+    trial = subprocess.run(
+        ["systemd-run", "--quiet", "--wait", "--collect", *(f"--property={p}" for p in properties), "/bin/true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if trial.returncode != 0:  # e.g. a container whose systemd cannot set up mount namespaces
+        pytest.skip(f"systemd here cannot start a unit with the template's hardening: {trial.stderr.strip()}")
+
+    package = Path(nats.__file__).parent
+    library = tmp_path / "nats_py.zip"
+    with zipfile.ZipFile(library, "w") as zipped:
+        for path in package.rglob("*.py"):
+            zipped.write(path, path.relative_to(package.parent))
+    library.chmod(0o644)
+    host = f"hardened-{os.getpid()}"
+    env_file = tmp_path / "agent.env"
+    env_file.write_text(
+        f"AGENT_NAME=network-expert\nAGENT_ID=01936f88-d2a9-7000-8000-000000000008\n"
+        f"CAPABILITY_CLUSTER=infrastructure\nAGENT_HOST={host}\nNATS_URL={nats_server.url}\n"
+        "ENABLE_UNIFIED_SUBJECTS=false\nHEARTBEAT_INTERVAL=1\n"
+    )
+    env_file.chmod(0o600)  # root's alone: systemd reads it before dropping privileges
+    unit = f"fleetwave-test-hardened-agent-{os.getpid()}.service"
+    subprocess.run(systemd_run_argv(unit, env_file, REFERENCE_AGENT, library, properties), check=True, timeout=60)
+    try:
+
+        async def ping():
+            nc = await nats_connect(nats_server.url)
+            try:
+                for _ in range(150):
+                    try:
+                        return await request_json(
+                            nc, "agent.network-expert.cmd.ping", timeout=0.5, headers={"Agent-Target": host}
+                        )
+                    except (NoRespondersError, nats.errors.TimeoutError):
+                        await asyncio.sleep(0.1)
+            finally:
+                await nc.close()
+            raise AssertionError(f"{unit} never answered a ping")
+
+        reply, headers = run(ping())
+        main_pid = int(
+            subprocess.run(
+                ["systemctl", "show", "--property=MainPID", "--value", unit], capture_output=True, text=True
+            ).stdout
+        )
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{main_pid}/status").read_text().splitlines() if ":" in line
+        )
+    finally:
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, timeout=60)
+    assert reply["ok"] is True and reply["host"] == headers["Agent-Host"] == host and reply["pid"] == main_pid
+    assert int(status["Uid"].split()[0]) != 0  # the agent is not root
+    assert status["NoNewPrivs"].strip() == "1" and int(status["CapEff"], 16) == 0 and status["Seccomp"].strip() == "2"
