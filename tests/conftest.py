@@ -84,6 +84,37 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
         time.sleep(interval)
 
 
+AGENT_UNIT_TEMPLATE = ROOT / "roles/agent_service/templates/etc/systemd/system/agent@.service.j2"
+
+
+def render_agent_unit(**overrides: Any) -> dict[str, list[str]]:
+    """The agent unit template's [Service] section, rendered as the template module renders it
+    (trim_blocks), as key -> values (a key may repeat)."""
+    import jinja2
+
+    variables = {
+        "ansible_managed": "managed",
+        "fleet_unit_prefix": "agent",
+        "fleet_env_dir": "/etc/agents",
+        "agent_service_unit_environment": {},
+        "agent_service_exec_start": "/usr/bin/python3 /opt/agent.py",
+        "agent_service_restart_sec": 1,
+        "agent_service_hardening": True,
+        "agent_service_user": "",
+        **overrides,
+    }
+    template = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined).from_string(
+        AGENT_UNIT_TEMPLATE.read_text()
+    )
+    service = template.render(**variables).split("[Service]", 1)[1].split("[Install]", 1)[0]
+    settings: dict[str, list[str]] = {}
+    for line in service.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
 def load_reference_agent() -> ModuleType:
     """Import the agent file (it lives under roles/, not on sys.path)."""
     spec = importlib.util.spec_from_file_location("reference_agent", REFERENCE_AGENT)

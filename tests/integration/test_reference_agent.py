@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ import nats
 import pytest
 from nats.errors import NoRespondersError
 
-from tests.conftest import nats_connect, wait_for
+from tests.conftest import REFERENCE_AGENT, nats_connect, render_agent_unit, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -408,3 +409,211 @@ def test_runs_on_system_python_with_nats_py_from_a_zip(reference_agent, tmp_path
     )
     assert probe.stdout.startswith(str(archive))  # nats-py really came from the zip
     assert agent.stop() == 0
+
+
+# ---------------------------------------------------------------- issue 8: the reference agent amplifies
+
+
+async def collect(sub, expected: int, timeout: float) -> list:
+    """Messages from sub until expected of them arrived or timeout seconds passed."""
+    received = []
+    deadline = time.monotonic() + timeout
+    while len(received) < expected and (left := deadline - time.monotonic()) > 0:
+        try:
+            received.append(await sub.next_msg(timeout=left))
+        except nats.errors.TimeoutError:
+            break
+    return received
+
+
+def test_reference_agent_amplifies_no_more_a_flood_of_emits_to_every_host(reference_agent, nats_server):
+    # No refill during the test (0.001 event/s): every instance may emit its burst once, no more.
+    agents = [
+        reference_agent(host=f"dgx-{n}", heartbeat_interval=3600, EMIT_RATE="0.001", EMIT_BURST="500", wait=False)
+        for n in (1, 2)
+    ]
+    for agent in agents:
+        agent.wait_ready()
+    subject = agents[0].command_subject("emit")
+
+    async def scenario():
+        nc = await nats_connect(nats_server.url)
+        recorder = EventRecorder()
+        await recorder.watch(nc, agents[0].event_subject("probe"))
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, max_msgs=0)
+        # The finding: 100 small requests without Agent-Target, each asking every instance for 10,000.
+        for count in (10_000, 500):
+            for _ in range(100):
+                await nc.publish(subject, json.dumps({"count": count}).encode(), reply=inbox)
+        replies = await collect(sub, 400, timeout=20)
+        await recorder.settle()
+        await nc.close()
+        return replies, recorder.count(agents[0].event_subject("probe"))
+
+    replies, events = run(scenario())
+    assert len(replies) == 400  # 200 requests x 2 instances, every one answered
+    bodies = [(json.loads(m.data), m.headers or {}) for m in replies]
+    accepted = sorted(m.headers["Agent-Host"] for m in replies if json.loads(m.data)["ok"])
+    assert accepted == ["dgx-1", "dgx-2"]  # one burst each
+    refused = [(body, headers) for body, headers in bodies if not body["ok"]]
+    assert len(refused) == 398
+    assert all(headers["Agent-Error"] == "rate-limited" and "EMIT_BURST=500" in body["error"] for body, headers in refused)
+    assert sum("above the limit of 500 events per request" in body["error"] for body, _ in refused) == 200
+    assert events == 2 * 500  # instead of 2,000,000
+
+
+def test_reference_agent_amplifies_no_more_requests_beyond_the_in_flight_bound_are_busy(reference_agent, nats_server):
+    agent = reference_agent(heartbeat_interval=3600, MAX_INFLIGHT_REQUESTS="2", FAULT_REPLY_DELAY_MS="400")
+
+    async def scenario():
+        nc = await nats_connect(nats_server.url)
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        for _ in range(10):
+            await nc.publish(agent.command_subject("ping"), b"", reply=inbox)
+        replies = await collect(sub, 10, timeout=10)
+        for _ in range(20):  # busy itself until the delayed pings are out
+            status, _ = await request_json(nc, agent.command_subject("status"), timeout=5)
+            if status["ok"]:
+                break
+            await asyncio.sleep(0.5)
+        await nc.close()
+        return replies, status
+
+    replies, status = run(scenario())
+    assert len(replies) == 10
+    answered = [m for m in replies if json.loads(m.data)["ok"]]
+    busy = [m for m in replies if not json.loads(m.data)["ok"]]
+    # At most 2 answered (readiness pings, delayed too, may still hold a slot), the rest at once.
+    assert len(answered) <= 2 and len(busy) >= 8
+    for msg in busy:
+        assert msg.headers["Agent-Error"] == "busy" and msg.headers["Agent-Host"] == agent.host
+        assert "MAX_INFLIGHT_REQUESTS=2" in json.loads(msg.data)["error"]
+    assert status["counters"]["requests"]["busy"] >= len(busy)
+    assert status["limits"]["max_inflight"] == 2
+
+
+def test_reference_agent_amplifies_no_more_heartbeats_go_on_during_a_maximal_emit(reference_agent, nats_server):
+    # The largest emits the agent allows (EMIT_BURST at its ceiling) at a rate it cannot keep up with.
+    agent = reference_agent(heartbeat_interval=0.2, EMIT_RATE="20000", EMIT_BURST="10000")
+
+    async def scenario():
+        nc = await nats_connect(nats_server.url)
+        beats = 0
+
+        async def count_beat(_msg):
+            nonlocal beats
+            beats += 1
+
+        heartbeats = await nc.subscribe(agent.event_subject("heartbeat"), cb=count_beat)
+        before, _ = await request_json(nc, agent.command_subject("status"))
+        await nc.flush()
+        beats = 0
+        # A 3 s flood: one maximal emit request every 50 ms.
+        for _ in range(60):
+            await nc.publish(agent.command_subject("emit"), json.dumps({"count": 10_000}).encode())
+            await asyncio.sleep(0.05)
+        await nc.flush()
+        flood_beats = beats
+        await heartbeats.unsubscribe()
+        after, _ = await request_json(nc, agent.command_subject("status"), timeout=10)
+        await nc.close()
+        return flood_beats, after["counters"]["events"]["legacy"] - before["counters"]["events"]["legacy"]
+
+    beats, events = run(scenario())
+    assert events >= 10_000  # the flood did make the agent emit at its ceiling
+    assert beats >= 5  # 15 are due in 3 s at 0.2 s; the old agent sent none until its queue of emits ran dry
+
+
+# ---------------------------------------------------------------- issue 8: the agent units ran as root
+
+
+def hardening_properties() -> list[str]:
+    """The unit template's hardening (what it adds to the plain unit), as systemd-run properties."""
+    plain = render_agent_unit(agent_service_hardening=False)
+    hardened = render_agent_unit()
+    return [f"{key}={value}" for key, values in hardened.items() if key not in plain for value in values]
+
+
+def systemd_run_argv(unit: str, env_file: Path, program: Path, library: Path, properties: list[str]) -> list[str]:
+    """A transient service running the agent like agent@.service, under the given properties.
+
+    The program and library are bound read-only into /run, since PrivateTmp and ProtectHome hide
+    where tests keep them and a DynamicUser could not read pytest's 0700 directories anyway."""
+    where = "/run/fleetwave-agent"
+    return [
+        "systemd-run",
+        "--quiet",
+        "--collect",
+        f"--unit={unit}",
+        f"--property=EnvironmentFile={env_file}",
+        f"--property=BindReadOnlyPaths={program}:{where}/reference_agent.py {library}:{where}/nats_py.zip",
+        f"--setenv=PYTHONPATH={where}/nats_py.zip",
+        "--setenv=PYTHONUNBUFFERED=1",
+        *(f"--property={prop}" for prop in properties),
+        str(BOOKWORM_PYTHON),
+        f"{where}/reference_agent.py",
+    ]
+
+
+def test_reference_agent_no_longer_runs_as_root_unhardened(nats_server, tmp_path):
+    properties = hardening_properties()
+    assert "DynamicUser=yes" in properties and "NoNewPrivileges=yes" in properties
+    if os.geteuid() != 0 or not shutil.which("systemd-run") or not Path("/run/systemd/system").is_dir():
+        pytest.skip("needs root and systemd as the service manager (systemd-run)")
+    trial = subprocess.run(
+        ["systemd-run", "--quiet", "--wait", "--collect", *(f"--property={p}" for p in properties), "/bin/true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if trial.returncode != 0:  # e.g. a container whose systemd cannot set up mount namespaces
+        pytest.skip(f"systemd here cannot start a unit with the template's hardening: {trial.stderr.strip()}")
+
+    package = Path(nats.__file__).parent
+    library = tmp_path / "nats_py.zip"
+    with zipfile.ZipFile(library, "w") as zipped:
+        for path in package.rglob("*.py"):
+            zipped.write(path, path.relative_to(package.parent))
+    library.chmod(0o644)
+    host = f"hardened-{os.getpid()}"
+    env_file = tmp_path / "agent.env"
+    env_file.write_text(
+        f"AGENT_NAME=network-expert\nAGENT_ID=01936f88-d2a9-7000-8000-000000000008\n"
+        f"CAPABILITY_CLUSTER=infrastructure\nAGENT_HOST={host}\nNATS_URL={nats_server.url}\n"
+        "ENABLE_UNIFIED_SUBJECTS=false\nHEARTBEAT_INTERVAL=1\n"
+    )
+    env_file.chmod(0o600)  # root's alone: systemd reads it before dropping privileges
+    unit = f"fleetwave-test-hardened-agent-{os.getpid()}.service"
+    subprocess.run(systemd_run_argv(unit, env_file, REFERENCE_AGENT, library, properties), check=True, timeout=60)
+    try:
+
+        async def ping():
+            nc = await nats_connect(nats_server.url)
+            try:
+                for _ in range(150):
+                    try:
+                        return await request_json(
+                            nc, "agent.network-expert.cmd.ping", timeout=0.5, headers={"Agent-Target": host}
+                        )
+                    except (NoRespondersError, nats.errors.TimeoutError):
+                        await asyncio.sleep(0.1)
+            finally:
+                await nc.close()
+            raise AssertionError(f"{unit} never answered a ping")
+
+        reply, headers = run(ping())
+        main_pid = int(
+            subprocess.run(
+                ["systemctl", "show", "--property=MainPID", "--value", unit], capture_output=True, text=True
+            ).stdout
+        )
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{main_pid}/status").read_text().splitlines() if ":" in line
+        )
+    finally:
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, timeout=60)
+    assert reply["ok"] is True and reply["host"] == headers["Agent-Host"] == host and reply["pid"] == main_pid
+    assert int(status["Uid"].split()[0]) != 0  # the agent is not root
+    assert status["NoNewPrivs"].strip() == "1" and int(status["CapEff"], 16) == 0 and status["Seccomp"].strip() == "2"

@@ -146,6 +146,12 @@ def test_several_servers_and_bare_host_port(ra):
         ({"NATS_USER": "fleet"}, "NATS_PASSWORD is not set"),
         ({"NATS_PASSWORD": "s3cret"}, "NATS_USER is not set"),
         ({"NATS_CREDS": "/nonexistent/agent.creds"}, "NATS_CREDS='/nonexistent/agent.creds' is not a readable file"),
+        ({"EMIT_RATE": "0"}, "EMIT_RATE='0' must be > 0"),
+        ({"EMIT_RATE": "inf"}, "EMIT_RATE='inf' is not a finite number"),
+        ({"EMIT_BURST": "0"}, "EMIT_BURST='0' must be between 1 and 10000"),
+        ({"EMIT_BURST": "20000"}, "EMIT_BURST='20000' must be between 1 and 10000"),
+        ({"EMIT_BURST": "1.5"}, "EMIT_BURST='1.5' is not a whole number"),
+        ({"MAX_INFLIGHT_REQUESTS": "0"}, "MAX_INFLIGHT_REQUESTS='0' must be between 1"),
     ],
 )
 def test_invalid_config_names_the_variable_and_problem(ra, changes, expected):
@@ -288,10 +294,11 @@ def test_flag_off_event_names_the_instance_too(ra):
 # ---------------------------------------------------------------- requests and stats
 
 
-def test_emit_request_defaults_and_cap(ra):
+def test_emit_request_defaults(ra):
     assert ra.parse_emit_request(b"") == (1, "probe")
     assert ra.parse_emit_request(b'{"count": 5, "type": "tick"}') == (5, "tick")
-    assert ra.parse_emit_request(b'{"count": 50000}') == (10000, "probe")
+    # Not clipped any more: the agent refuses it whole, naming EMIT_BURST (see the amplification tests).
+    assert ra.parse_emit_request(b'{"count": 50000}') == (50000, "probe")
     assert ra.parse_emit_request(b'{"count": 0}') == (0, "probe")
 
 
@@ -317,3 +324,69 @@ def test_latency_summary(ra):
     assert ra.latency_summary([]) == {"count": 0, "mean": None, "p50": None, "p99": None, "max": None}
     summary = ra.latency_summary(float(ms) for ms in range(1, 101))
     assert summary == {"count": 100, "mean": 50.5, "p50": 50.0, "p99": 99.0, "max": 100.0}
+
+
+# ---------------------------------------------------------------- issue 8: the reference agent amplifies
+
+
+def test_reference_agent_amplifies_load_limits_have_sane_defaults(ra):
+    cfg = config(ra)
+    assert (cfg.emit_rate, cfg.emit_burst, cfg.max_inflight) == (1000.0, 2000, 256)
+    # What the inventories' probes ask of one instance per window (wave_probe_emit_events 100/200)
+    # must pass with a wide margin, several windows back to back included.
+    assert cfg.emit_burst >= 5 * 200
+    cfg = config(ra, EMIT_RATE="50.5", EMIT_BURST="10000", MAX_INFLIGHT_REQUESTS="4")
+    assert (cfg.emit_rate, cfg.emit_burst, cfg.max_inflight) == (50.5, 10000, 4)
+
+
+def test_reference_agent_amplifies_token_bucket_grants_all_or_nothing(ra):
+    now = [100.0]
+    bucket = ra.TokenBucket(rate=10, burst=50, clock=lambda: now[0])
+    assert bucket.take(50) and not bucket.take(1)  # a full bucket, then empty
+    now[0] += 2.0  # 20 tokens back
+    assert not bucket.take(21) and bucket.take(20) and not bucket.take(1)
+    now[0] += 3600  # refill stops at the burst
+    assert bucket.available() == 50 and not bucket.take(51)
+
+
+def test_reference_agent_amplifies_emit_is_refused_whole_naming_the_limit(ra):
+    agent = ra.Agent(config(ra, EMIT_RATE="0.001", EMIT_BURST="300"))
+    agent.nc = RecordingNats()
+    with pytest.raises(ra.RequestError) as above:
+        agent._admit_emit(10_000)
+    assert above.value.code == "rate-limited"
+    assert "above the limit of 300 events per request" in str(above.value) and "EMIT_BURST=300" in str(above.value)
+    agent._admit_emit(200)
+    with pytest.raises(ra.RequestError) as drained:
+        agent._admit_emit(200)
+    assert "refused: 100 left" in str(drained.value) and "EMIT_RATE=0.001 events/s" in str(drained.value)
+    assert agent.requests["rate_limited"] == 2
+    assert agent.nc.published == []
+
+
+def test_reference_agent_amplifies_emit_yields_between_batches_and_keeps_seqs_contiguous(ra):
+    agent = ra.Agent(config(ra))
+    agent.nc = RecordingNats()
+
+    async def scenario():
+        beats = 0
+
+        async def heartbeats():
+            nonlocal beats
+            while True:
+                await agent._publish_event("heartbeat")
+                beats += 1
+                await asyncio.sleep(0)
+
+        beating = asyncio.create_task(heartbeats())
+        await asyncio.sleep(0)
+        result = await agent.emit("probe", 1000)
+        beating.cancel()
+        return result, beats
+
+    (first, last), beats = asyncio.run(scenario())
+    assert last - first == 999
+    # 1000 events in batches of EMIT_BATCH: the other task ran between every two batches.
+    assert beats >= 1000 // ra.EMIT_BATCH - 1
+    probes = [json.loads(p)["seq"] for s, p, _ in agent.nc.published if s.endswith(".probe")]
+    assert probes == list(range(first, last + 1))

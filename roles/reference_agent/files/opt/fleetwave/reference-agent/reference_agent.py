@@ -8,6 +8,9 @@ through environment variables (the ``/etc/agents/<name>.env`` file):
 * optional: AGENT_HOST, HEARTBEAT_INTERVAL, LEGACY_SUBJECT_PREFIX (``agent.{name}``),
   UNIFIED_SUBJECT_PREFIX (``agents.{cluster}.{id}``), NATS_USER/NATS_PASSWORD,
   NATS_TOKEN, NATS_CREDS;
+* load limits: EMIT_RATE (events per second one instance may emit, default 1000), EMIT_BURST
+  (the bucket: the most events one ``emit`` may ask for, default 2000, at most 10000),
+  MAX_INFLIGHT_REQUESTS (requests handled at once, default 256);
 * fault knobs (off by default): FAULT_DROP_UNIFIED_RATE, FAULT_REPLY_DELAY_MS,
   FAULT_CRASH_AFTER_S, FAULT_REFUSE_START.
 
@@ -18,6 +21,15 @@ Every event is published on ``<legacy>.evt.<type>`` and, with the flag on, also 
 ``<unified>.evt.<type>`` (dual publishing); both copies carry the same headers
 (``Nats-Msg-Id``, unique per event, and ``Agent-Host: <host>``, naming the instance, as
 replies do) and the same JSON payload. Verbs: ping, status, emit, fail.
+
+Load bounds (one request reaches every instance of an agent type, so nothing a request
+asks for may be unbounded): ``emit`` draws its count from a token bucket refilled at
+EMIT_RATE events/s up to EMIT_BURST. A count above EMIT_BURST, or above the tokens left,
+is refused whole (ok=false, ``Agent-Error: rate-limited``, the message names the limit),
+never clipped, so an emit either publishes exactly what it confirms or nothing. While
+MAX_INFLIGHT_REQUESTS requests are being handled, a further one is answered at once
+with ``Agent-Error: busy`` instead of being queued. An emit publishes in batches and
+yields between them, so heartbeats keep their interval during the largest emit.
 
 Exit codes: 0 after SIGTERM/SIGINT and a drained connection, 78 (EX_CONFIG) for a bad
 configuration (the unit sets RestartPreventExitStatus=78), 70 for a simulated crash.
@@ -66,7 +78,11 @@ DEFAULT_UNIFIED_PREFIX = "agents.{cluster}.{id}"
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
 PATTERN_FIELDS = ("name", "id", "cluster")
 
-MAX_EMIT = 10_000
+MAX_EMIT = 10_000  # the highest EMIT_BURST, so one emit never asks more (fleet_probe checks it too)
+DEFAULT_EMIT_RATE = 1000.0  # events/s per instance; the probe asks 100-200 per window
+DEFAULT_EMIT_BURST = 2000
+DEFAULT_MAX_INFLIGHT = 256
+EMIT_BATCH = 50  # events published between two yields to the event loop
 PUBLISH_TIME_WINDOW = 1_000
 RECONNECT_WAIT_S = 2  # nats-py waits this long between attempts on one server
 SHUTDOWN_BUDGET_S = 4.0  # SIGTERM -> exit well inside systemd's stop timeout
@@ -129,6 +145,18 @@ def parse_number(var: str, raw: str, *, minimum: float = 0.0, allow_minimum: boo
     if number < minimum or (number == minimum and not allow_minimum):
         relation = ">=" if allow_minimum else ">"
         raise ConfigError(var, f"must be {relation} {minimum:g}", raw)
+    return number
+
+
+def parse_count(var: str, raw: str, *, maximum: int) -> int:
+    """A whole number in 1..maximum."""
+    value = _non_empty(var, raw)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(var, "is not a whole number", raw) from None
+    if not 1 <= number <= maximum:
+        raise ConfigError(var, f"must be between 1 and {maximum}", raw)
     return number
 
 
@@ -265,6 +293,9 @@ class Config:
     reply_delay_ms: float = 0.0
     crash_after_s: float = 0.0
     refuse_start: bool = False
+    emit_rate: float = DEFAULT_EMIT_RATE
+    emit_burst: int = DEFAULT_EMIT_BURST
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Config":
@@ -333,6 +364,13 @@ class Config:
             reply_delay_ms=optional("FAULT_REPLY_DELAY_MS", parse_number, 0.0),
             crash_after_s=optional("FAULT_CRASH_AFTER_S", parse_number, 0.0),
             refuse_start=optional("FAULT_REFUSE_START", parse_bool, False),
+            emit_rate=optional(
+                "EMIT_RATE", lambda v, r: parse_number(v, r, allow_minimum=False), DEFAULT_EMIT_RATE
+            ),
+            emit_burst=optional("EMIT_BURST", lambda v, r: parse_count(v, r, maximum=MAX_EMIT), DEFAULT_EMIT_BURST),
+            max_inflight=optional(
+                "MAX_INFLIGHT_REQUESTS", lambda v, r: parse_count(v, r, maximum=100_000), DEFAULT_MAX_INFLIGHT
+            ),
         )
 
     @property
@@ -412,6 +450,29 @@ class DropPattern:
         return drop
 
 
+class TokenBucket:
+    """Up to burst tokens, refilled at rate per second; a draw takes all it asks or nothing."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def available(self) -> float:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        return self._tokens
+
+    def take(self, count: int) -> bool:
+        if count > self.available():
+            return False
+        self._tokens -= count
+        return True
+
+
 def latency_summary(samples_ms: Iterable[float]) -> dict[str, Any]:
     """count/mean/p50/p99/max (nearest-rank percentiles) in milliseconds."""
     ordered = sorted(samples_ms)
@@ -454,7 +515,7 @@ def parse_emit_request(data: bytes) -> tuple[int, str]:
     event_type = body.get("type", "probe")
     if not isinstance(event_type, str) or not _TOKEN_RE.fullmatch(event_type):
         raise RequestError("bad-request", "emit type must be one subject token")
-    return min(count, MAX_EMIT), event_type
+    return count, event_type
 
 
 # ------------------------------------------------------------------------ agent
@@ -471,15 +532,14 @@ class Agent:
         self.nc: Any = None
         self._subs: list[Any] = []
         self._seq = 0
-        # Serialises publishing so an emit's sequence numbers stay contiguous.
-        self._publish_lock = asyncio.Lock()
+        self._emit_bucket = TokenBucket(config.emit_rate, config.emit_burst)
         self._drop = DropPattern(config.drop_unified_rate)
         self._publish_ms: deque[float] = deque(maxlen=PUBLISH_TIME_WINDOW)
         self._inflight: set[asyncio.Task] = set()
         self._connected_once = False
         self._stopping = False
         self._connect_failures = 0
-        self.requests = {"legacy": 0, "unified": 0, "errors": 0}
+        self.requests = {"legacy": 0, "unified": 0, "errors": 0, "busy": 0, "rate_limited": 0}
         self.events = {"legacy": 0, "unified": 0, "unified_dropped": 0, "failed": 0}
 
     # -- lifecycle ------------------------------------------------------------
@@ -622,6 +682,17 @@ class Agent:
 
     def _on_request(self, via: str) -> Callable[[Any], Any]:
         async def on_msg(msg: Any) -> None:
+            target = header(msg.headers, "Agent-Target")
+            if target is not None and target.strip() != self.cfg.host:
+                return  # addressed to another instance of this agent type
+            if len(self._inflight) >= self.cfg.max_inflight:
+                # Answer at once instead of queueing: a flood must not become unbounded tasks.
+                self.requests[via] += 1
+                self.requests["errors"] += 1
+                self.requests["busy"] += 1
+                error = f"busy: {len(self._inflight)} requests in flight (MAX_INFLIGHT_REQUESTS={self.cfg.max_inflight})"
+                await self._reply(msg, {"ok": False, "verb": verb_of(msg.subject), "error": error}, "busy")
+                return
             # nats-py runs one subscription's callbacks one after another, so each
             # request gets its own task: a reply delay must not serialise requests.
             task = asyncio.create_task(self._handle(msg, via))
@@ -631,30 +702,32 @@ class Agent:
         return on_msg
 
     async def _handle(self, msg: Any, via: str) -> None:
-        target = header(msg.headers, "Agent-Target")
-        if target is not None and target.strip() != self.cfg.host:
-            return  # addressed to another instance of this agent type
         self.requests[via] += 1
         verb = verb_of(msg.subject)
-        headers = {"Agent-Host": self.cfg.host}
+        error = None
         try:
             body = await self._dispatch(verb, msg, via)
         except RequestError as exc:
             self.requests["errors"] += 1
-            body = {"ok": False, "verb": verb, "error": str(exc)}
-            headers["Agent-Error"] = exc.code
+            body, error = {"ok": False, "verb": verb, "error": str(exc)}, exc.code
         except Exception as exc:  # a bug must cost one request, not the agent
             log.exception("request %s failed", msg.subject)
             self.requests["errors"] += 1
-            body = {"ok": False, "verb": verb, "error": f"internal error: {type(exc).__name__}"}
-            headers["Agent-Error"] = "internal"
+            body, error = {"ok": False, "verb": verb, "error": f"internal error: {type(exc).__name__}"}, "internal"
         if self.cfg.reply_delay_ms:
             await asyncio.sleep(self.cfg.reply_delay_ms / 1000)
-        if msg.reply:
-            try:
-                await self.nc.publish(msg.reply, json.dumps(body).encode(), headers=headers)
-            except nats_errors.Error as exc:
-                log.warning("cannot reply to %s: %s", msg.subject, _describe(exc))
+        await self._reply(msg, body, error)
+
+    async def _reply(self, msg: Any, body: dict[str, Any], error: Optional[str] = None) -> None:
+        if not msg.reply:
+            return
+        headers = {"Agent-Host": self.cfg.host}
+        if error:
+            headers["Agent-Error"] = error
+        try:
+            await self.nc.publish(msg.reply, json.dumps(body).encode(), headers=headers)
+        except nats_errors.Error as exc:
+            log.warning("cannot reply to %s: %s", msg.subject, _describe(exc))
 
     async def _dispatch(self, verb: str, msg: Any, via: str) -> dict[str, Any]:
         if verb == "ping":
@@ -663,6 +736,7 @@ class Agent:
             return self._status(msg.subject, via)
         if verb == "emit":
             count, event_type = parse_emit_request(msg.data)
+            self._admit_emit(count)
             try:
                 first, last = await self.emit(event_type, count)
             except nats_errors.Error as exc:
@@ -671,6 +745,19 @@ class Agent:
         if verb == "fail":
             raise RequestError("requested", "requested failure")
         raise RequestError("unknown-verb", f"unknown verb {verb!r}")
+
+    def _admit_emit(self, count: int) -> None:
+        """Take count tokens or refuse the whole emit, naming the limit."""
+        limit = f"EMIT_RATE={self.cfg.emit_rate:g} events/s, EMIT_BURST={self.cfg.emit_burst}"
+        if count > self.cfg.emit_burst:
+            problem = f"emit count {count} is above the limit of {self.cfg.emit_burst} events per request"
+        elif not self._emit_bucket.take(count):
+            left = int(self._emit_bucket.available())
+            problem = f"emit of {count} events refused: {left} left under the rate limit, retry later"
+        else:
+            return
+        self.requests["rate_limited"] += 1
+        raise RequestError("rate-limited", f"{problem} ({limit})")
 
     def _identity(self, verb: str, subject: str, via: str) -> dict[str, Any]:
         return {
@@ -697,6 +784,11 @@ class Agent:
             "counters": {"requests": dict(self.requests), "events": dict(self.events)},
             "publish_time_ms": latency_summary(self._publish_ms),
             "faults": self.cfg.faults,
+            "limits": {
+                "emit_rate": self.cfg.emit_rate,
+                "emit_burst": self.cfg.emit_burst,
+                "max_inflight": self.cfg.max_inflight,
+            },
         }
 
     # -- events ----------------------------------------------------------------------
@@ -707,17 +799,23 @@ class Agent:
         return [self.cfg.legacy_prefix]
 
     async def emit(self, event_type: str, count: int) -> tuple[Optional[int], Optional[int]]:
-        """Publish count events back to back; returns (first_seq, last_seq)."""
-        first = last = None
-        async with self._publish_lock:
-            for _ in range(count):
-                last = await self._publish_event(event_type)
-                first = first or last
-        return first, last
+        """Publish count events in batches; returns (first_seq, last_seq)."""
+        if not count:
+            return None, None
+        # Reserve the whole range up front: the emit's seqs stay contiguous although
+        # heartbeats and other emits publish between its batches.
+        first = self._seq + 1
+        self._seq += count
+        for done, seq in enumerate(range(first, first + count), start=1):
+            await self._publish_event(event_type, seq)
+            if done % EMIT_BATCH == 0:
+                await asyncio.sleep(0)  # publish() rarely yields: let heartbeats run
+        return first, first + count - 1
 
-    async def _publish_event(self, event_type: str) -> int:
-        self._seq += 1
-        seq = self._seq
+    async def _publish_event(self, event_type: str, seq: Optional[int] = None) -> int:
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
         msg_id = message_id(self.cfg.id, self.cfg.host, self.boot_id, seq)
         payload = json.dumps(
             {
@@ -754,8 +852,7 @@ class Agent:
         due = loop.time()
         while True:
             try:
-                async with self._publish_lock:
-                    await self._publish_event("heartbeat")
+                await self._publish_event("heartbeat")
             except nats_errors.Error as exc:
                 log.warning("heartbeat not published: %s", _describe(exc))
             # Fixed-rate schedule; beats missed while blocked are skipped, not bursted.
