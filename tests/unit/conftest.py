@@ -85,13 +85,26 @@ def _check_return(docs, where="RETURN"):
         _check_return(doc.get("contains", {}), "%s.%s" % (where, key))
 
 
+def documented_options(documentation):
+    """A module's DOCUMENTATION options with its doc fragments' (plugins/doc_fragments) merged in,
+    as ansible-doc merges them; an option documented twice is an error."""
+    options = dict(documentation.get("options") or {})
+    for name in documentation.get("extends_documentation_fragment") or []:
+        module, _, variable = name.split(".", 2)[2].partition(".")
+        fragment = importlib.import_module("ansible_collections.fleetwave.rollout.plugins.doc_fragments.%s" % module)
+        for option, spec in yaml.safe_load(getattr(fragment.ModuleDocFragment, variable or "DOCUMENTATION"))["options"].items():
+            assert option not in options, "%s is documented in the module and in %s" % (option, name)
+            options[option] = spec
+    return options
+
+
 @pytest.fixture
 def check_docs():
     """check_docs("agent_env"): DOCUMENTATION options agree with argument_spec; RETURN keys are complete."""
 
     def check(name):
         module = load_module(name)
-        options = yaml.safe_load(module.DOCUMENTATION)["options"]
+        options = documented_options(yaml.safe_load(module.DOCUMENTATION))
         spec = _argument_spec(name)
         assert sorted(options) == sorted(spec)
         for option, doc in options.items():

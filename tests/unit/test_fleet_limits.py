@@ -13,6 +13,7 @@ from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits imp
     LIMITS, MAX_CRITERIA_BYTES, MAX_ROUNDS_PER_WAVE, MAX_YAML_DEPTH, MAX_YAML_NODES, describe, markdown_table,
     out_of_range)
 from ansible_collections.fleetwave.rollout.plugins.modules import nats_probe, nats_request, wave_plan
+from tests.unit.conftest import documented_options
 
 pytestmark = pytest.mark.unit
 
@@ -55,7 +56,7 @@ def test_the_readme_states_the_table():
 
 
 def options(module):
-    return yaml.safe_load(module.DOCUMENTATION)["options"]
+    return documented_options(yaml.safe_load(module.DOCUMENTATION))
 
 
 def text(option):

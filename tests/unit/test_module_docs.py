@@ -16,6 +16,8 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import controller_action
 
+from tests.unit.conftest import documented_options
+
 pytestmark = pytest.mark.unit
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -49,9 +51,11 @@ IMPLEMENTED = [m for m in MODULES if has_main(m)]
 
 
 def docs(name):
+    """DOCUMENTATION (its doc fragments' options merged in, as ansible-doc does), EXAMPLES, RETURN."""
     found = constants(REPO / "plugins/modules" / ("%s.py" % name))
-    return (yaml.safe_load(found["DOCUMENTATION"]), yaml.safe_load(found["EXAMPLES"]),
-            yaml.safe_load(found["RETURN"]))
+    documentation = yaml.safe_load(found["DOCUMENTATION"])
+    documentation["options"] = documented_options(documentation)
+    return documentation, yaml.safe_load(found["EXAMPLES"]), yaml.safe_load(found["RETURN"])
 
 
 def return_problems(entries, where="RETURN"):
