@@ -7,7 +7,7 @@ from __future__ import annotations
 from ansible_collections.fleetwave.rollout.plugins.modules.wave_decision import DOCUMENTATION
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
-                                                                                         Layout)
+                                                                                         Layout, name_problem)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import (Journal, JournalError, plan_of,
                                                                                        record_gate, record_wave)
 
@@ -19,6 +19,9 @@ class ActionModule(ControllerAction):
         plan, scope = args['plan'], args['scope']
         if scope == 'phase' and not args['phase']:
             return dict(result, failed=True, msg='wave_decision: scope=phase needs phase')
+        problem = name_problem('plan.wave', plan.get('wave'))
+        if problem:
+            return dict(result, failed=True, msg='wave_decision: %s (nothing was recorded)' % problem)
         if self._task.check_mode:
             return dict(result, outcome='GO', next_step='proceed', reasons=[])
         store = ArtifactStore(args['artifacts_dir'])

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from ansible_collections.fleetwave.rollout.plugins.modules.wave_journal import DOCUMENTATION
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
+                                                                                         name_problem)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_step
 
 
@@ -19,6 +20,9 @@ class ActionModule(ControllerAction):
     def act(self, args, result):
         if args['step'] == 'approval' and not (args['phase'] and args['label']):
             return dict(result, failed=True, msg='wave_journal: step=approval needs phase and label')
+        problem = name_problem('wave', args['wave'])
+        if problem:  # refused in check mode too: the same run would fail for real
+            return dict(result, failed=True, msg='wave_journal: %s (nothing was journaled)' % problem)
         if self._task.check_mode:
             return dict(result, next_step='proceed')
         try:

@@ -12,11 +12,23 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 
 MANIFEST = 'MANIFEST.sha256'
+
+# The one rule for a name that becomes a folder of the store (a wave, a checkpoint label, a phase):
+# matched with fullmatch (`$` would accept a trailing newline); it cannot start with '.' nor hold
+# '/', so no name climbs out of its parent.
+FOLDER_NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9+._-]*')
+FOLDER_NAME_RULE = 'a letter or digit, then letters, digits, +, ., _ or - (%s)' % FOLDER_NAME_RE.pattern
+# Names that already mean something where such a folder sits: the store's top folders and the
+# files and folders beside the checkpoint folders (a wave named 'audit' could otherwise be
+# mistaken for the audit trails, a label named 'history' for the archive of earlier runs).
+RESERVED_NAMES = frozenset({'audit', 'checkpoints', 'runs', 'rollbacks', 'history', 'monitor',
+                            'decision.json', 'report.md', MANIFEST, 'anchors.jsonl'})
 
 
 def utc(epoch=None):
@@ -25,30 +37,50 @@ def utc(epoch=None):
     return moment.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (moment.microsecond // 1000)
 
 
+def name_problem(var, value):
+    """Why value cannot name a folder of the store, as '<var>: <value> ...<allowed>', or None."""
+    if not isinstance(value, str) or not FOLDER_NAME_RE.fullmatch(value):
+        return '%s: %r is not usable as a folder name (allowed: %s)' % (var, value, FOLDER_NAME_RULE)
+    if value in RESERVED_NAMES:
+        return '%s: %r is reserved (it names a file or folder of the artifact store; reserved: %s)' % (
+            var, value, ', '.join(sorted(RESERVED_NAMES)))
+    return None
+
+
+def checked_name(var, value):
+    """value, or ArtifactError naming var and the allowed pattern."""
+    problem = name_problem(var, value)
+    if problem:
+        raise ArtifactError(problem)
+    return value
+
+
 class Layout:
-    """Where each artifact lives, relative to the store's root (fleet_artifacts_dir)."""
+    """Where each artifact lives, relative to the store's root (fleet_artifacts_dir). Every wave
+    and label is checked here (checked_name), whichever caller it comes from."""
 
     @staticmethod
     def wave_dir(wave):
-        return os.path.join('checkpoints', wave)
+        return os.path.join('checkpoints', checked_name('wave', wave))
 
     @staticmethod
     def round_dir(wave, label, monitoring=False):
         """A checkpoint's folder, or a monitoring round's (under monitor/)."""
-        return os.path.join('checkpoints', wave, *(('monitor',) if monitoring else ()), label)
+        return os.path.join(Layout.wave_dir(wave), *(('monitor',) if monitoring else ()), checked_name('label', label))
 
     @staticmethod
     def history_dir(wave, run_id, label, monitoring=False):
         """Where a round's folder left by an earlier run is moved before it is rewritten."""
-        return os.path.join('checkpoints', wave, 'history', str(run_id), *(('monitor',) if monitoring else ()), label)
+        return os.path.join(Layout.wave_dir(wave), 'history', checked_name('run_id', str(run_id)),
+                            *(('monitor',) if monitoring else ()), checked_name('label', label))
 
     @staticmethod
     def wave_decision(wave):
-        return os.path.join('checkpoints', wave, 'decision.json')
+        return os.path.join(Layout.wave_dir(wave), 'decision.json')
 
     @staticmethod
     def wave_report(wave):
-        return os.path.join('checkpoints', wave, 'report.md')
+        return os.path.join(Layout.wave_dir(wave), 'report.md')
 
     @staticmethod
     def run_dir(run_id):
