@@ -30,7 +30,8 @@ class ActionModule(ControllerAction):
         if self._task.check_mode:
             return result
         try:
-            result['path'] = record_round(ArtifactStore(args['artifacts_dir']), args, judged, started)
+            result['path'] = record_round(ArtifactStore(args['artifacts_dir']), args, judged, started,
+                                          self.evidence_key)
         except (ArtifactError, JournalError, OSError) as exc:
             return dict(result, failed=True, msg='could not write checkpoint %s under %s: %s'
                         % (judged['result']['folder'], args['artifacts_dir'], exc))

@@ -28,16 +28,16 @@ class ActionModule(ControllerAction):
         try:
             # The report and the checklist are rendered from the run record: without it nothing is
             # recorded, rather than a decision.json (read by the next wave) and then a failure.
-            if plan_of(Journal(store, args['run_id']).records()) is None:
+            if plan_of(Journal(store, args['run_id'], self.evidence_key).records()) is None:
                 raise JournalError('the journal %s has no run record with a plan (nothing was recorded)'
                                    % Layout.journal(args['run_id']))
             if scope == 'phase':
-                gate = record_gate(store, plan, args['run_id'], args['phase'])
+                gate = record_gate(store, plan, args['run_id'], args['phase'], self.evidence_key)
                 result.update(changed=True, outcome=gate['outcome'], next_step=gate['next_step'],
                               reasons=gate['reasons'])
                 if gate['next_step'] == 'proceed':
                     return result
-            decided = record_wave(store, plan, args['run_id'])
+            decided = record_wave(store, plan, args['run_id'], self.evidence_key)
         except (ArtifactError, JournalError, OSError) as exc:
             return dict(result, failed=True, msg='could not record the %s decision under %s: %s'
                         % (plan.get('wave'), args['artifacts_dir'], exc))

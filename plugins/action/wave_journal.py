@@ -26,7 +26,7 @@ class ActionModule(ControllerAction):
         if self._task.check_mode:
             return dict(result, next_step='proceed')
         try:
-            record, beside = record_step(ArtifactStore(args['artifacts_dir']), args)
+            record, beside = record_step(ArtifactStore(args['artifacts_dir']), args, self.evidence_key)
         except (ArtifactError, JournalError, OSError) as exc:
             return dict(result, failed=True, msg='could not journal %s of run %s under %s: %s'
                         % (args['step'], args['run_id'], args['artifacts_dir'], exc))

@@ -17,7 +17,10 @@ import shutil
 import tempfile
 import time
 
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence
+
 MANIFEST = 'MANIFEST.sha256'
+MANIFEST_MAC = MANIFEST + '.hmac'  # the manifest's keyed signature (fleet_evidence.sidecar)
 
 # The one rule for a name that becomes a folder of the store (a wave, a checkpoint label, a phase):
 # matched with fullmatch (`$` would accept a trailing newline); it cannot start with '.' nor hold
@@ -28,7 +31,7 @@ FOLDER_NAME_RULE = 'a letter or digit, then letters, digits, +, ., _ or - (%s)' 
 # files and folders beside the checkpoint folders (a wave named 'audit' could otherwise be
 # mistaken for the audit trails, a label named 'history' for the archive of earlier runs).
 RESERVED_NAMES = frozenset({'audit', 'checkpoints', 'runs', 'rollbacks', 'history', 'monitor',
-                            'decision.json', 'report.md', MANIFEST, 'anchors.jsonl'})
+                            'decision.json', 'report.md', MANIFEST, MANIFEST_MAC, 'anchors.jsonl'})
 
 
 def utc(epoch=None):
@@ -228,14 +231,44 @@ class ArtifactStore:
         shutil.move(src, dest)
         return dest
 
-    def write_manifest(self, reldir):
-        """SHA-256 of every file in the folder (sha256sum format, so `sha256sum -c` checks it)."""
+    def write_manifest(self, reldir, key=None):
+        """SHA-256 of every file in the folder (sha256sum format, so `sha256sum -c` checks it), and
+        with a key its signature beside it (MANIFEST_MAC): without it anyone who can write the
+        folder could edit a file and recompute the manifest."""
         folder = self.path(reldir)
         lines = []
         for name in sorted(os.listdir(folder)):
             full = os.path.join(folder, name)
-            if name == MANIFEST or name.startswith('.') or not os.path.isfile(full):
+            if name in (MANIFEST, MANIFEST_MAC) or name.startswith('.') or not os.path.isfile(full):
                 continue
             with open(full, 'rb') as handle:
                 lines.append('%s  %s\n' % (hashlib.sha256(handle.read()).hexdigest(), name))
-        return self.write_text(os.path.join(reldir, MANIFEST), ''.join(lines))
+        data = ''.join(lines).encode('utf-8')
+        if key is not None:
+            self.write_text(os.path.join(reldir, MANIFEST_MAC), fleet_evidence.sidecar(key, data))
+        elif os.path.exists(os.path.join(folder, MANIFEST_MAC)):
+            os.unlink(os.path.join(folder, MANIFEST_MAC))  # a stale signature would name the old manifest
+        return self.write_bytes(os.path.join(reldir, MANIFEST), data)
+
+    def verify_manifest(self, reldir, key):
+        """Raise EvidenceError unless the folder's manifest is signed with key and every file it
+        lists has its hash; names the file and what failed."""
+        where = os.path.join(self.path(reldir), MANIFEST)
+        try:
+            with open(self.path(reldir, MANIFEST), 'rb') as handle:
+                data = handle.read()
+            with open(self.path(reldir, MANIFEST_MAC), encoding='utf-8') as handle:
+                signature = handle.read()
+        except FileNotFoundError as exc:
+            raise fleet_evidence.EvidenceError('%s: missing (%s)' % (exc.filename, 'the folder is not signed'))
+        fleet_evidence.verify_sidecar(key, data, signature, where)
+        for line in data.decode('utf-8').splitlines():
+            digest, _sep, name = line.partition('  ')
+            try:
+                with open(self.path(reldir, name), 'rb') as handle:
+                    actual = hashlib.sha256(handle.read()).hexdigest()
+            except FileNotFoundError:
+                actual = None
+            if actual != digest:
+                raise fleet_evidence.EvidenceError('%s: %s %s' % (where, name, 'is missing' if actual is None
+                                                                  else 'does not match its signed hash'))
