@@ -105,6 +105,34 @@ def test_reopening_continues_the_chain(tmp_path):
     assert json.loads(lines[3])["seq"] == 4 and json.loads(lines[3])["prev"] == sha(lines[2])
 
 
+def test_reopening_a_log_whose_last_line_is_10_mb_continues_its_chain(tmp_path):
+    """issue 8 part 6: the backwards read was quadratic in the last line's length (a 100 MB line
+    took 57 s). Behaviour only here; bench/audit_reopen.py prints the time."""
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        log.append("small")
+        log.append("huge", msg="x" * (10 * 1024 * 1024 + 3))  # not a multiple of the read block
+        head = log.anchor
+    with AuditLog(path) as log:
+        assert log.anchor == head
+        log.append("after")
+    assert verify(path) == (True, None, "3 lines, chain intact")
+
+
+def test_reopening_after_a_10_mb_torn_line_recovers_it(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 2)
+    with open(path, "ab") as handle:
+        handle.write(b'{"event":"torn","msg":"' + b"y" * (10 * 1024 * 1024) )
+    torn = path.read_bytes().split(b"\n")[-1]
+    with AuditLog(path) as log:
+        assert log.seq == 2
+        record = log.append("after")
+    assert record["seq"] == 4
+    recovery = json.loads(path.read_bytes().split(b"\n")[-3])
+    assert recovery["event"] == RECOVERED and recovery["fragments"] == [sha(torn)]
+
+
 def test_two_writers_on_one_file_keep_one_chain(tmp_path):
     path = tmp_path / "audit.jsonl"
     first, second = AuditLog(path), AuditLog(path)
