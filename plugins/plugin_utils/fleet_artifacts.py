@@ -31,7 +31,7 @@ FOLDER_NAME_RULE = 'a letter or digit, then letters, digits, +, ., _ or - (%s)' 
 # files and folders beside the checkpoint folders (a wave named 'audit' could otherwise be
 # mistaken for the audit trails, a label named 'history' for the archive of earlier runs).
 RESERVED_NAMES = frozenset({'audit', 'checkpoints', 'runs', 'rollbacks', 'history', 'monitor',
-                            'decision.json', 'report.md', MANIFEST, MANIFEST_MAC, 'anchors.jsonl'})
+                            'decision.json', 'report.md', MANIFEST, MANIFEST_MAC})
 
 
 def utc(epoch=None):
@@ -84,6 +84,20 @@ class Layout:
     @staticmethod
     def wave_report(wave):
         return os.path.join(Layout.wave_dir(wave), 'report.md')
+
+    # The audit trails (plugins/callback/audit_trail.py) live under the working directory's
+    # artifacts/audit/, with the heads anchored during each run in this file beside them.
+    AUDIT_DIR = 'audit'
+    AUDIT_ANCHORS = 'anchors.jsonl'
+
+    @staticmethod
+    def audit_trail(stem, stamp):
+        return os.path.join(Layout.AUDIT_DIR, '%s-%s.jsonl' % (stem, stamp))
+
+    @staticmethod
+    def audit_anchors(trail):
+        """The anchors file of a trail: beside it, outside the trail itself."""
+        return os.path.join(os.path.dirname(trail), Layout.AUDIT_ANCHORS)
 
     @staticmethod
     def run_dir(run_id):
