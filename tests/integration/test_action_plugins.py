@@ -1435,6 +1435,26 @@ def test_wave_plan_fails_on_an_unreadable_previous_decision(decision_run):
     assert result["msg"].startswith("cannot read the previous wave's decision: %s is not valid JSON" % path)
 
 
+def test_artifacts_are_trusted_as_input_a_wave_named_outside_its_folder_is_refused_by_every_action(tmp_path):
+    """wave='..' with label 'audit' wrote into artifacts/audit/: refused before anything is written."""
+    store = tmp_path / "store"
+    run = run_playbook(tmp_path, [
+        task("plan ..", "wave_plan", dict(PLAN_ARGS, wave="..")),
+        task("journal ..", "wave_journal", dict(artifacts_dir=str(store), run_id="run-1", wave="..", step="run",
+                                                outcome="ok")),
+        task("rollback into audit", "wave_journal", dict(artifacts_dir=str(store), run_id="run-1", wave="audit",
+                                                         step="rollback", label="x", outcome="rolled back")),
+        task("decide ..", "wave_decision", dict(plan=dict(wave="../x"), run_id="run-1", artifacts_dir=str(store))),
+    ])
+    assert run["plan .."]["failed"] and run["plan .."]["problems"] == [
+        "wave (wave_name): '..' is not usable as a folder name (allowed: a letter or digit, then letters, digits, +, "
+        "., _ or - ([A-Za-z0-9][A-Za-z0-9+._-]*))"]
+    assert run["journal .."]["msg"].startswith("wave_journal: wave: '..' is not usable as a folder name (allowed: ")
+    assert run["rollback into audit"]["msg"].startswith("wave_journal: wave: 'audit' is reserved")
+    assert run["decide .."]["msg"].startswith("wave_decision: plan.wave: '../x' is not usable as a folder name")
+    assert files_under(store) == []
+
+
 # ================================================================================ the evidence key
 
 def test_wave_plan_without_an_evidence_key_refuses_to_start_and_says_how_to_set_one(tmp_path):
