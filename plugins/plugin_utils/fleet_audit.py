@@ -608,8 +608,10 @@ def main(argv):
                 key = fleet_evidence.key_from(handle.read().strip())
         else:
             key = fleet_evidence.key_from(os.environ.get(KEY_ENV))
-    except (OSError, fleet_evidence.EvidenceError) as exc:
-        parser.error('the evidence key: %s' % (getattr(exc, 'strerror', None) or exc))
+    except OSError as exc:
+        parser.error('--key-file %s: %s' % (args.key_file, exc.strerror or exc))
+    except fleet_evidence.EvidenceError as exc:  # names the variable, never the value
+        parser.error(str(exc))
     if key is None:
         print('audit-verify: no evidence key (--key-file or $%s): hashes only, a rewrite with recomputed hashes '
               'is not caught' % KEY_ENV, file=sys.stderr)
