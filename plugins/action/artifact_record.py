@@ -27,7 +27,7 @@ class ActionModule(ControllerAction):
                 else:
                     store.write_text(args['path'], args['text'])
                 if args['manifest']:
-                    store.write_manifest(args['manifest'])
+                    store.write_manifest(args['manifest'], self.evidence_key)
         except (ArtifactError, OSError) as exc:
             return dict(result, failed=True, msg='could not write %s under %s: %s'
                         % (args['path'], args['artifacts_dir'], exc))

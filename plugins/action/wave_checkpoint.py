@@ -24,11 +24,14 @@ class ActionModule(ControllerAction):
             judged = judge_round(args)
         except CriteriaError as exc:
             return dict(result, failed=True, msg='criteria refused:\n  - %s' % '\n  - '.join(exc.problems))
+        except ArtifactError as exc:  # a wave or label that cannot name its folder (Layout)
+            return dict(result, failed=True, msg='wave_checkpoint: %s (nothing was written)' % exc)
         result.update(changed=not self._task.check_mode, **judged['result'])
         if self._task.check_mode:
             return result
         try:
-            result['path'] = record_round(ArtifactStore(args['artifacts_dir']), args, judged, started)
+            result['path'] = record_round(ArtifactStore(args['artifacts_dir']), args, judged, started,
+                                          self.evidence_key)
         except (ArtifactError, JournalError, OSError) as exc:
             return dict(result, failed=True, msg='could not write checkpoint %s under %s: %s'
                         % (judged['result']['folder'], args['artifacts_dir'], exc))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from ansible_collections.fleetwave.rollout.plugins.modules.wave_journal import DOCUMENTATION
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
+                                                                                         name_problem)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_step
 
 
@@ -19,10 +20,13 @@ class ActionModule(ControllerAction):
     def act(self, args, result):
         if args['step'] == 'approval' and not (args['phase'] and args['label']):
             return dict(result, failed=True, msg='wave_journal: step=approval needs phase and label')
+        problem = name_problem('wave', args['wave'])
+        if problem:  # refused in check mode too: the same run would fail for real
+            return dict(result, failed=True, msg='wave_journal: %s (nothing was journaled)' % problem)
         if self._task.check_mode:
             return dict(result, next_step='proceed')
         try:
-            record, beside = record_step(ArtifactStore(args['artifacts_dir']), args)
+            record, beside = record_step(ArtifactStore(args['artifacts_dir']), args, self.evidence_key)
         except (ArtifactError, JournalError, OSError) as exc:
             return dict(result, failed=True, msg='could not journal %s of run %s under %s: %s'
                         % (args['step'], args['run_id'], args['artifacts_dir'], exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ansible_collections.fleetwave.rollout.plugins.modules.wave_plan import DOCUMENTATION
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore, Layout
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_evidence import HOW_TO_SET, EvidenceError
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import CriteriaError, load_criteria
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import previous_outcome
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import PlanError, build_plan
@@ -21,6 +22,11 @@ class ActionModule(ControllerAction):
     DOCUMENTATION = DOCUMENTATION
 
     def act(self, args, result):
+        # Without a key the next wave could not tell this wave's GO from a hand-written one: a wave
+        # starts unsigned only when someone said so (the plan, and so the journal, records it).
+        if self.evidence_key is None and not self.evidence_unsigned:
+            return dict(result, failed=True, msg='%s: no evidence key, so its decision, checkpoints and journal could '
+                        'not be signed (nothing was changed): %s' % (args['wave'], HOW_TO_SET))
         plan_args = {a: args[a] for a in PLAN_ARGS}
         # Timings given with -e arrive as strings; the plan wants numbers.
         for name in ('stagger', 'verify_window', 'monitor_interval'):
@@ -43,13 +49,18 @@ class ActionModule(ControllerAction):
                             msg='the criteria file is refused (nothing was changed):\n  - %s'
                             % '\n  - '.join(exc.problems))
             plan['criteria_file'] = args['criteria_file']
+        plan['evidence'] = (dict(signed=True, key_id=self.evidence_key.key_id) if self.evidence_key
+                            else dict(signed=False, unsigned=True))
         plan['previous_outcome'] = plan['previous_record'] = None
         if args['artifacts_dir']:
             store = ArtifactStore(args['artifacts_dir'])
             try:
-                plan['previous_outcome'] = previous_outcome(store, plan['previous'])
                 if plan['previous']:
                     plan['previous_record'] = store.path(Layout.wave_decision(plan['previous']))
+                plan['previous_outcome'] = previous_outcome(store, plan['previous'], self.evidence_key)
             except ArtifactError as exc:
                 return dict(result, failed=True, msg='cannot read the previous wave\'s decision: %s' % exc)
+            except EvidenceError as exc:
+                return dict(result, failed=True, msg='the previous wave\'s decision is refused (nothing was changed): '
+                            '%s' % exc)
         return dict(result, changed=False, plan=plan)

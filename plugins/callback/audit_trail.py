@@ -23,6 +23,13 @@ description:
     each line is fsync'd as it is written. At the end of the run the plugin prints (on stderr) the path and
     the head C(SEQ:SHA256) of the log; C(scripts/audit-verify --anchor SEQ:SHA256 FILE) also proves that
     no line was removed from the end.
+  - With the evidence key (the inventory variable C(fleet_evidence_key) as the first play sees it, else the
+    environment variable C(FLEET_EVIDENCE_KEY)) each line also carries C(key_id) and C(mac), its HMAC-SHA256,
+    so a rewrite with every hash recomputed fails C(scripts/audit-verify) at its first line. The log is
+    opened when the first play starts, when the key can be read.
+  - The head is also appended, fsync'd, to C(anchors.jsonl) beside the log every O(anchor_every) lines or
+    O(anchor_seconds), and at the end, so a run that is killed still leaves heads that C(scripts/audit-verify)
+    checks the log's end against.
   - If the log cannot be written the plugin warns once and records nothing more for this run.
 requirements:
   - enable in configuration (C(callbacks_enabled = audit_trail))
@@ -53,6 +60,24 @@ options:
     ini:
       - section: callback_audit_trail
         key: max_msg_chars
+  anchor_every:
+    description: Append the head to C(anchors.jsonl) after this many lines.
+    type: int
+    default: 100
+    env:
+      - name: FLEETWAVE_AUDIT_ANCHOR_EVERY
+    ini:
+      - section: callback_audit_trail
+        key: anchor_every
+  anchor_seconds:
+    description: Append the head to C(anchors.jsonl) when this many seconds have passed since the last anchor.
+    type: float
+    default: 30
+    env:
+      - name: FLEETWAVE_AUDIT_ANCHOR_SECONDS
+    ini:
+      - section: callback_audit_trail
+        key: anchor_seconds
 '''
 
 import atexit
@@ -63,15 +88,18 @@ import uuid
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
+from ansible.template import Templar
 from ansible.utils.vars import load_extra_vars
 
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import AuditError, AuditLog, AuditRecorder
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import Layout
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import KEY_ENV, AuditError, AuditLog, AuditRecorder
 
 
 def default_path(playbook, started):
     """artifacts/audit/<playbook stem>-<UTC stamp>.jsonl, relative to the working directory."""
     stem = os.path.splitext(os.path.basename(playbook))[0] or 'playbook'
-    return os.path.join('artifacts', 'audit', '%s-%s.jsonl' % (stem, started.strftime('%Y%m%dT%H%M%SZ')))
+    return os.path.join('artifacts', Layout.audit_trail(stem, started.strftime('%Y%m%dT%H%M%SZ')))
 
 
 class CallbackModule(CallbackBase):
@@ -85,11 +113,14 @@ class CallbackModule(CallbackBase):
         self.recorder = None
         self.path = None
         self.run_id = str(uuid.uuid4())
+        self._start = None  # playbook_start's arguments, recorded when the log opens (first play)
 
     # ---------------------------------------------------------------- plumbing
 
     def _record(self, method, *args, **kwargs):
         """Call the recorder; on a write error warn once and stop recording."""
+        if self._start is not None:  # something to record before any play (stats of an empty run)
+            self._open()
         if self.recorder is None:
             return
         try:
@@ -105,19 +136,46 @@ class CallbackModule(CallbackBase):
         self.recorder = None
         self.disabled = True
 
-    def _open(self, playbook):
-        started = datetime.datetime.now(datetime.timezone.utc)
+    def _open(self, play=None):
+        """Open the log (with the evidence key the play sees, if any) and record the run's start."""
+        playbook, started, start_args = self._start
+        self._start = None
         self.path = self.get_option('path') or default_path(playbook, started)
         try:
-            log = AuditLog(self.path)
+            key = fleet_evidence.key_from(self._inventory_key(play) or os.environ.get(KEY_ENV))
+        except fleet_evidence.EvidenceError as exc:  # never shows the value
+            self._display.warning('audit_trail: %s; this trail is not keyed' % exc)
+            key = None
+        try:
+            log = AuditLog(self.path, key=key, anchors=Layout.audit_anchors(os.path.abspath(self.path)),
+                           anchor_every=self.get_option('anchor_every'), anchor_seconds=self.get_option('anchor_seconds'))
         except (OSError, AuditError) as exc:
             self._fail('cannot open %s: %s' % (self.path, exc))
             return
         self.recorder = AuditRecorder(log, max_msg_chars=self.get_option('max_msg_chars'))
         atexit.register(self._at_exit, os.getpid())
+        self._record('playbook_start', *start_args[:-1], extra_vars=start_args[-1])
+
+    @staticmethod
+    def _inventory_key(play):
+        """fleet_evidence_key as the play's first host (or localhost) sees it, templated (vault), or
+        None. Best effort through the variable manager: the env variable is the fallback."""
+        manager = getattr(play, '_variable_manager', None)
+        if manager is None:
+            return None
+        try:
+            inventory = manager._inventory
+            hosts = inventory.get_hosts(play.hosts) or [inventory.localhost or inventory.get_host('localhost')]
+            variables = manager.get_vars(play=play, host=hosts[0] if hosts and hosts[0] else None)
+            value = variables.get(fleet_evidence.KEY_VAR)
+            return None if value is None else str(Templar(loader=play._loader, variables=variables).template(value))
+        except Exception:  # pylint: disable=broad-except  # an unkeyed trail is better than none
+            return None
 
     def _at_exit(self, pid):
         """A run that ends without stats (an error aborted it, or Ctrl-C) still ends its trail."""
+        if self._start is not None and os.getpid() == pid:  # it ended before its first play
+            self._open()
         if self.recorder is not None and os.getpid() == pid:
             self._record('playbook_end', aborted=True)
             if self.recorder is not None:
@@ -156,13 +214,18 @@ class CallbackModule(CallbackBase):
     # ---------------------------------------------------------------- hooks
 
     def v2_playbook_on_start(self, playbook):
-        if self.recorder is None and not self.disabled:
-            self._open(playbook._file_name)
-        self._record('playbook_start', playbook._file_name, self.run_id, self._user(),
-                     context.CLIARGS.get('check', False), context.CLIARGS.get('subset'),
-                     extra_vars=list(load_extra_vars(playbook._loader)))
+        start_args = (playbook._file_name, self.run_id, self._user(), context.CLIARGS.get('check', False),
+                      context.CLIARGS.get('subset'), list(load_extra_vars(playbook._loader)))
+        if self.recorder is not None:
+            self._record('playbook_start', *start_args[:-1], extra_vars=start_args[-1])
+        elif not self.disabled:
+            # Opened at the first play, where the inventory (and so the evidence key) is known.
+            self._start = (playbook._file_name, datetime.datetime.now(datetime.timezone.utc), start_args)
+            atexit.register(self._at_exit, os.getpid())
 
     def v2_playbook_on_play_start(self, play):
+        if self._start is not None:
+            self._open(play)
         self._record('play_start', play.get_name(), play.hosts, play.serial)
 
     def v2_playbook_on_task_start(self, task, is_conditional):

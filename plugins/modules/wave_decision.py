@@ -11,6 +11,9 @@ short_description: Record a phase's go/no-go or a wave's GO/NO-GO from the run j
 description:
   - Reads the run journal (C(runs/<run_id>/journal.jsonl)) and records what the collection's
     decision policy (plugin_utils/fleet_policy.py) makes of it; it never judges figures again.
+  - With the inventory's C(fleet_evidence_key) every journal record read must carry its valid
+    HMAC-SHA256 (a forged or edited record, an approval among them, fails the task naming the file,
+    the record and what failed), and the wave's C(decision.json) is written signed.
   - O(scope=phase) - the go/no-go after a phase's watch - GO when every round of the phase in
     the journal settled on C(proceed) (an INCONCLUSIVE round counts by the person's answer). It
     is appended to the journal; a NO-GO also records the wave's decision (the run ends there).

@@ -14,6 +14,8 @@ description:
     store, under a lock and fsync'ed. The report, the timeline and the execution checklist are
     rendered from the journal (M(fleetwave.rollout.wave_decision)); checkpoints and monitoring
     rounds are journaled by M(fleetwave.rollout.wave_checkpoint) itself.
+  - With the inventory's C(fleet_evidence_key) each record is signed (its C(evidence) field,
+    HMAC-SHA256) and the journal's earlier records must verify before anything is appended.
   - O(step=approval) records a person's answer to a round whose next step was C(ask); the
     decision policy turns it into the next step (C(proceed) when accepted, else C(stop)), and
     the answer is also written as C(approval.json) in the round's folder.

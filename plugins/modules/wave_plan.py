@@ -15,6 +15,11 @@ description:
   - Every problem is reported at once, each with the variable path where it sits; nothing
     is changed anywhere, so a bad inventory stops a run before any host is touched.
   - Runs once on the controller (an action plugin).
+  - The evidence key is the inventory variable C(fleet_evidence_key) (from vault or an AWX credential), read
+    by every action of this collection, never an argument. Without it the plan is refused, unless
+    C(fleet_evidence_unsigned=true) (then RV(plan.evidence) says so, and the run journal with it). With it
+    the previous wave's C(decision.json) counts only when its HMAC-SHA256 verifies and it names that wave;
+    otherwise the task fails naming the file and what failed.
 version_added: "0.1.0"
 author: fleetwave maintainers
 options:
@@ -99,7 +104,8 @@ plan:
   description: >-
     The validated plan; C(previous_outcome) is the previous wave's recorded outcome (GO, NO-GO,
     or null when none is recorded or O(artifacts_dir) is not given) and C(previous_record) the
-    file it is read from.
+    file it is read from; C(evidence) is C({signed: true, key_id}) (the first 8 hex digits of the
+    key's SHA-256, never the key) or C({signed: false, unsigned: true}).
   returned: success
   type: dict
   sample:
@@ -125,6 +131,7 @@ plan:
     criteria: {primary: [], secondary: [], rollback_triggers: [], on_trigger: rollback, comparison: {}}
     previous_outcome: GO
     previous_record: /srv/fleetwave/artifacts/checkpoints/wave1/decision.json
+    evidence: {signed: true, key_id: 3f2a9c01}
 problems:
   description: Every problem found, each naming the variable path.
   returned: failure

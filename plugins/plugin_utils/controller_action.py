@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence
 
 _SPEC_KEYS = ('type', 'required', 'default', 'choices', 'elements', 'no_log')
 
@@ -24,6 +27,8 @@ class ControllerAction(ActionBase):
     module's) and implement act(args, result)."""
 
     TRANSFERS_FILES = False
+    evidence_key = None  # fleet_evidence.EvidenceKey from fleet_evidence_key, or None
+    evidence_unsigned = False  # fleet_evidence_unsigned: run a wave without a key, knowingly
     BYPASS_HOST_LOOP = True
     _requires_connection = False
     DOCUMENTATION = None
@@ -33,7 +38,19 @@ class ControllerAction(ActionBase):
         args, problem = self.validated_args()
         if problem:
             return dict(result, failed=True, msg=problem)
+        # The evidence key is read from the inventory here, never passed as an argument: an
+        # argument would travel in the task's invocation, where results and logs could show it.
+        try:
+            self.evidence_key = fleet_evidence.key_from(self._inventory_value(task_vars, fleet_evidence.KEY_VAR))
+            self.evidence_unsigned = boolean(self._inventory_value(task_vars, fleet_evidence.UNSIGNED_VAR) or False,
+                                             strict=False)
+        except fleet_evidence.EvidenceError as exc:
+            return dict(result, failed=True, msg=str(exc))
         return self.act(args, result)
+
+    def _inventory_value(self, task_vars, name):
+        value = (task_vars or {}).get(name)
+        return None if value is None else self._templar.template(value)
 
     def validated_args(self):
         """(arguments with types and defaults applied, None), or (None, a message naming every

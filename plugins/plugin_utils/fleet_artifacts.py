@@ -12,11 +12,26 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence
+
 MANIFEST = 'MANIFEST.sha256'
+MANIFEST_MAC = MANIFEST + '.hmac'  # the manifest's keyed signature (fleet_evidence.sidecar)
+
+# The one rule for a name that becomes a folder of the store (a wave, a checkpoint label, a phase):
+# matched with fullmatch (`$` would accept a trailing newline); it cannot start with '.' nor hold
+# '/', so no name climbs out of its parent.
+FOLDER_NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9+._-]*')
+FOLDER_NAME_RULE = 'a letter or digit, then letters, digits, +, ., _ or - (%s)' % FOLDER_NAME_RE.pattern
+# Names that already mean something where such a folder sits: the store's top folders and the
+# files and folders beside the checkpoint folders (a wave named 'audit' could otherwise be
+# mistaken for the audit trails, a label named 'history' for the archive of earlier runs).
+RESERVED_NAMES = frozenset({'audit', 'checkpoints', 'runs', 'rollbacks', 'history', 'monitor',
+                            'decision.json', 'report.md', MANIFEST, MANIFEST_MAC})
 
 
 def utc(epoch=None):
@@ -25,30 +40,64 @@ def utc(epoch=None):
     return moment.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (moment.microsecond // 1000)
 
 
+def name_problem(var, value):
+    """Why value cannot name a folder of the store, as '<var>: <value> ...<allowed>', or None."""
+    if not isinstance(value, str) or not FOLDER_NAME_RE.fullmatch(value):
+        return '%s: %r is not usable as a folder name (allowed: %s)' % (var, value, FOLDER_NAME_RULE)
+    if value in RESERVED_NAMES:
+        return '%s: %r is reserved (it names a file or folder of the artifact store; reserved: %s)' % (
+            var, value, ', '.join(sorted(RESERVED_NAMES)))
+    return None
+
+
+def checked_name(var, value):
+    """value, or ArtifactError naming var and the allowed pattern."""
+    problem = name_problem(var, value)
+    if problem:
+        raise ArtifactError(problem)
+    return value
+
+
 class Layout:
-    """Where each artifact lives, relative to the store's root (fleet_artifacts_dir)."""
+    """Where each artifact lives, relative to the store's root (fleet_artifacts_dir). Every wave
+    and label is checked here (checked_name), whichever caller it comes from."""
 
     @staticmethod
     def wave_dir(wave):
-        return os.path.join('checkpoints', wave)
+        return os.path.join('checkpoints', checked_name('wave', wave))
 
     @staticmethod
     def round_dir(wave, label, monitoring=False):
         """A checkpoint's folder, or a monitoring round's (under monitor/)."""
-        return os.path.join('checkpoints', wave, *(('monitor',) if monitoring else ()), label)
+        return os.path.join(Layout.wave_dir(wave), *(('monitor',) if monitoring else ()), checked_name('label', label))
 
     @staticmethod
     def history_dir(wave, run_id, label, monitoring=False):
         """Where a round's folder left by an earlier run is moved before it is rewritten."""
-        return os.path.join('checkpoints', wave, 'history', str(run_id), *(('monitor',) if monitoring else ()), label)
+        return os.path.join(Layout.wave_dir(wave), 'history', checked_name('run_id', str(run_id)),
+                            *(('monitor',) if monitoring else ()), checked_name('label', label))
 
     @staticmethod
     def wave_decision(wave):
-        return os.path.join('checkpoints', wave, 'decision.json')
+        return os.path.join(Layout.wave_dir(wave), 'decision.json')
 
     @staticmethod
     def wave_report(wave):
-        return os.path.join('checkpoints', wave, 'report.md')
+        return os.path.join(Layout.wave_dir(wave), 'report.md')
+
+    # The audit trails (plugins/callback/audit_trail.py) live under the working directory's
+    # artifacts/audit/, with the heads anchored during each run in this file beside them.
+    AUDIT_DIR = 'audit'
+    AUDIT_ANCHORS = 'anchors.jsonl'
+
+    @staticmethod
+    def audit_trail(stem, stamp):
+        return os.path.join(Layout.AUDIT_DIR, '%s-%s.jsonl' % (stem, stamp))
+
+    @staticmethod
+    def audit_anchors(trail):
+        """The anchors file of a trail: beside it, outside the trail itself."""
+        return os.path.join(os.path.dirname(trail), Layout.AUDIT_ANCHORS)
 
     @staticmethod
     def run_dir(run_id):
@@ -196,14 +245,44 @@ class ArtifactStore:
         shutil.move(src, dest)
         return dest
 
-    def write_manifest(self, reldir):
-        """SHA-256 of every file in the folder (sha256sum format, so `sha256sum -c` checks it)."""
+    def write_manifest(self, reldir, key=None):
+        """SHA-256 of every file in the folder (sha256sum format, so `sha256sum -c` checks it), and
+        with a key its signature beside it (MANIFEST_MAC): without it anyone who can write the
+        folder could edit a file and recompute the manifest."""
         folder = self.path(reldir)
         lines = []
         for name in sorted(os.listdir(folder)):
             full = os.path.join(folder, name)
-            if name == MANIFEST or name.startswith('.') or not os.path.isfile(full):
+            if name in (MANIFEST, MANIFEST_MAC) or name.startswith('.') or not os.path.isfile(full):
                 continue
             with open(full, 'rb') as handle:
                 lines.append('%s  %s\n' % (hashlib.sha256(handle.read()).hexdigest(), name))
-        return self.write_text(os.path.join(reldir, MANIFEST), ''.join(lines))
+        data = ''.join(lines).encode('utf-8')
+        if key is not None:
+            self.write_text(os.path.join(reldir, MANIFEST_MAC), fleet_evidence.sidecar(key, data))
+        elif os.path.exists(os.path.join(folder, MANIFEST_MAC)):
+            os.unlink(os.path.join(folder, MANIFEST_MAC))  # a stale signature would name the old manifest
+        return self.write_bytes(os.path.join(reldir, MANIFEST), data)
+
+    def verify_manifest(self, reldir, key):
+        """Raise EvidenceError unless the folder's manifest is signed with key and every file it
+        lists has its hash; names the file and what failed."""
+        where = os.path.join(self.path(reldir), MANIFEST)
+        try:
+            with open(self.path(reldir, MANIFEST), 'rb') as handle:
+                data = handle.read()
+            with open(self.path(reldir, MANIFEST_MAC), encoding='utf-8') as handle:
+                signature = handle.read()
+        except FileNotFoundError as exc:
+            raise fleet_evidence.EvidenceError('%s: missing (%s)' % (exc.filename, 'the folder is not signed'))
+        fleet_evidence.verify_sidecar(key, data, signature, where)
+        for line in data.decode('utf-8').splitlines():
+            digest, _sep, name = line.partition('  ')
+            try:
+                with open(self.path(reldir, name), 'rb') as handle:
+                    actual = hashlib.sha256(handle.read()).hexdigest()
+            except FileNotFoundError:
+                actual = None
+            if actual != digest:
+                raise fleet_evidence.EvidenceError('%s: %s %s' % (where, name, 'is missing' if actual is None
+                                                                  else 'does not match its signed hash'))

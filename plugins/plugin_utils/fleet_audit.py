@@ -33,6 +33,16 @@ hashes. For that, keep the head — ``SEQ:HASH`` of the last line, which the cal
 end of the run (so AWX keeps it in the job output) — and pass it as ``anchor``: verify then also
 fails if the log does not contain that exact line.
 
+Keyed logs and anchors
+======================
+With the evidence key (fleet_evidence, ``fleet_evidence_key``) each record also carries ``key_id``
+and ``mac``, the HMAC-SHA256 of its canonical form without ``mac`` (so over ``prev`` and
+``sha256``: the MACs chain). A consistent rewrite with recomputed hashes then fails at its first
+line when verified with the key; no anchor is needed for that. For the end of the log, the writer
+appends the head (``trail``, ``seq``, ``head``, signed) to ``anchors.jsonl`` beside the trail every
+``anchor_every`` records or ``anchor_seconds``, and at close, each fsync'd: a killed run, which
+prints no anchor, still leaves its last heads there, and verify(anchors=...) requires each of them.
+
 Writing and interrupted writes
 ==============================
 ``AuditLog`` opens the file with ``O_APPEND`` and writes each line (with whatever prefix recovery
@@ -61,8 +71,14 @@ import sys
 import threading
 import time
 
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import Layout
+
 GENESIS = '0' * 64
 CHAIN_KEYS = ('event', 'seq', 'ts', 'prev', 'sha256')
+MAC_KEYS = ('key_id', 'mac')  # a keyed log: the key's id and HMAC-SHA256 of the line (sha256 included)
+ANCHORS = Layout.AUDIT_ANCHORS  # beside the trails: their heads, appended during the run
+KEY_ENV = 'FLEET_EVIDENCE_KEY'  # the key for audit-verify (and the callback's fallback), never an argument
 STATUS_KEYS = ('changed', 'failed', 'skipped', 'unreachable')
 CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 RECOVERED = 'log_recovered'
@@ -118,17 +134,30 @@ def _parse(body):
 
 
 def _content_hash(record):
-    return line_hash(canonical({k: v for k, v in record.items() if k != 'sha256'}))
+    return line_hash(canonical({k: v for k, v in record.items() if k not in ('sha256', 'mac')}))
+
+
+def _mac_body(record):
+    return canonical({k: v for k, v in record.items() if k != 'mac'})
 
 
 # ================================================================================ writing
 
 class AuditLog:
-    """Appends hash-chained records to ``path`` (created with its folders, mode 0640)."""
+    """Appends hash-chained records to ``path`` (created with its folders, mode 0640).
 
-    def __init__(self, path, clock=utc_now):
+    key (fleet_evidence.EvidenceKey): each line also carries its HMAC, so that a rewrite with every
+    hash recomputed no longer verifies. anchors: a file outside the trail where the head
+    (SEQ:HASH) is appended every anchor_every records or anchor_seconds, and at close, so that a run
+    killed before its end still leaves heads to check the trail's end against."""
+
+    def __init__(self, path, clock=utc_now, key=None, anchors=None, anchor_every=100, anchor_seconds=30.0,
+                 monotonic=time.monotonic):
         self.path = os.fspath(path)
         self._clock = clock
+        self.key, self.anchors = key, (os.fspath(anchors) if anchors else None)
+        self._anchor_every, self._anchor_seconds, self._monotonic = anchor_every, anchor_seconds, monotonic
+        self._anchored_seq, self._anchored_at = 0, monotonic()
         self._lock = threading.Lock()
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
@@ -170,26 +199,31 @@ class AuditLog:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _lines_backwards(self, size):
-        """(body, terminated) of each line from the end of the file, reading blocks backwards."""
-        pos, buf, last = size, b'', True
-        while True:
-            cut = buf.rfind(b'\n')
-            if cut < 0:
-                if pos == 0:
-                    break
-                step = min(_CHUNK, pos)
-                pos -= step
-                buf = os.pread(self._fd, step, pos) + buf
-                continue
-            body, buf = buf[cut + 1:], buf[:cut]
-            if last:
-                last = False
-                if body:  # bytes after the final newline: an unterminated line
-                    yield body, False
-                continue
-            yield body, True
+        """(body, terminated) of each line from the end of the file, reading blocks backwards.
+
+        Each block is read and searched once and a line's pieces are joined once, so a line of L
+        bytes costs O(L): prepending every block to one buffer and searching it again (as this did)
+        made reopening a log whose last line is 100 MB take about a minute."""
+        pos, pieces, last = size, [], True  # pieces: the current line's blocks, last one first
+        while pos > 0:
+            step = min(_CHUNK, pos)
+            pos -= step
+            block = os.pread(self._fd, step, pos)
+            end = len(block)
+            cut = block.rfind(b'\n', 0, end)
+            while cut >= 0:
+                body = block[cut + 1:end] + b''.join(reversed(pieces))
+                pieces, end = [], cut
+                if last:
+                    last = False
+                    if body:  # bytes after the final newline: an unterminated line
+                        yield body, False
+                else:
+                    yield body, True
+                cut = block.rfind(b'\n', 0, end)
+            pieces.append(block[:end])
         if size:  # what precedes the first newline: the first line
-            yield buf, not last
+            yield b''.join(reversed(pieces)), not last
 
     def _load(self):
         """Read where the chain stands from the end of the file (under the lock)."""
@@ -213,11 +247,15 @@ class AuditLog:
     def _record(self, event, fields, seq, head):
         """The record following (seq, head) and its line (without newline)."""
         record = json.loads(canonical(dict(fields)))  # plain JSON types, as verify will read them
-        clash = sorted(set(record) & set(CHAIN_KEYS))
+        clash = sorted(set(record) & set(CHAIN_KEYS + MAC_KEYS))
         if clash:
             raise AuditError('event fields may not use the chain keys %s' % ', '.join(clash))
         record.update(event=event, seq=seq + 1, ts=utc_stamp(self._clock()), prev=head)
+        if self.key is not None:
+            record['key_id'] = self.key.key_id
         record['sha256'] = line_hash(canonical(record))
+        if self.key is not None:
+            record['mac'] = self.key.sign(_mac_body(record))
         return record, canonical(record)
 
     def append(self, event, **fields):
@@ -242,10 +280,37 @@ class AuditLog:
             self.seq, self.head = record['seq'], line_hash(body)
             self._size += len(data)
             self._fragments, self._unterminated = (), False
+            if self.anchors and (self.seq - self._anchored_seq >= self._anchor_every
+                                 or self._monotonic() - self._anchored_at >= self._anchor_seconds):
+                self.anchor_now()
             return record
+
+    def anchor_now(self):
+        """Append the head to the anchors file (fsync'd, under its own lock): the trail must still
+        hold that line later, whatever happens to the run."""
+        if not self.anchors or self.seq == 0:
+            return None
+        entry = fleet_evidence.seal(self.key, dict(trail=os.path.basename(self.path), seq=self.seq, head=self.head,
+                                                   ts=utc_stamp(self._clock())))
+        fd = os.open(self.anchors, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, canonical(entry) + b'\n')
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._anchored_seq, self._anchored_at = self.seq, self._monotonic()
+        return entry
 
     def close(self):
         if self._fd is not None:
+            if self.anchors and self.seq != self._anchored_seq:
+                try:
+                    self.anchor_now()
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
+                return
             os.close(self._fd)
             self._fd = None
 
@@ -284,6 +349,48 @@ def _check_record(record, body, seq, head):
     return None
 
 
+def _check_mac(record, key):
+    """Why a record does not carry a valid HMAC of key, or None."""
+    if 'mac' not in record:
+        return 'not signed (no mac): written without the evidence key, or rewritten without it'
+    if record.get('key_id') != key.key_id:
+        return 'signed with key %s, but the key given is key %s' % (record.get('key_id'), key.key_id)
+    if not key.matches(_mac_body(record), record['mac']):
+        return ('its mac does not match (the line was edited and its hashes recomputed without the key)')
+    return None
+
+
+def read_anchors(anchors, trail, key=None):
+    """{seq: head} of the anchors file's entries for the trail named trail (its file name); with a
+    key each entry must verify. ValueError names the anchors file's line that does not."""
+    heads = {}
+    try:
+        with open(anchors, 'rb') as stream:
+            lines = stream.read().split(b'\n')
+    except FileNotFoundError:
+        return heads
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw.decode('utf-8'))
+        except ValueError:
+            if number == len(lines):  # torn by a killed writer: it anchors nothing
+                continue
+            raise ValueError('%s line %d: not valid JSON' % (anchors, number))
+        if not isinstance(entry, dict) or entry.get('trail') != os.path.basename(trail):
+            continue
+        if key is not None:
+            try:
+                fleet_evidence.verify(key, entry, '%s line %d' % (anchors, number))
+            except fleet_evidence.EvidenceError as exc:
+                raise ValueError(str(exc))
+        if heads.get(entry.get('seq'), entry.get('head')) != entry.get('head'):
+            raise ValueError('%s line %d: anchors seq %s twice with different heads' % (anchors, number, entry.get('seq')))
+        heads[entry.get('seq')] = entry.get('head')
+    return heads
+
+
 def _parse_anchor(anchor):
     if isinstance(anchor, (tuple, list)):
         seq, digest = anchor
@@ -298,14 +405,19 @@ def _parse_anchor(anchor):
     return seq, digest.lower()
 
 
-def check(path, anchor=None):
+def check(path, anchor=None, key=None, anchors=None):
     """Recompute the chain of ``path`` (or of an open binary file); a Verdict naming the first bad
     line, if any.
 
     anchor: ``SEQ:HASH`` (or a tuple) of a line known to have been written; the log must still
     contain exactly that line, which catches lines removed from the end.
+    key: the evidence key; every line must then carry its valid HMAC, so a rewrite with recomputed
+    hashes is caught without any anchor.
+    anchors: the anchors file written during the run (ANCHORS beside the trail): each head it
+    holds for this trail must still be in it (ValueError when that file itself does not verify).
     """
     anchor = _parse_anchor(anchor) if anchor is not None else None
+    heads = read_anchors(anchors, path, key) if anchors else {}
     seq, head = 0, GENESIS
     first = None  # (line, reason) of a recovered fragment: reported, but the checking goes on
     pending = []  # (line, hash, why) of non-record lines since the last record
@@ -324,6 +436,10 @@ def check(path, anchor=None):
                     break
                 continue
             problem = _check_record(record, body, seq, head)
+            if problem is None and key is not None:
+                problem = _check_mac(record, key)
+            if problem is None and heads.get(record['seq'], line_hash(body)) != line_hash(body):
+                problem = 'not the line anchored as seq %d in %s (the line was replaced)' % (record['seq'], anchors)
             if pending:
                 recovers = (problem is None and record['event'] == RECOVERED
                             and record.get('fragments') == [digest for _n, digest, _w in pending])
@@ -344,6 +460,9 @@ def check(path, anchor=None):
         return _bad(first, pending[0][0], pending[0][2], number)
     if first is not None:
         return Verdict(False, first[0], first[1], number, '%d:%s' % (seq, head))
+    if heads and max(heads) > seq:
+        return Verdict(False, number + 1, 'the log ends at seq %d (line %d) but %s anchors seq %d: lines were '
+                       'removed from the end' % (seq, number, anchors, max(heads)), number, '%d:%s' % (seq, head))
     if anchor is not None:
         if anchored is None:
             return Verdict(False, number + 1, 'the log ends at seq %d (line %d) but the anchor names seq %d: lines '
@@ -351,7 +470,9 @@ def check(path, anchor=None):
         if anchored[1] != anchor[1]:
             return Verdict(False, anchored[0], 'seq %d is not the line the anchor names' % anchor[0], number,
                            '%d:%s' % (seq, head))
-    return Verdict(True, None, '%d lines, chain intact' % number, number, '%d:%s' % (seq, head))
+    proven = (', every mac valid (key %s)' % key.key_id if key is not None else '') + (
+        ', %d anchors hold' % len(heads) if heads else '')
+    return Verdict(True, None, '%d lines, chain intact%s' % (number, proven), number, '%d:%s' % (seq, head))
 
 
 def _bad(first, line, reason, lines):
@@ -361,9 +482,9 @@ def _bad(first, line, reason, lines):
     return Verdict(False, line, reason, lines)
 
 
-def verify(path, anchor=None):
+def verify(path, anchor=None, key=None, anchors=None):
     """(ok, first_bad_line, reason) for the log at ``path``; see check()."""
-    return tuple(check(path, anchor))
+    return tuple(check(path, anchor, key, anchors))
 
 
 # ================================================================================ recording
@@ -462,27 +583,49 @@ class AuditRecorder:
 
 # --- scripts/audit-verify ---------------------------------------------------------------------------
 
-AUDIT_VERIFY_USAGE = """Check audit trails written by the audit_trail callback: scripts/audit-verify [--anchor SEQ:SHA256] FILE...
+AUDIT_VERIFY_USAGE = """Check audit trails written by the audit_trail callback: scripts/audit-verify [--key-file KEYFILE] [--anchor SEQ:SHA256] FILE...
 
-Prints, per file, `FILE: OK (N lines, chain intact)` or `FILE: BROKEN at line K: reason`, and exits 1
-if any file is broken or unreadable (2 on a usage error). --anchor is the `SEQ:SHA256` the callback
-printed at the end of the run: the file must still hold that exact line, which also catches lines
-removed from the end (give it with a single FILE). Needs only python3 and its standard library."""
+Prints, per file, `FILE: OK (N lines, chain intact...)` or `FILE: BROKEN at line K: reason`, and exits 1
+if any file is broken or unreadable (2 on a usage error). The evidence key (fleet_evidence_key) comes
+from --key-file (a file holding it) or the environment variable FLEET_EVIDENCE_KEY, never the command
+line; with it every line's HMAC is checked, so a rewrite with recomputed hashes is named at its first
+line. The heads anchored during the run in anchors.jsonl beside each FILE are checked too (lines cut
+from the end). --anchor is the `SEQ:SHA256` the callback printed at the end of the run: the file must
+still hold that exact line (give it with a single FILE). Needs only python3 and its standard library."""
 
 
 def main(argv):
     parser = argparse.ArgumentParser(prog='audit-verify', description=AUDIT_VERIFY_USAGE.splitlines()[0])
     parser.add_argument('--anchor', metavar='SEQ:SHA256', help='head of the log as printed at the end of the run')
+    parser.add_argument('--key-file', metavar='KEYFILE', help='a file holding the evidence key (else $%s)' % KEY_ENV)
     parser.add_argument('files', metavar='FILE', nargs='+')
     args = parser.parse_args(argv)
     if args.anchor and len(args.files) != 1:
         parser.error('--anchor applies to a single FILE')
+    try:
+        if args.key_file:
+            with open(args.key_file, encoding='utf-8') as handle:
+                key = fleet_evidence.key_from(handle.read().strip())
+        else:
+            key = fleet_evidence.key_from(os.environ.get(KEY_ENV))
+    except OSError as exc:
+        parser.error('--key-file %s: %s' % (args.key_file, exc.strerror or exc))
+    except fleet_evidence.EvidenceError as exc:  # names the variable, never the value
+        parser.error(str(exc))
+    if key is None:
+        print('audit-verify: no evidence key (--key-file or $%s): hashes only, a rewrite with recomputed hashes '
+              'is not caught' % KEY_ENV, file=sys.stderr)
     broken = False
     for path in args.files:
+        anchors = Layout.audit_anchors(os.path.abspath(path))
         try:
-            verdict = check(path, anchor=args.anchor)
-        except ValueError as exc:  # a malformed --anchor
-            parser.error(str(exc))
+            verdict = check(path, anchor=args.anchor, key=key, anchors=anchors)
+        except ValueError as exc:  # a malformed --anchor, or an anchors file that does not verify
+            if args.anchor and 'anchor must be' in str(exc):
+                parser.error(str(exc))
+            print('%s: BROKEN anchors: %s' % (path, exc))
+            broken = True
+            continue
         except OSError as exc:
             print('%s: UNREADABLE: %s' % (path, exc.strerror or exc))
             broken = True

@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_policy
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence, fleet_policy
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
                                                                                          Layout, utc)
 
@@ -34,16 +34,27 @@ class JournalError(Exception):
 
 
 class Journal:
-    """The journal of one run in an artifact store."""
+    """The journal of one run in an artifact store. With a key (fleet_evidence.EvidenceKey) each
+    record is signed as it is appended and every record read must verify: the gate, the decision
+    and a person's approval are read back from here, so a line added or edited by hand must not
+    count."""
 
-    def __init__(self, store, run_id):
+    def __init__(self, store, run_id, key=None):
         if not run_id or os.sep in run_id or run_id.startswith('.'):
             raise JournalError('run id %r cannot name a journal' % (run_id,))
-        self.store, self.run_id = store, run_id
+        self.store, self.run_id, self.key = store, run_id, key
         self.relpath = Layout.journal(run_id)
 
     def records(self):
-        return self.store.read_jsonl(self.relpath)
+        records = self.store.read_jsonl(self.relpath)
+        if self.key is not None:
+            full = self.store.path(self.relpath)
+            for number, record in enumerate(records, 1):
+                try:
+                    fleet_evidence.verify(self.key, record, '%s record %d' % (full, number))
+                except fleet_evidence.EvidenceError as exc:
+                    raise JournalError(str(exc))
+        return records
 
     def append(self, wave, step, **fields):
         """Append one record (seq is the journal's next line number) and return it. started and
@@ -62,11 +73,12 @@ class Journal:
         record['reasons'] = list(record['reasons'] or [])
         with self.store.locked(self.relpath):
             record['seq'] = len(self.records()) + 1
+            record = fleet_evidence.seal(self.key, record)
             self.store.append_jsonl(self.relpath, record, lock=False)
         return record
 
 
-def record_round(store, args, judged, started):
+def record_round(store, args, judged, started, key=None):
     """Write a judged round's folder (an earlier run's folder moved to history first, never
     overwritten) with its manifest, then append its journal record. Returns the folder's path."""
     folder, decision = judged['result']['folder'], judged['decision']
@@ -79,8 +91,8 @@ def record_round(store, args, judged, started):
             store.write_json(os.path.join(folder, name), content)
         else:
             store.write_text(os.path.join(folder, name), content)
-    store.write_manifest(folder)
-    Journal(store, args['run_id']).append(
+    store.write_manifest(folder, key)
+    Journal(store, args['run_id'], key).append(
         args['wave'], decision['step'], phase=args['phase'], label=args['label'], started=started,
         finished=judged['result']['decided_epoch'], outcome=decision['outcome'], next_step=decision['next_step'],
         reasons=decision['reasons'], artifact=folder,
@@ -89,13 +101,13 @@ def record_round(store, args, judged, started):
     return store.path(folder)
 
 
-def record_step(store, args):
+def record_step(store, args, key=None):
     """Append a step that is not a judged round (wave_journal's arguments): the run's start, a
     pre-flight, a host's deploy, a person's answer to a round that asked, a rollback. A person's
     answer and an automatic rollback are also written beside their round (approval.json,
     rollback.json, the manifest renewed); a rollback run's record goes to rollbacks/. Returns
     (record, path of the file written beside it or None)."""
-    journal = Journal(store, args['run_id'])
+    journal = Journal(store, args['run_id'], key)
     step, detail = args['step'], dict(args.get('detail') or {})
     fields = {k: args.get(k) for k in ('phase', 'host', 'label', 'started', 'finished', 'outcome', 'reasons')}
     monitoring = args.get('kind') == 'monitor'
@@ -126,13 +138,13 @@ def record_step(store, args):
     if beside:
         store.write_json(beside, record)
         if args.get('label'):
-            store.write_manifest(os.path.dirname(beside))
+            store.write_manifest(os.path.dirname(beside), key)
     return record, store.path(beside) if beside else None
 
 
-def record_gate(store, plan, run_id, phase):
+def record_gate(store, plan, run_id, phase, key=None):
     """The phase's go/no-go, read from the journal's rounds and appended to it."""
-    journal = Journal(store, run_id)
+    journal = Journal(store, run_id, key)
     records = journal.records()
     gate = fleet_policy.decide_gate(records, phase)
     watched = [r for r in records if r.get('phase') == phase and r['step'] in fleet_policy.ROUND_STEPS]
@@ -141,10 +153,10 @@ def record_gate(store, plan, run_id, phase):
     return gate
 
 
-def record_wave(store, plan, run_id):
+def record_wave(store, plan, run_id, key=None):
     """The wave's decision, read from the journal and appended to it; then decision.json,
     report.md and the run's checklist.md, all rendered from the journal."""
-    journal = Journal(store, run_id)
+    journal = Journal(store, run_id, key)
     records = journal.records()
     decided = fleet_policy.decide_wave(plan, records)
     run = next((r for r in records if r['step'] == RUN), {})
@@ -154,22 +166,32 @@ def record_wave(store, plan, run_id):
     records = journal.records()
     run = next((r for r in records if r['step'] == RUN), {})
     report = render_report(plan, decided, records)
-    store.write_json(Layout.wave_decision(plan['wave']),
-                     dict(wave=plan['wave'], run_id=run_id, outcome=decided['outcome'], reasons=decided['reasons'],
-                          checkpoints=decided['rows'], started=run.get('started'), decided=records[-1]['finished'],
-                          journal=Layout.journal(run_id)))
+    # Signed: the next wave's pre-flight starts only on this file's GO.
+    store.write_json(Layout.wave_decision(plan['wave']), fleet_evidence.seal(key, dict(
+        wave=plan['wave'], run_id=run_id, outcome=decided['outcome'], reasons=decided['reasons'],
+        checkpoints=decided['rows'], started=run.get('started'), decided=records[-1]['finished'],
+        journal=Layout.journal(run_id))))
     store.write_text(Layout.wave_report(plan['wave']), report)
     store.write_text(Layout.checklist(run_id), render_checklist(records))
     return dict(decided, report=report, report_path=store.path(Layout.wave_report(plan['wave'])),
                 checklist_path=store.path(Layout.checklist(run_id)))
 
 
-def previous_outcome(store, wave):
-    """The recorded outcome of a wave (GO / NO-GO), or None when none is recorded."""
+def previous_outcome(store, wave, key=None):
+    """The recorded outcome of a wave (GO / NO-GO), or None when none is recorded. With a key the
+    decision must be signed by it and name that wave (a decision copied from another wave's folder
+    is refused too): fleet_evidence.EvidenceError names the file and what failed."""
     if not wave:
         return None
     recorded = store.read_json(Layout.wave_decision(wave))
-    return (recorded or {}).get('outcome')
+    if recorded is None:
+        return None
+    if key is not None:
+        where = store.path(Layout.wave_decision(wave))
+        fleet_evidence.verify(key, recorded, where)
+        if recorded.get('wave') != wave:
+            raise fleet_evidence.EvidenceError('%s: signed for wave %r, not %r' % (where, recorded.get('wave'), wave))
+    return recorded.get('outcome') if isinstance(recorded, dict) else None
 
 
 def plan_of(records):

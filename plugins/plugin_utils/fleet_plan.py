@@ -10,15 +10,13 @@ import re
 import string
 
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import MAX_ROUNDS_PER_WAVE, out_of_range
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import name_problem
 
 # Matched with fullmatch: `$` would accept a trailing newline (a YAML `|` block gives one).
 NAME_RE = re.compile(r'[a-z0-9][a-z0-9-]*')  # one NATS subject token, also a unit/file name
 UUID_RE = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
-LABEL_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9+._-]*')  # becomes a folder name
 SUBJECT_TOKEN_RE = re.compile(r'[A-Za-z0-9_-]+')
 PATTERN_FIELDS = {'name', 'id', 'cluster'}
-# Names that sit beside the checkpoint folders in checkpoints/<wave>/.
-RESERVED_LABELS = {'history', 'monitor', 'decision.json', 'report.md', 'MANIFEST.sha256'}
 
 
 class PlanError(Exception):
@@ -98,10 +96,8 @@ def _check_schedule(wave, phase_name, checkpoints, labels, problems):
         label, at = cp['label'], cp['at']
         if isinstance(label, str) and label.endswith('-verification'):
             problems.append('%s.label: %r is reserved for the verification window' % (here, label))
-        elif isinstance(label, str) and label in RESERVED_LABELS:
-            problems.append('%s.label: %r is reserved (it names a file or folder of the wave)' % (here, label))
-        elif not isinstance(label, str) or not LABEL_RE.fullmatch(label):
-            problems.append('%s.label: %r is not usable as a folder name' % (here, label))
+        elif name_problem('%s.label' % here, label):
+            problems.append(name_problem('%s.label' % here, label))
         elif label in labels:
             problems.append('%s.label: %r is used twice in wave %s' % (here, label, wave))
         else:
@@ -138,6 +134,15 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
                stagger, verify_window, monitor_interval):
     """Validate everything a wave run depends on; return the plan or raise PlanError."""
     problems = []
+    # A wave's name becomes checkpoints/<wave>/ (and a previous wave's is read from there): '..',
+    # '/' or 'audit' would put a wave's folders over other artifacts.
+    problem = name_problem('wave (wave_name)', wave)
+    if problem:
+        raise PlanError([problem])
+    for name in waves if isinstance(waves, dict) else ():
+        problem = name_problem('fleet_waves.%s' % name, name)
+        if problem:
+            problems.append(problem + ' (a wave name)')
     _check_agents(agents, problems)
     _check_pattern('fleet_subject_legacy', subject_legacy, problems)
     _check_pattern('fleet_subject_unified', subject_unified, problems)
@@ -162,8 +167,10 @@ def build_plan(wave, agents, waves, schedule, subject_legacy, subject_unified,
     plan_phases, in_wave, labels = [], [], set()
     for i, phase in enumerate(phases):
         where = 'fleet_waves.%s.phases[%d]' % (wave, i)
-        if not isinstance(phase, dict) or not isinstance(phase.get('name'), str) or not LABEL_RE.fullmatch(phase['name']):
-            problems.append('%s.name: every phase needs a name usable as a folder name' % where)
+        problem = name_problem('%s.name' % where, phase.get('name') if isinstance(phase, dict) else None)
+        if problem:
+            problems.append('%s.name: every phase needs a name usable as a folder name (%s)'
+                            % (where, problem.split(': ', 1)[1]))
             continue
         names = phase.get('agents')
         if not isinstance(names, list) or not names:

@@ -166,8 +166,15 @@ def sandbox():
 @pytest.fixture(scope="session")
 def wave1_go(sandbox, tmp_path_factory):
     """Wave 1 GO recorded, as wave 2's pre-flight requires."""
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_artifacts, fleet_evidence, fleet_journal
     decision = ARTIFACTS / "checkpoints/wave1/decision.json"
-    if not (decision.exists() and json.loads(decision.read_text())["outcome"] == "GO"):
+    sandbox_vars = yaml.safe_load((ROOT / "inventory/sandbox/group_vars/all/50-sandbox.yml").read_text())
+    try:  # a GO left by a run before the evidence key (unsigned) does not count: wave 2 would refuse it
+        recorded = fleet_journal.previous_outcome(fleet_artifacts.ArtifactStore(ARTIFACTS), "wave1",
+                                                  fleet_evidence.key_from(sandbox_vars["fleet_evidence_key"]))
+    except fleet_evidence.EvidenceError:
+        recorded = None
+    if recorded != "GO":
         run = run_playbook(tmp_path_factory.mktemp("wave1"), "wave1.yml")
         assert run.rc == 0, run.stdout[-3000:]
     return decision

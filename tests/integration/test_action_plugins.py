@@ -24,6 +24,9 @@ pytestmark = pytest.mark.integration
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "inventory/production/group_vars/all/00-contract.yml"
+# fleet_evidence_key for these runs: waves refuse to start without one (fleet_evidence).
+EVIDENCE_VARS = pathlib.Path(__file__).with_name("evidence_key.yml")
+EVIDENCE_KEY = yaml.safe_load(EVIDENCE_VARS.read_text())["fleet_evidence_key"]
 PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 COLLECTION = "fleetwave.rollout"
 
@@ -58,7 +61,7 @@ class Run:
         return self.results[task]
 
 
-def run_playbook(workdir, tasks, *args, vars_files=(str(CONTRACT),)):
+def run_playbook(workdir, tasks, *args, vars_files=(str(CONTRACT), str(EVIDENCE_VARS))):
     """Write a one-play playbook of `tasks` into workdir and run it there on localhost."""
     workdir.mkdir(parents=True, exist_ok=True)
     play = dict(name="exercise the action plugins", hosts="localhost", gather_facts=False,
@@ -361,7 +364,7 @@ for _t in CONTROL_ON_UNIFIED["targets"]:
 # five latency samples per instance: the required test-vs-control comparison cannot be made.
 FEW_SAMPLES = fake_probe(HOSTS, ["network-expert"], ["graph-expert"], samples=SAMPLES[:5])
 FEW_SAMPLES_REASON = "comparison latency_ms too few samples (required): n 10 test / 10 control, need 20 on each side"
-ARTIFACTS = ["MANIFEST.sha256", "comparison.json", "decision.json", "measurements.json", "observations.json",
+ARTIFACTS = ["MANIFEST.sha256", "MANIFEST.sha256.hmac", "comparison.json", "decision.json", "measurements.json", "observations.json",
              "summary.md"]
 
 
@@ -506,7 +509,10 @@ def test_checkpoint_manifest_passes_sha256sum(checkpoint_run):
     folder = checkpoint_run.workdir / "store/checkpoints/wave2/T+1h"
     check = sha256sum_check(folder)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert sorted(check.stdout.splitlines()) == ["%s: OK" % n for n in ARTIFACTS if n != "MANIFEST.sha256"]
+    # The manifest lists every file but itself and its signature (MANIFEST.sha256.hmac), which signs it.
+    assert sorted(check.stdout.splitlines()) == ["%s: OK" % n for n in ARTIFACTS if not n.startswith("MANIFEST")]
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_artifacts, fleet_evidence
+    fleet_artifacts.ArtifactStore(folder).verify_manifest(".", fleet_evidence.EvidenceKey(EVIDENCE_KEY))
 
 
 def test_checkpoint_no_go_names_the_criterion_and_the_instance(checkpoint_run):
@@ -930,7 +936,7 @@ def test_journal_approval_of_an_asking_round_proceeds_when_accepted(journal_run)
     check = sha256sum_check(folder)
     assert check.returncode == 0, check.stdout + check.stderr
     assert sorted(check.stdout.splitlines()) == ["%s: OK" % n for n in sorted(ARTIFACTS + ["approval.json"])
-                                                 if n != "MANIFEST.sha256"]
+                                                 if not n.startswith("MANIFEST")]
 
 
 def test_journal_approval_of_an_asking_round_stops_when_not_accepted(journal_run):
@@ -1036,6 +1042,8 @@ def decision_run(tmp_path_factory):
     (torn / "runs/run-1/journal.jsonl").write_text('{"seq": 1, "step": "run"}\n{not json}\n')
     (work / "unreadable/checkpoints/wave1").mkdir(parents=True)
     (work / "unreadable/checkpoints/wave1/decision.json").write_text("not json")
+    forge_decisions(work)
+    forged_approval = forge_approval_line()
     return run_playbook(work, [
         plan_task(PLAN_WAVE1),
         # --- a whole run, every step journaled: GO
@@ -1127,7 +1135,62 @@ def decision_run(tmp_path_factory):
         task("wave1 has no previous wave", "wave_plan", dict(PLAN_WAVE1, artifacts_dir=str(go))),
         task("wave2 after an unreadable decision", "wave_plan",
              dict(PLAN_ARGS, artifacts_dir=str(work / "unreadable"))),
+        *[task("wave2 after a %s wave1 GO" % how, "wave_plan", dict(PLAN_ARGS, artifacts_dir=str(work / how)))
+          for how in FORGED_DECISIONS],
+        # --- a person's approval added to the journal by hand, its hash recomputed without the key
+        task("forged: start", "wave_journal", start_run(work / "forged", "run-1")),
+        task("forged: first checkpoint", "wave_checkpoint", wave1_checkpoint(work / "forged", "run-1"),
+             loop=["phase1-verification"]),
+        task("forged: T+1h asks", "wave_checkpoint",
+             wave1_checkpoint(work / "forged", "run-1", label="T+1h", **WAVE1_FEW_SAMPLES)),
+        {"name": "forged: an approval written by hand", "ansible.builtin.lineinfile": dict(
+            path=str(work / "forged/runs/run-1/journal.jsonl"), line=forged_approval, insertafter="EOF")},
+        task("go/no-go after a forged approval", "wave_decision",
+             decision(work / "forged", "run-1", scope="phase", phase="phase1")),
     ])
+
+
+# issue 8 part 6, "Artifacts are trusted as input": a decision.json saying GO was enough.
+FORGED_DECISIONS = {
+    "hand-written": "not signed",
+    "edited": "does not match its content",
+    "rehashed": "does not match its content",
+    "foreign-key": "signed with key",
+    "copied": "signed for wave 'wave2', not 'wave1'",
+}
+
+
+def forge_decisions(work):
+    """wave1 decisions a person could write without the key: from scratch, a signed NO-GO turned
+    GO, the same with its signature recomputed as a plain SHA-256, one signed with another key, and
+    wave2's signed GO copied into wave1's folder."""
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence as ev
+    import hashlib
+    key, other = ev.EvidenceKey(EVIDENCE_KEY), ev.EvidenceKey("someone-elses-evidence-key")
+    base = dict(wave="wave1", run_id="run-9", outcome="NO-GO", reasons=[], checkpoints=[])
+    edited = dict(ev.seal(key, base), outcome="GO")
+    rehashed = dict(base, outcome="GO")
+    rehashed["evidence"] = dict(alg="hmac-sha256", key_id=key.key_id,
+                                mac=hashlib.sha256(ev.canonical(rehashed)).hexdigest())
+    decisions = {"hand-written": dict(base, outcome="GO"), "edited": edited, "rehashed": rehashed,
+                 "foreign-key": ev.seal(other, dict(base, outcome="GO")),
+                 "copied": ev.seal(key, dict(base, wave="wave2", outcome="GO"))}
+    for how, record in decisions.items():
+        folder = work / how / "checkpoints/wave1"
+        folder.mkdir(parents=True)
+        (folder / "decision.json").write_text(json.dumps(record))
+
+
+def forge_approval_line():
+    """An approval of T+1h as wave_journal would journal it, its signature a plain SHA-256."""
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence as ev
+    import hashlib
+    record = dict(seq=4, run_id="run-1", wave="wave1", step="approval", phase="phase1", label="T+1h", host=None,
+                  started=None, finished=utc(T0), outcome="accepted", next_step="proceed", reasons=[],
+                  artifact="checkpoints/wave1/T+1h", detail=dict(approved=True))
+    record["evidence"] = dict(alg="hmac-sha256", key_id=ev.EvidenceKey(EVIDENCE_KEY).key_id,
+                              mac=hashlib.sha256(ev.canonical(record)).hexdigest())
+    return json.dumps(record, sort_keys=True)
 
 
 def test_decision_go_when_every_checkpoint_of_this_run_is_go(decision_run):
@@ -1363,11 +1426,103 @@ def test_wave_plan_returns_the_previous_waves_recorded_outcome(decision_run, nam
     assert result["plan"]["previous_outcome"] == outcome
 
 
+@pytest.mark.parametrize("how", sorted(FORGED_DECISIONS))
+def test_artifacts_are_trusted_as_input_a_forged_previous_go_is_refused(decision_run, how):
+    result = decision_run["wave2 after a %s wave1 GO" % how]
+    path = decision_run.workdir / how / "checkpoints/wave1/decision.json"
+    assert result["failed"] and "plan" not in result
+    assert result["msg"].startswith("the previous wave's decision is refused (nothing was changed): %s: " % path)
+    assert FORGED_DECISIONS[how] in result["msg"]
+
+
+def test_wave_plan_accepts_the_previous_go_signed_with_the_key(decision_run):
+    decided = read_json(decision_run.workdir / "go/checkpoints/wave1/decision.json")
+    assert decided["evidence"]["alg"] == "hmac-sha256" and len(decided["evidence"]["mac"]) == 64
+    assert decision_run["wave2 after wave1 GO"]["plan"]["evidence"]["key_id"] == decided["evidence"]["key_id"]
+
+
+def test_artifacts_are_trusted_as_input_a_forged_approval_is_refused(decision_run):
+    result = decision_run["go/no-go after a forged approval"]
+    journal_path = decision_run.workdir / "forged/runs/run-1/journal.jsonl"
+    assert result["failed"] and "outcome" not in result
+    assert "%s record 4: the hmac-sha256 signature" % journal_path in result["msg"]
+    assert "does not match its content" in result["msg"]
+    assert [r["step"] for r in journal(decision_run.workdir / "forged", "run-1")][-1] == "approval"  # nothing added
+
+
 def test_wave_plan_fails_on_an_unreadable_previous_decision(decision_run):
     result = decision_run["wave2 after an unreadable decision"]
     path = decision_run.workdir / "unreadable/checkpoints/wave1/decision.json"
     assert result["failed"] and "plan" not in result
     assert result["msg"].startswith("cannot read the previous wave's decision: %s is not valid JSON" % path)
+
+
+def test_artifacts_are_trusted_as_input_a_wave_named_outside_its_folder_is_refused_by_every_action(tmp_path):
+    """wave='..' with label 'audit' wrote into artifacts/audit/: refused before anything is written."""
+    store = tmp_path / "store"
+    run = run_playbook(tmp_path, [
+        task("plan ..", "wave_plan", dict(PLAN_ARGS, wave="..")),
+        task("journal ..", "wave_journal", dict(artifacts_dir=str(store), run_id="run-1", wave="..", step="run",
+                                                outcome="ok")),
+        task("rollback into audit", "wave_journal", dict(artifacts_dir=str(store), run_id="run-1", wave="audit",
+                                                         step="rollback", label="x", outcome="rolled back")),
+        task("decide ..", "wave_decision", dict(plan=dict(wave="../x"), run_id="run-1", artifacts_dir=str(store))),
+    ])
+    assert run["plan .."]["failed"] and run["plan .."]["problems"] == [
+        "wave (wave_name): '..' is not usable as a folder name (allowed: a letter or digit, then letters, digits, +, "
+        "., _ or - ([A-Za-z0-9][A-Za-z0-9+._-]*))"]
+    assert run["journal .."]["msg"].startswith("wave_journal: wave: '..' is not usable as a folder name (allowed: ")
+    assert run["rollback into audit"]["msg"].startswith("wave_journal: wave: 'audit' is reserved")
+    assert run["decide .."]["msg"].startswith("wave_decision: plan.wave: '../x' is not usable as a folder name")
+    assert files_under(store) == []
+
+
+# ================================================================================ the evidence key
+
+def test_wave_plan_without_an_evidence_key_refuses_to_start_and_says_how_to_set_one(tmp_path):
+    run = run_playbook(tmp_path, [task("plan", "wave_plan", PLAN_ARGS)], vars_files=(str(CONTRACT),))
+    result = run["plan"]
+    assert result["failed"] and "plan" not in result
+    assert result["msg"].startswith("wave2: no evidence key, so its decision, checkpoints and journal could not be "
+                                    "signed (nothing was changed): set fleet_evidence_key in the inventory from vault")
+    assert "fleet_evidence_unsigned: true" in result["msg"]
+
+
+def test_wave_plan_runs_unsigned_only_when_told_and_the_plan_says_so(tmp_path):
+    run = run_playbook(tmp_path, [task("plan", "wave_plan", PLAN_ARGS)], "-e", "fleet_evidence_unsigned=true",
+                       vars_files=(str(CONTRACT),))
+    assert run["plan"]["plan"]["evidence"] == dict(signed=False, unsigned=True)
+
+
+def test_a_short_evidence_key_is_refused_without_showing_it(tmp_path):
+    run = run_playbook(tmp_path, [task("plan", "wave_plan", PLAN_ARGS)], "-e", "fleet_evidence_key=sh0rt-s3cret",
+                       vars_files=(str(CONTRACT),))
+    assert run["plan"]["failed"] and "fleet_evidence_key is not a usable key" in run["plan"]["msg"]
+    assert "sh0rt-s3cret" not in run.output + "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*")
+                                                      if p.is_file() and p.name != "play.yml")
+
+
+def test_the_evidence_key_appears_in_no_result_artifact_or_log(tmp_path):
+    """A whole signed run (plan, journal, rounds, an approval, a rollback record, the decision)
+    with the audit trail on: the key is in no output and no file written."""
+    store = tmp_path / "store"
+    run = run_playbook(tmp_path, [
+        plan_task(PLAN_WAVE1),
+        task("start", "wave_journal", start_run(store, "run-1")),
+        task("checkpoints", "wave_checkpoint", wave1_checkpoint(store, "run-1"), loop=["phase1-verification"]),
+        task("T+1h asks", "wave_checkpoint", wave1_checkpoint(store, "run-1", label="T+1h", **WAVE1_FEW_SAMPLES)),
+        task("accept", "wave_journal", approval(store, "run-1", "T+1h", True)),
+        task("record", "artifact_record", dict(artifacts_dir=str(store), path="checkpoints/wave1/T+1h/note.json",
+                                               manifest="checkpoints/wave1/T+1h", data={"a": 1})),
+        task("decide", "wave_decision", decision(store, "run-1")),
+        task("the next wave's plan", "wave_plan", dict(PLAN_ARGS, artifacts_dir=str(store))),
+    ])
+    assert not run["decide"].get("failed"), run["decide"].get("msg")
+    assert (store / "checkpoints/wave1/decision.json").exists() and list((tmp_path / "artifacts/audit").iterdir())
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "play.yml"]
+    assert len(written) > 10
+    leaks = [str(p) for p in written if EVIDENCE_KEY.encode() in p.read_bytes()]
+    assert EVIDENCE_KEY not in run.output and not leaks
 
 
 # ================================================================================ artifact_record

@@ -6,6 +6,7 @@ censored; scripts/audit-verify accepts it and names the line after one is edited
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -78,7 +79,7 @@ def test_the_run_succeeds_and_announces_the_trail(run):
 
 def test_the_trail_verifies(run):
     proc = subprocess.run([str(AUDIT_VERIFY), str(run.audit)], capture_output=True, text=True, timeout=30)
-    assert (proc.returncode, proc.stdout) == (0, "%s: OK (%d lines, chain intact)\n" % (run.audit, len(run.events)))
+    assert (proc.returncode, proc.stdout) == (0, "%s: OK (%d lines, chain intact, 1 anchors hold)\n" % (run.audit, len(run.events)))
     anchor = run.proc.stderr.split("anchor ")[1].split()[0]
     proc = subprocess.run([str(AUDIT_VERIFY), "--anchor", anchor, str(run.audit)], capture_output=True, text=True,
                           timeout=30)
@@ -159,7 +160,7 @@ def test_audit_verify_names_an_edited_line(run, tmp_path):
                           timeout=30)
     assert proc.returncode == 1
     assert proc.stdout.splitlines() == [
-        "%s: OK (%d lines, chain intact)" % (run.audit, len(lines)),
+        "%s: OK (%d lines, chain intact, 1 anchors hold)" % (run.audit, len(lines)),
         "%s: BROKEN at line %d: content does not match its own sha256 (the line was edited)" % (edited, k)]
 
 
@@ -186,3 +187,71 @@ def test_a_run_aborted_by_an_error_still_ends_its_trail(tmp_path):
         ("playbook_start", None), ("play_start", None), ("task_start", None), ("playbook_end", "aborted")]
     proc = subprocess.run([str(AUDIT_VERIFY), str(aborted.audit)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout
+
+
+# --- issue 8 part 6: the trail keyed with fleet_evidence_key, anchored while it runs -----------------
+
+KEY = "integration-audit-key-not-a-secret"
+
+
+@pytest.fixture(scope="module")
+def keyed_run(tmp_path_factory):
+    """PLAY with fleet_evidence_key in the inventory's group_vars, as a vault value would be."""
+    workdir = tmp_path_factory.mktemp("audit-keyed")
+    (workdir / "inventory/group_vars").mkdir(parents=True)
+    (workdir / "inventory/hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
+    (workdir / "inventory/group_vars/all.yml").write_text("fleet_evidence_key: %s\n" % KEY)
+    (workdir / "play.yml").write_text(yaml.safe_dump([PLAY], sort_keys=False))
+    audit = workdir / "trail" / "audit.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "FLEETWAVE_AUDIT_", "FLEET_"))}
+    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CALLBACKS_ENABLED="fleetwave.rollout.audit_trail",
+               FLEETWAVE_AUDIT_PATH=str(audit), ANSIBLE_LOCAL_TEMP=str(workdir / ".tmp"),
+               FLEETWAVE_AUDIT_ANCHOR_EVERY="5", ANSIBLE_SSH_CONTROL_PATH_DIR=str(workdir / ".cp"),
+               ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(PLAYBOOK), "-i", "inventory", "-c", "local", "play.yml",
+                           "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "secret=%s" % SECRET],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    return Run(proc, audit, None, None)
+
+
+def verify_with_key(*files):
+    env = dict(os.environ, FLEET_EVIDENCE_KEY=KEY)
+    return subprocess.run([str(AUDIT_VERIFY), *map(str, files)], capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_artifacts_are_trusted_as_input_the_trail_is_keyed_and_anchored_during_the_run(keyed_run):
+    assert keyed_run.proc.returncode == 0, keyed_run.output
+    assert all(e.get("mac") and e["key_id"] == keyed_run.events[0]["key_id"] for e in keyed_run.events)
+    anchors = [json.loads(line) for line in (keyed_run.audit.parent / "anchors.jsonl").read_text().splitlines()]
+    assert [a["seq"] for a in anchors][:3] == [5, 10, 15] and anchors[-1]["seq"] == len(keyed_run.events)
+    proc = verify_with_key(keyed_run.audit)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(
+        "OK (%d lines, chain intact, every mac valid (key %s), %d anchors hold)"
+        % (len(keyed_run.events), keyed_run.events[0]["key_id"], len(anchors)))
+
+
+def test_artifacts_are_trusted_as_input_audit_verify_names_a_rehashed_forgery(keyed_run, tmp_path):
+    lines = keyed_run.audit.read_bytes().splitlines()
+    k = next(n for n, e in enumerate(keyed_run.events, 1) if e.get("task") == "Change something" and "status" in e)
+    lines[k - 1] = lines[k - 1].replace(b'"changed":true', b'"changed":false')
+    out, head = [], "0" * 64
+    for raw in lines:  # every hash recomputed, as anyone who can write the file could
+        record = json.loads(raw)
+        record["prev"] = head
+        body = {key: v for key, v in record.items() if key not in ("sha256", "mac")}
+        record["sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        out.append(json.dumps(record, sort_keys=True, separators=(",", ":")).encode())
+        head = hashlib.sha256(out[-1]).hexdigest()
+    forged = tmp_path / "audit.jsonl"
+    forged.write_bytes(b"\n".join(out) + b"\n")
+    assert subprocess.run([str(AUDIT_VERIFY), str(forged)], capture_output=True, timeout=30).returncode == 0
+    proc = verify_with_key(forged)
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == ("%s: BROKEN at line %d: its mac does not match (the line was edited and its hashes "
+                                   "recomputed without the key)" % (forged, k))
+
+
+def test_the_evidence_key_is_nowhere_in_the_trail_anchors_or_output(keyed_run):
+    written = [p for p in keyed_run.audit.parent.rglob("*") if p.is_file()]
+    assert len(written) == 2
+    assert KEY not in keyed_run.output and not [p for p in written if KEY.encode() in p.read_bytes()]

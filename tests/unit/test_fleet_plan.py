@@ -10,6 +10,7 @@ import pytest
 import yaml
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import MAX_ROUNDS_PER_WAVE
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_plan
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import FOLDER_NAME_RULE, Layout
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import (
     PlanError, build_plan, rounds_count, watch_rounds)
 
@@ -171,7 +172,9 @@ def test_phase_agents_must_be_a_non_empty_list(inv, agents):
 def test_phase_needs_a_folder_name(inv, phase):
     inv["fleet_waves"]["wave2"]["phases"][0] = phase
     problems = problems_of(inv)
-    assert "fleet_waves.wave2.phases[0].name: every phase needs a name usable as a folder name" in problems
+    [problem] = [p for p in problems if p.startswith("fleet_waves.wave2.phases[0].name:")]
+    assert problem.startswith("fleet_waves.wave2.phases[0].name: every phase needs a name usable as a folder name (")
+    assert FOLDER_NAME_RULE in problem
 
 
 @pytest.mark.parametrize("phases", [[], None])
@@ -337,7 +340,8 @@ def test_verification_labels_are_reserved(inv):
 @pytest.mark.parametrize("label", ["T/1h", "../T+1h", "+1h", "", 3600, None])
 def test_label_must_be_usable_as_a_folder_name(inv, label):
     inv["wave_schedule"]["wave2"]["phase2"][0]["label"] = label
-    assert problems_of(inv) == ["wave_schedule.wave2.phase2[0].label: %r is not usable as a folder name" % (label,)]
+    assert problems_of(inv) == ["wave_schedule.wave2.phase2[0].label: %r is not usable as a folder name (allowed: %s)"
+                                % (label, FOLDER_NAME_RULE)]
 
 
 def test_label_used_twice_across_phases_of_a_wave(inv):
@@ -388,7 +392,8 @@ def test_previous_chain_must_not_loop(inv):
 
 def test_unhashable_label_is_a_problem_not_a_crash(inv):
     inv["wave_schedule"]["wave2"]["phase1"][0]["label"] = ["T+1h"]
-    assert problems_of(inv) == ["wave_schedule.wave2.phase1[0].label: ['T+1h'] is not usable as a folder name"]
+    assert problems_of(inv) == ["wave_schedule.wave2.phase1[0].label: ['T+1h'] is not usable as a folder name "
+                                "(allowed: %s)" % FOLDER_NAME_RULE]
 
 
 @pytest.mark.parametrize("pattern", ["agent.{name!x}", "agents.{id:d}"])
@@ -544,5 +549,33 @@ def test_watch_rounds_does_not_modify_the_watch():
 
 def test_monitor_is_a_reserved_label(inv):
     inv["wave_schedule"]["wave2"]["phase2"][0]["label"] = "monitor"
-    assert problems_of(inv) == ["wave_schedule.wave2.phase2[0].label: 'monitor' is reserved (it names a file or "
-                                "folder of the wave)"]
+    [problem] = problems_of(inv)
+    assert problem.startswith("wave_schedule.wave2.phase2[0].label: 'monitor' is reserved (it names a file or "
+                              "folder of the artifact store; reserved: ")
+
+
+# --- issue 8 part 6, "Artifacts are trusted as input": wave names were never validated -------------
+
+@pytest.mark.parametrize("wave", ["..", "../audit", "a/b", "audit", "history", "runs", ".hidden", "wave2\n", ""])
+def test_artifacts_are_trusted_as_input_wave_names_are_validated_like_labels(inv, wave):
+    """wave='..' with label 'audit' wrote into artifacts/audit/: the wave is refused, naming the
+    variable and the allowed pattern, before anything else is looked at."""
+    inv["fleet_waves"][wave] = inv["fleet_waves"]["wave2"]
+    inv["wave_schedule"][wave] = inv["wave_schedule"]["wave2"]
+    [problem] = problems_of(inv, wave)
+    assert problem.startswith("wave (wave_name): %r is " % wave)
+    assert FOLDER_NAME_RULE in problem or "is reserved" in problem
+
+
+def test_artifacts_are_trusted_as_input_every_wave_of_fleet_waves_is_named_by_the_rule(inv):
+    inv["fleet_waves"]["audit"] = {"phases": [{"name": "p", "agents": ["nats-expert"]}]}
+    assert any(p.startswith("fleet_waves.audit: 'audit' is reserved") for p in problems_of(inv))
+
+
+@pytest.mark.parametrize("wave, label", [("..", "audit"), ("a/../..", "x"), ("audit", "T+1h"), ("wave2", "../x")])
+def test_artifacts_are_trusted_as_input_layout_refuses_a_wave_or_label_outside_its_folder(wave, label):
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError
+    for path in (lambda: Layout.round_dir(wave, label), lambda: Layout.wave_decision(wave) + Layout.round_dir(wave, label),
+                 lambda: Layout.history_dir(wave, "run-1", label)):
+        with pytest.raises(ArtifactError, match="allowed|reserved"):
+            path()
