@@ -39,6 +39,10 @@ NATS_URL = FLEET_VARS["fleet_nats_url"]
 ARTIFACTS = Path(FLEET_VARS["fleet_artifacts_dir"])
 CONTRACT = yaml.safe_load((ROOT / "inventory/production/group_vars/all/00-contract.yml").read_text())
 AGENTS = CONTRACT["fleet_agents"]
+# For runs whose subject is not the schedule itself: wave 2 with one short checkpoint per phase.
+QUICK_WAVE2 = {"wave_stagger_seconds": 0, "wave_verify_window_seconds": 1,
+               "wave_schedule": {"wave2": {"phase1": [{"label": "phase1-T+2h", "at": 1}],
+                                           "phase2": [{"label": "T+24h", "at": 1}]}}}
 # scripts/sandbox on the test fleet, with its own names and ports whatever the user set for the sandbox.
 FLEET_ENV = dict({k: v for k, v in os.environ.items()
                   if k not in ("FLEETWAVE_NATS_PORT", "FLEETWAVE_NATS_MONITOR_PORT", "FLEETWAVE_CONTAINER_PREFIX")},

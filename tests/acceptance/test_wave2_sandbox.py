@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import AGENTS, ARTIFACTS, HOSTS, ROOT, env_flag, fleet_snapshot, gather, run_playbook, subject
+from .conftest import AGENTS, ARTIFACTS, HOSTS, QUICK_WAVE2, ROOT, env_flag, fleet_snapshot, gather, run_playbook, subject
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -20,10 +20,6 @@ WAVE2 = ("network-expert", "tdd-expert")
 CONTROL = ("graph-expert", "git-expert", "location-expert")
 LABELS = ["phase1-verification", "phase1-T+1h", "phase1-T+2h",
           "phase2-verification", "T+1h", "T+6h", "T+12h", "T+24h"]
-# For runs whose subject is not the schedule itself: one short checkpoint per phase.
-QUICK = {"wave_stagger_seconds": 0, "wave_verify_window_seconds": 1,
-         "wave_schedule": {"wave2": {"phase1": [{"label": "phase1-T+2h", "at": 1}],
-                                     "phase2": [{"label": "T+24h", "at": 1}]}}}
 
 
 def decision():
@@ -145,7 +141,7 @@ def test_wave2_agents_answer_on_both_subjects_and_control_stays_legacy(wave2):
 
 def test_a_second_run_changes_nothing_and_is_still_go(wave2, tmp_path):
     before = fleet_snapshot()
-    run = run_playbook(tmp_path, "wave2.yml", extravars=QUICK)
+    run = run_playbook(tmp_path, "wave2.yml", extravars=QUICK_WAVE2)
     assert run.rc == 0, run.stdout[-4000:]
     assert fleet_snapshot() == before, "a second run restarted an agent, took a backup or changed a file"
     assert decision()["outcome"] == "GO"
