@@ -81,6 +81,13 @@ def test_reference_agent_fault_knobs_are_written_off(read_env, env_path, agent):
     assert {key: env.get(key) for key in FAULTS_OFF} == FAULTS_OFF
 
 
+@pytest.mark.parametrize("agent", [FLIPPED] + UNTOUCHED)
+def test_env_file_is_readable_by_root_only_after_install_and_flip(host, env_path, agent):
+    # It may hold NATS credentials; systemd reads it as root before the agent drops privileges.
+    env = host.file(env_path(agent))
+    assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
+
+
 def test_unit_carries_the_installed_programs_checksum(host):
     # A new program changes the unit, and a changed unit restarts every agent (agent_service).
     sha1 = host.check_output("sha1sum %s", REFERENCE_AGENT).split()[0]
