@@ -184,7 +184,11 @@ def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
     assert record["step"] == "rollback" and record["outcome"] == "rolled back" and record["next_step"] == "stop"
     proof = record["detail"]["legacy_only"]
     assert proof["proven"] is True and proof["hosts"] == list(HOSTS), proof
-    assert sorted(proof["instances"]) == sorted("%s@%s" % (a, h) for a in WAVE2 for h in HOSTS), proof
+    # Every agent with a backup restored (wave 1's nats-expert too, and every one that was flipped),
+    # proven on every host.
+    restored = {b["agent"] for backups in record["detail"]["backups"].values() for b in backups}
+    assert {a for agents in flipped.values() for a in agents} <= restored, (flipped, restored)
+    assert sorted(proof["instances"]) == sorted("%s@%s" % (a, h) for a in restored for h in HOSTS), proof
     assert all(i["delivery"] == 1.0 and i["events_legacy"] > 0 and i["events_unified"] == 0
                and i["unified_replies"] == 0 for i in proof["instances"].values()), proof
     assert {h: sorted(a) for h, a in record["detail"]["changed"].items()} == flipped
