@@ -123,3 +123,18 @@ def check_docs():
         yaml.safe_load(module.EXAMPLES)
 
     return check
+
+
+# --- agent_env: each test module defines `env`, the env file it starts from -----------------------
+
+@pytest.fixture
+def backups(tmp_path):
+    return tmp_path / "backups"
+
+
+@pytest.fixture
+def agent_env(run_module, env, backups):
+    """agent_env with path (the module's `env` fixture) and backup_dir filled in; extra args as keywords."""
+    def run(check=False, diff=False, **args):
+        return run_module("agent_env", dict(dict(path=str(env), backup_dir=str(backups)), **args), check, diff)
+    return run

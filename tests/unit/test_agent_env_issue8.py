@@ -33,18 +33,6 @@ def env(tmp_path):
     return path
 
 
-@pytest.fixture
-def backups(tmp_path):
-    return tmp_path / "backups"
-
-
-@pytest.fixture
-def agent_env(run_module, env, backups):
-    def run(check=False, diff=False, **args):
-        return run_module("agent_env", dict(dict(path=str(env), backup_dir=str(backups)), **args), check, diff)
-    return run
-
-
 def assert_no_secret(result):
     shown = json.dumps(result)
     for secret in SECRETS:

@@ -30,19 +30,6 @@ def env(tmp_path):
     return path
 
 
-@pytest.fixture
-def backups(tmp_path):
-    return tmp_path / "backups"
-
-
-@pytest.fixture
-def agent_env(run_module, env, backups):
-    """agent_env with path/backup_dir filled in; extra args as keywords."""
-    def run(check=False, diff=False, **args):
-        return run_module("agent_env", dict(dict(path=str(env), backup_dir=str(backups)), **args), check, diff)
-    return run
-
-
 def snapshot(*paths):
     """Bytes of every file under the given paths, to prove nothing was written."""
     files = {}
