@@ -10,8 +10,10 @@ import hashlib
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -255,3 +257,47 @@ def test_the_evidence_key_is_nowhere_in_the_trail_anchors_or_output(keyed_run):
     written = [p for p in keyed_run.audit.parent.rglob("*") if p.is_file()]
     assert len(written) == 2
     assert KEY not in keyed_run.output and not [p for p in written if KEY.encode() in p.read_bytes()]
+
+
+def test_artifacts_are_trusted_as_input_a_trail_killed_with_sigkill_verifies_up_to_its_last_anchor(tmp_path):
+    """A real ansible-playbook run killed with SIGKILL mid-play: no exit hook, no printed anchor, yet
+    the anchors written while it ran vouch for its trail, and cutting the trail below one is caught."""
+    (tmp_path / "inventory/group_vars").mkdir(parents=True)
+    (tmp_path / "inventory/hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
+    (tmp_path / "inventory/group_vars/all.yml").write_text("fleet_evidence_key: %s\n" % KEY)
+    play = dict(name="Run until killed", hosts="localhost", gather_facts=False, tasks=[
+        {"name": "Report each item", "ansible.builtin.debug": {"msg": "{{ item }}"}, "loop": list(range(12))},
+        {"name": "Wait to be killed", "ansible.builtin.pause": {"seconds": 120}}])
+    (tmp_path / "play.yml").write_text(yaml.safe_dump([play], sort_keys=False))
+    audit, anchors = tmp_path / "trail" / "audit.jsonl", tmp_path / "trail" / "anchors.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "FLEETWAVE_AUDIT_", "FLEET_"))}
+    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CALLBACKS_ENABLED="fleetwave.rollout.audit_trail",
+               FLEETWAVE_AUDIT_PATH=str(audit), ANSIBLE_LOCAL_TEMP=str(tmp_path / ".tmp"),
+               FLEETWAVE_AUDIT_ANCHOR_EVERY="5", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.Popen([str(PLAYBOOK), "-i", "inventory", "-c", "local", "play.yml",
+                             "-e", "ansible_python_interpreter=%s" % sys.executable],
+                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (
+                audit.exists() and any('"Wait to be killed"' in line for line in audit.read_text().splitlines())):
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == -signal.SIGKILL, output
+    lines = audit.read_bytes().splitlines(keepends=True)
+    assert not any(json.loads(line)["event"] == "playbook_end" for line in lines)  # killed, not ended
+    last = [json.loads(line) for line in anchors.read_text().splitlines()][-1]
+    assert last["seq"] >= 10, last  # anchored while it ran: 12 items and the starts give 15+ lines
+    checked = verify_with_key(audit)
+    assert checked.returncode == 0 and "anchors hold" in checked.stdout, checked.stdout + checked.stderr
+    # Cut below the last anchor (as a tamperer hiding the last records would): refused, naming the line.
+    (tmp_path / "cut").mkdir()
+    cut = tmp_path / "cut" / "audit.jsonl"
+    cut.write_bytes(b"".join(lines[:last["seq"] - 1]))
+    (tmp_path / "cut" / "anchors.jsonl").write_bytes(anchors.read_bytes())
+    refused = verify_with_key(cut)
+    assert refused.returncode != 0 and "line %d" % last["seq"] in refused.stdout + refused.stderr, (
+        refused.stdout + refused.stderr)
