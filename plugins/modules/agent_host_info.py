@@ -17,6 +17,10 @@ description:
   - Two samples give the unit's CPU share in between - the difference of C(cpu_seconds) over the
     difference of C(sampled_at_uptime) - as long as C(main_pid) and C(metrics_source) are unchanged.
   - With O(since), also counts each unit's journal entries of priority C(err) or worse since then.
+  - Lists the established TCP connections of each running unit's processes (its main process and
+    their descendants) from C(/proc). The local address and port of each is how the NATS server
+    (C(/connz)) sees that client, so the server's view of each instance can be joined to its unit
+    without anything from the agent itself.
   - Read-only; never changes anything.
 version_added: "0.1.0"
 author: fleetwave maintainers
@@ -73,6 +77,10 @@ units:
       200 characters; null when C(journal_errors) is.
     - C(journal_error_note) (str) - why C(journal_errors) is null although O(since) was given;
       null otherwise.
+    - C(sockets) (list of dict) - the established TCP connections of the unit's processes, each
+      C(local_ip), C(local_port), C(remote_ip), C(remote_port) (IPv4-mapped IPv6 addresses as IPv4);
+      empty when the unit is not running.
+    - C(sockets_error) (str) - why C(sockets) could not be read (e.g. not root); null otherwise.
   returned: always
   type: dict
   sample:
@@ -90,6 +98,8 @@ units:
       journal_errors: 1
       journal_error_sample: ["ERROR reference-agent: lost connection to nats://127.0.0.1:4222"]
       journal_error_note: null
+      sockets: [{local_ip: 127.0.0.1, local_port: 40422, remote_ip: 127.0.0.1, remote_port: 4222}]
+      sockets_error: null
 load:
   description: The host's 1, 5 and 15 minute load averages.
   returned: always
@@ -122,6 +132,8 @@ sampled_at_uptime:
 import json
 import math
 import os
+import socket
+import sys
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -208,6 +220,90 @@ def unit_metrics(props, active, pid):
     return cpu, memory, source
 
 
+TCP_ESTABLISHED = '01'
+
+
+def _hex_address(text):
+    """An address of /proc/net/tcp{,6} ("0100007F:0FA6"): (ip, port). The kernel prints the IP as
+    32-bit words in host byte order; an IPv4-mapped IPv6 address is given as plain IPv4."""
+    ip_hex, port_hex = text.split(':')
+    raw = bytes.fromhex(ip_hex)
+    if sys.byteorder == 'little':
+        raw = b''.join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(raw) == 4:
+        ip = socket.inet_ntop(socket.AF_INET, raw)
+    else:
+        ip = socket.inet_ntop(socket.AF_INET6, raw)
+        if ip.startswith('::ffff:') and '.' in ip:
+            ip = ip[len('::ffff:'):]
+    return ip, int(port_hex, 16)
+
+
+def process_children():
+    """{parent pid: [child pids]} from /proc/<n>/stat (read once per module run, for every unit)."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        stat = _read('/proc/%s/stat' % entry)
+        if stat and ')' in stat:
+            fields = stat[stat.rindex(')') + 1:].split()
+            if len(fields) > 1 and fields[1].isdigit():
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def process_tree(pid, children):
+    """pid and every descendant of it."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.append(current)
+            todo.extend(children.get(current, []))
+    return found
+
+
+def _socket_inodes(pid):
+    inodes = set()
+    for fd in os.listdir('/proc/%d/fd' % pid):
+        try:
+            target = os.readlink('/proc/%d/fd/%s' % (pid, fd))
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith('socket:['):
+            inodes.add(target[len('socket:['):-1])
+    return inodes
+
+
+def unit_sockets(pid, children=None):
+    """(sockets, error): the established TCP connections of pid and its descendants, read from
+    their fds and their network namespace's /proc/<pid>/net/tcp{,6}; error names what failed.
+    children: process_children(), when several units are read at once."""
+    sockets = []
+    try:
+        pids = process_tree(pid, process_children() if children is None else children)
+        inodes = set()
+        for each in pids:
+            try:
+                inodes |= _socket_inodes(each)
+            except FileNotFoundError:
+                continue  # exited meanwhile
+        for table in ('tcp', 'tcp6'):
+            text = _read('/proc/%d/net/%s' % (pid, table)) or ''
+            for line in text.splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == TCP_ESTABLISHED and fields[9] in inodes:
+                    (local_ip, local_port), (remote_ip, remote_port) = _hex_address(fields[1]), _hex_address(fields[2])
+                    sockets.append(dict(local_ip=local_ip, local_port=local_port,
+                                        remote_ip=remote_ip, remote_port=remote_port))
+    except PermissionError as exc:
+        return [], 'permission denied reading %s (read the sockets as root: become)' % exc.filename
+    except (OSError, ValueError) as exc:
+        return [], 'reading the sockets of PID %d failed: %s' % (pid, exc)
+    return sorted(sockets, key=lambda s: (s['local_ip'], s['local_port'])), None
+
+
 def journal_errors(module, journalctl, unit, since):
     """(count, sample, note): the unit's journal entries of priority err or worse since `since`."""
     if journalctl is None:
@@ -240,7 +336,7 @@ def journal_errors(module, journalctl, unit, since):
     return len(messages), messages[-SAMPLE_SIZE:], None
 
 
-def read_unit(module, systemctl, unit, uptime, journalctl=None, since=None):
+def read_unit(module, systemctl, unit, uptime, journalctl=None, since=None, children=None):
     rc, out, err = module.run_command([systemctl, 'show', unit, '--property=' + ','.join(PROPERTIES)])
     if rc != 0:
         module.fail_json(msg='systemctl show %s failed (rc=%d): %s' % (unit, rc, err.strip()))
@@ -252,6 +348,7 @@ def read_unit(module, systemctl, unit, uptime, journalctl=None, since=None):
     errors = sample = note = None
     if since is not None:
         errors, sample, note = journal_errors(module, journalctl, unit, since)
+    sockets, sockets_error = unit_sockets(pid, children) if active == 'active' and pid else ([], None)
     return dict(
         unit=unit,
         load_state=props.get('LoadState'),
@@ -266,6 +363,8 @@ def read_unit(module, systemctl, unit, uptime, journalctl=None, since=None):
         journal_errors=errors,
         journal_error_sample=sample,
         journal_error_note=note,
+        sockets=sockets,
+        sockets_error=sockets_error,
     )
 
 
@@ -289,8 +388,9 @@ def main():
     with open('/proc/loadavg') as handle:
         load = [float(x) for x in handle.read().split()[:3]]
     ncpu = os.cpu_count()
+    children = process_children()
     units = {a: read_unit(module, systemctl, '%s@%s.service' % (module.params['unit_prefix'], a), uptime,
-                          journalctl, since)
+                          journalctl, since, children)
              for a in module.params['agents']}
     module.exit_json(changed=False, units=units, load=load, ncpu=ncpu,
                      load_per_cpu=round(load[0] / ncpu, 3) if ncpu else None,

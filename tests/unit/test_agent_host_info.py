@@ -107,7 +107,8 @@ def test_active_unit_is_reported_in_full(host_info, systemctl):
     assert result["units"] == {"network-expert": dict(
         unit="agent@network-expert.service", load_state="loaded", active_state="active", sub_state="running",
         main_pid=4242, n_restarts=0, active_seconds=600.25, cpu_seconds=None, memory_bytes=None,
-        metrics_source=None, journal_errors=None, journal_error_sample=None, journal_error_note=None)}
+        metrics_source=None, journal_errors=None, journal_error_sample=None, journal_error_note=None,
+        sockets=[], sockets_error=None)}
 
 
 def test_active_seconds_is_uptime_minus_activation_time(host_info, systemctl):
