@@ -177,14 +177,19 @@ async def gather(params):
         await nc.close()
 
 
-def check_expectations(params, hosts, no_responders):
-    """Return the failure message, or None when every expectation holds."""
+def check_expectations(params, hosts, no_responders, anonymous=0):
+    """Return the failure message, or None when every expectation holds. anonymous: replies that
+    named no host, said apart from silence so that an agent without the header is not called dead."""
     where = 'on %s via %s within %.1f s' % (params['subject'], redact_url(params['url']), params['timeout'])
     if params['expect_no_responders'] and not no_responders:
         return 'expected no responders %s, but %s answered' % (where, ', '.join(hosts) or 'somebody (a subscriber exists)')
     missing = [h for h in params['expect_hosts'] if h not in hosts]
     if missing:
         why = ' (the server reports no responders)' if no_responders else ''
+        if anonymous:
+            why = (': %d repl%s came, but nothing in %s names its host (no Agent-Host header, no host field);'
+                   ' prove the instance from the server\'s view instead' % (
+                       anonymous, 'y' if anonymous == 1 else 'ies', 'it' if anonymous == 1 else 'them'))
         return 'no reply from %s %s%s' % (', '.join(missing), where, why)
     unwanted = [h for h in params['forbid_hosts'] if h in hosts]
     if unwanted:
@@ -228,7 +233,7 @@ def main():
     hosts = sorted({r['host'] for r in replies if r['host']})
     result = dict(changed=False, replies=replies, hosts=hosts, no_responders=no_responders,
                   elapsed_ms=elapsed_ms, subject=params['subject'])
-    failure = check_expectations(params, hosts, no_responders)
+    failure = check_expectations(params, hosts, no_responders, sum(1 for r in replies if not r['host']))
     if failure:
         module.fail_json(msg=failure, **result)
     module.exit_json(**result)

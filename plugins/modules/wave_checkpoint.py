@@ -106,6 +106,27 @@ options:
   probe_error:
     description: Why there is no probe result, for the record.
     type: str
+  agents:
+    description:
+      - The probed agents as M(nats_probe) takes them (C(name), C(legacy), C(unified) subject
+        prefixes, C(unified_enabled)). When given, the NATS server's view of every instance is
+        judged from O(server) (the playbooks always give it) - each instance's own connection
+        subscribed on legacy, and on unified exactly when its flag is on, and no connection that
+        is not one of an agent's instances holding its command subjects (an impostor).
+    type: list
+    elements: dict
+  server:
+    description: The result of M(nats_server_info) for this round; null (or a failed result) is no
+      data, which fails every server check.
+    type: dict
+  server_error:
+    description: Why there is no server view, for the record.
+    type: str
+  complete:
+    description: Whether O(hosts) are all the hosts the agents run on. Only then is a connection
+      that is no instance an impostor; in a C(--limit) run it is recorded as unattributed.
+    type: bool
+    default: true
 notes:
   - In check mode the outcome is returned and nothing is written.
 '''

@@ -12,13 +12,35 @@ import time
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import Layout, utc
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import evaluate, load_criteria
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import ASK, ROLL_BACK, decide_round, describe
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import fleet_view
 
 
 def _check(checks, name, agent, host, expected, measured, ok):
     checks.append(dict(check=name, agent=agent, host=host, expected=expected, measured=measured, ok=bool(ok)))
 
 
-def evaluate_health(hosts, flipped, control, units, pings, baseline=None):
+def server_checks(checks, hosts, flipped, control, view, view_error=None):
+    """The NATS server's proof of each instance (fleet_server.fleet_view): subscribed as its flag
+    says, and no impostor on its command subjects. Without a view every check fails (no data)."""
+    missing = 'no server view: %s' % (view_error or 'the monitoring endpoint was not read')
+    for agent in list(flipped) + list(control):
+        expected = 'subscribed on legacy and unified' if agent in flipped else 'subscribed on legacy only'
+        for host in hosts:
+            found = (view or {}).get('instances', {}).get('%s@%s' % (agent, host))
+            if found is None:
+                measured = missing if view is None else 'not in the server view'
+            elif found['ok']:
+                measured = '%s (cid %s)' % (expected, ', '.join(str(c['cid']) for c in found['connections']))
+            else:
+                measured = found['problem']
+            _check(checks, 'server: subscriptions', agent, host, expected, measured, found is not None and found['ok'])
+        impostors = [i['described'] for i in (view or {}).get('impostors') or [] if agent in i['agents']]
+        _check(checks, 'no impostor on its command subjects', agent, None, 'none',
+               missing if view is None else ('; '.join(impostors) or 'none'), view is not None and not impostors)
+
+
+def evaluate_health(hosts, flipped, control, units, pings, baseline=None, view=None, view_error=None,
+                    judge_server=False):
     """Judge one checkpoint.
 
     hosts     hosts in scope
@@ -27,6 +49,7 @@ def evaluate_health(hosts, flipped, control, units, pings, baseline=None):
     units     {host: {agent: {active_state, n_restarts, ...}}} from agent_host_info
     pings     [{agent, via: legacy|unified, hosts: [...], no_responders: bool}] from nats_request
     baseline  {host: {agent: n_restarts}} at the start of the watch; a higher count is a crash
+    view      fleet_server.fleet_view of the round (judged with judge_server; None: no data)
     """
     checks = []
     baseline = baseline or {}
@@ -52,6 +75,8 @@ def evaluate_health(hosts, flipped, control, units, pings, baseline=None):
             _check(checks, 'legacy only (control)', agent, None, 'no responders on unified',
                    None if ping is None else ('no responders' if ping['no_responders'] else ping['hosts']),
                    ping is not None and ping['no_responders'] is True)
+    if judge_server:
+        server_checks(checks, hosts, flipped, control, view, view_error)
     return dict(checks=checks, failures=[c for c in checks if not c['ok']])
 
 
@@ -179,14 +204,19 @@ def measure(hosts, test, reference, probe, info, baseline):
                 if side != 'test':
                     continue
                 publish = instance.get('publish_time_ms') or {}
+                # Events name their instance only when the agents carry a host header; without one
+                # the event figures are the agent type's, judged for each of its instances.
+                by_instance = instance.get('events', True) is not None
+                events_of = instance if by_instance else probe_agents.get(agent) or {}
                 per_agent[instance_key(agent, host)] = dict(
                     uptime_pct=_uptime_pct(unit, elapsed),
                     error_rate_pct=_pct(instance.get('error_rate')),
                     delivery_pct=_pct(instance.get('delivery')),
                     latency_p50_ms=lat.get('p50'),
                     latency_p99_ms=lat.get('p99'),
-                    dual_publish_success_pct=_pct(instance.get('dual_publish_success')),
-                    unified_share_pct=_pct(instance.get('unified_share')),
+                    dual_publish_success_pct=_pct(events_of.get('dual_publish_success')),
+                    unified_share_pct=_pct(events_of.get('unified_share')),
+                    events_judged_per=('instance' if by_instance else 'agent type') if probe else None,
                     publish_time_ms=publish.get('p99'),
                     agent_crashes=_crashes(unit, before),
                     journal_errors=(unit or {}).get('journal_errors'),
@@ -258,6 +288,17 @@ def _probe(args):
     return probe, error
 
 
+def _server(args):
+    """The server's view of the round (fleet_server.fleet_view) and why there is none; not judged
+    (None, None) when the caller names no agents (the playbooks always do)."""
+    if not args.get('agents'):
+        return None, None
+    server = args.get('server') or None
+    if server is None or 'connections' not in server:
+        return None, args.get('server_error') or (server or {}).get('msg') or 'the monitoring endpoint was not read'
+    return fleet_view(server, args['info'] or {}, args['agents'], args['hosts'], args.get('complete', True)), None
+
+
 def judge_round(args):
     """Judge one checkpoint or monitoring round (args as wave_checkpoint takes them). Returns
     result (what the task returns), decision (decision.json) and files (the folder's content)."""
@@ -268,10 +309,17 @@ def judge_round(args):
     probe, probe_error = _probe(args)
     measurements = measure(hosts, args['test'], args['reference'], probe, info, baseline)
     gate = evaluate(triggers_only(criteria) if monitoring else criteria, measurements)
+    per_type = sorted({key.split('@')[0] for key, f in measurements['per_agent'].items()
+                       if f.get('events_judged_per') == 'agent type'})
+    if per_type and not monitoring:
+        gate['notes'].append('events of %s name no host (no Agent-Host header): their dual publishing and unified '
+                             'share are the agent type\'s, judged for each instance' % ', '.join(per_type))
     units = {h: (info.get(h) or {}).get('units') or {} for h in hosts}
     restarts = {h: {a: u.get('n_restarts') for a, u in ((baseline.get(h) or {}).get('units') or {}).items()}
                 for h in hosts}
-    health = evaluate_health(hosts, args['test'], args['control'], units, probe_pings(probe), restarts)
+    view, view_error = _server(args)
+    health = evaluate_health(hosts, args['test'], args['control'], units, probe_pings(probe), restarts,
+                             view=view, view_error=view_error, judge_server=bool(args.get('agents')))
     verdict = decide_round(gate, health, criteria.get('on_trigger', ROLL_BACK),
                            (criteria.get('comparison') or {}).get('on_inconclusive', ASK),
                            probe_error=(probe_error or 'no probe result') if probe is None else None)
@@ -288,7 +336,8 @@ def judge_round(args):
         health=health['checks'])
     head = '%s %s %s: %s' % (args['wave'], step, args['label'], verdict['outcome'])
     files = {
-        'observations.json': dict(hosts=info, baseline=baseline, probe=probe, probe_error=probe_error),
+        'observations.json': dict(hosts=info, baseline=baseline, probe=probe, probe_error=probe_error,
+                                  server_view=view, server_error=view_error),
         'measurements.json': dict(per_agent=measurements['per_agent'], wave=measurements['wave'],
                                   samples={side: {m: len(v) for m, v in metrics.items()}
                                            for side, metrics in measurements['samples'].items()}),

@@ -117,6 +117,37 @@ def test_missing_expected_host_fails_naming_host_subject_url_and_timeout(fleet, 
     assert result["hosts"] == HOSTS  # what did answer is still reported
 
 
+def test_replies_that_name_no_host_are_not_called_silence(request_, nats_server):
+    """An agent written to the contract alone answers without saying where from (issue 9)."""
+    responder = subprocess.Popen([sys.executable, "-c", ANONYMOUS_RESPONDER, nats_server.url],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert responder.stdout.readline().strip() == "ready"
+        result, _ = request_("agent.anonymous.cmd.ping", timeout=0.5, expect_hosts=["dgx-1"])
+    finally:
+        responder.stdin.close()
+        responder.wait(10)
+    assert result["failed"] and result["hosts"] == [] and len(result["replies"]) == 1
+    assert result["msg"] == ("no reply from dgx-1 on agent.anonymous.cmd.ping via %s within 0.5 s: 1 reply came, "
+                             "but nothing in it names its host (no Agent-Host header, no host field); prove the "
+                             "instance from the server's view instead" % nats_server.url)
+
+
+ANONYMOUS_RESPONDER = """
+import asyncio, sys, nats
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    async def answer(msg):
+        await msg.respond(b'{"ok": true}')
+    await nc.subscribe("agent.anonymous.cmd.ping", cb=answer)
+    await nc.flush()
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await nc.close()
+asyncio.run(main())
+"""
+
+
 def test_forbidden_host_that_answers_fails(fleet, request_, nats_server):
     result, _ = request_(LEGACY, timeout=0.5, forbid_hosts=["dgx-2", "dgx-7"])
     assert result["failed"]

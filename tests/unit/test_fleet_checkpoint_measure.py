@@ -135,7 +135,30 @@ def test_every_test_agent_on_every_host_is_keyed(obs):
 def test_instance_figures_have_every_metric(obs):
     assert set(figures(obs)) == {"uptime_pct", "error_rate_pct", "delivery_pct", "latency_p50_ms", "latency_p99_ms",
                                  "dual_publish_success_pct", "unified_share_pct", "publish_time_ms", "agent_crashes",
-                                 "journal_errors", "requests"}
+                                 "journal_errors", "requests", "events_judged_per"}
+    assert figures(obs)["events_judged_per"] == "instance"
+
+
+def test_events_that_name_no_host_are_judged_per_agent_type_for_each_instance(obs):
+    """An agent written to the contract alone sends no Agent-Host header: the probe cannot tell its
+    instances' events apart (instance events None), so the agent type's figure stands for each."""
+    agent = obs["probe"]["agents"][0]
+    agent.update(dual_publish_success=0.97, unified_share=0.4)
+    for entry in agent["instances"]:
+        entry.update(events=None, dual_publish_success=None, unified_share=None)
+    for host in HOSTS:
+        found = figures(obs, host=host)
+        assert (found["dual_publish_success_pct"], found["unified_share_pct"]) == (97.0, 40.0)
+        assert found["events_judged_per"] == "agent type"
+    judged = judge_round(round_args(obs))
+    assert judged["result"]["outcome"] == "NO-GO"
+    assert ("primary dual_publish_success failed on network-expert@dgx-1: dual_publish_success_pct 97 is not > 99 %"
+            in judged["result"]["reasons"])
+    assert ("events of network-expert name no host (no Agent-Host header): their dual publishing and unified share "
+            "are the agent type's, judged for each instance") in judged["files"]["summary.md"]
+    # Without data on the agent type either, it is no data, never a pass.
+    agent.update(dual_publish_success=None)
+    assert figures(obs)["dual_publish_success_pct"] is None
 
 
 def test_instance_figures_come_from_that_instance_only(obs):
@@ -702,6 +725,23 @@ def test_round_summary_marks_failures_fired_triggers_and_missing_data(obs):
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
+def server_of(obs, unified=None, extra=()):
+    """The server's view that matches obs: each instance one connection, from a socket of its unit,
+    subscribed as its flag says (unified: {(agent, host): bool} to change that); extra connections."""
+    agents, connections, port = [], list(extra), 40000
+    for name in obs["test"] + obs["reference"]:
+        on = name in obs["test"]
+        agents.append(dict(name=name, legacy="agent." + name, unified="agents.c." + name, unified_enabled=on))
+        for host in obs["hosts"]:
+            port += 1
+            obs["info"][host]["units"][name]["sockets"] = [dict(local_ip="127.0.0.1", local_port=port)]
+            subjects = ["agent.%s.cmd.>" % name] + (["agents.c.%s.cmd.>" % name]
+                                                   if (unified or {}).get((name, host), on) else [])
+            connections.append(dict(cid=port - 40000, ip="127.0.0.1", port=port,
+                                    subscriptions=[dict(subject=x, queue=name) for x in subjects]))
+    return dict(agents=agents, server=dict(server=dict(server_id="S"), connections=connections))
+
+
 def round_args(obs, kind="checkpoint", label="T+1h", criteria=CRITERIA, **changes):
     """wave_checkpoint's arguments for the observations."""
     args = dict(criteria=copy.deepcopy(criteria), criteria_file="criteria/default.yml", kind=kind, hosts=obs["hosts"],
@@ -788,6 +828,44 @@ def test_the_probe_is_kept_without_the_task_bookkeeping(obs):
     obs["probe"] = dict(obs["probe"], invocation=dict(module_args={}), changed=False, failed=False)
     kept = judge_round(round_args(obs))["files"]["observations.json"]["probe"]
     assert set(kept) == {"targets", "agents", "totals"}
+
+
+def test_judge_round_proves_each_instance_from_the_server_view(obs):
+    judged = judge_round(round_args(obs, **server_of(obs)))
+    assert judged["result"]["outcome"] == "GO", judged["result"]["reasons"]
+    checks = [c for c in judged["decision"]["health"] if c["check"] == "server: subscriptions"]
+    assert len(checks) == 4 and all(c["ok"] for c in checks)
+    assert checks[0]["measured"] == "subscribed on legacy and unified (cid 1)"
+    view = judged["files"]["observations.json"]["server_view"]
+    assert view["instances"]["graph-expert@dgx-2"]["legacy_subscribed"] is True
+
+
+def test_judge_round_fails_an_instance_the_server_shows_without_its_unified_subscription(obs):
+    args = round_args(obs, **server_of(obs, unified={("network-expert", "dgx-2"): False}))
+    result = judge_round(args)["result"]
+    assert result["outcome"] == "NO-GO"
+    assert ("health: network-expert server: subscriptions on dgx-2: expected subscribed on legacy and unified, "
+            "measured connected (cid 2) but not subscribed to its unified subject agents.c.network-expert.cmd.ping "
+            "(its subscriptions: agent.network-expert.cmd.>)") in result["reasons"]
+
+
+def test_judge_round_names_an_impostor_and_stops(obs):
+    impostor = dict(cid=99, name="innocent", ip="127.0.0.1", port=51234, lang="go", version="1.37.0",
+                    subscriptions=[dict(subject="agents.c.network-expert.cmd.ping", queue=None)])
+    result = judge_round(round_args(obs, **server_of(obs, extra=[impostor])))["result"]
+    assert result["outcome"] == "NO-GO"
+    assert ('health: network-expert no impostor on its command subjects: expected none, measured cid 99 "innocent" '
+            'from 127.0.0.1:51234 (go 1.37.0)') in result["reasons"]
+
+
+def test_judge_round_without_the_server_view_is_no_data(obs):
+    args = round_args(obs, **server_of(obs))
+    args["server"] = dict(failed=True, msg="NATS monitoring endpoint: http://127.0.0.1:1/connz could not be read")
+    result = judge_round(args)["result"]
+    assert result["outcome"] == "NO-GO"
+    assert ("health: network-expert server: subscriptions on dgx-1: expected subscribed on legacy and unified, "
+            "measured no server view: NATS monitoring endpoint: http://127.0.0.1:1/connz could not be read"
+            in result["reasons"])
 
 
 def test_judge_round_refuses_bad_criteria(obs):
