@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import identity, subject_prefix
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import fleet_view
 
 PRE_RESTORE_LABEL = 'pre-restore'
 
@@ -66,12 +67,37 @@ def fleet_identities(names, catalog, subject_legacy, subject_unified):
 
 
 def fleet_probe_agents(identities, unified_enabled):
-    """Plan identities -> nats_probe agents: name, subject prefixes and whether the flag is on."""
-    return [dict(name=a['name'], legacy=a['legacy'], unified=a['unified'], unified_enabled=bool(unified_enabled))
+    """Plan identities -> nats_probe agents: name, subject prefixes and whether the flag is on, for
+    all (a bool) or per agent (a dict of name -> flag, e.g. as read from the env files)."""
+    def enabled(name):
+        return bool(unified_enabled.get(name)) if isinstance(unified_enabled, dict) else bool(unified_enabled)
+
+    return [dict(name=a['name'], legacy=a['legacy'], unified=a['unified'], unified_enabled=enabled(a['name']))
             for a in identities]
 
 
-def legacy_only_proof(probe, hosts=None):
+def server_proof(server, info, agents, hosts, complete=True):
+    """The NATS server's proof of the instances of `agents` (nats_probe agents: subject prefixes and
+    whether the flag is on) on `hosts`: each one's own connection subscribed as its flag says, and,
+    when `complete` (info covers every host), no impostor on their command subjects.
+
+    server: nats_server_info's result (a failed one is no proof); info: {host: agent_host_info result}.
+    Returns {proven, reasons, instances: {'agent@host': {ok, problem, cids, legacy, unified}}, impostors,
+    unattributed}: what every per-host proof (pre-flight, deploy, rollback) records.
+    """
+    if not server or 'connections' not in server:
+        why = (server or {}).get('msg') or 'the monitoring endpoint was not read'
+        return dict(proven=False, reasons=['no server view: %s' % why], instances={}, impostors=[], unattributed=[])
+    view = fleet_view(server, info or {}, agents, hosts, complete)
+    return dict(proven=not view['problems'], reasons=view['problems'],
+                instances={key: dict(ok=i['ok'], problem=i['problem'], cids=[c['cid'] for c in i['connections']],
+                                     legacy=i['legacy_subscribed'], unified=i['unified_subscribed'])
+                           for key, i in view['instances'].items()},
+                impostors=[i['described'] for i in view['impostors']],
+                unattributed=[i['described'] for i in view['unattributed']])
+
+
+def legacy_only_proof(probe, hosts=None, server=None):
     """Whether a nats_probe of rolled-back agents (flag off) proves them legacy-only on `hosts`
     (every probed host when None). The one proof of both rollbacks, recorded in this shape.
 
@@ -79,6 +105,8 @@ def legacy_only_proof(probe, hosts=None):
     nobody answering on its unified subject, events published on legacy and none on unified.
     Events are told apart by host from the agents' Agent-Host header; an agent that sends none
     is judged on all its events together (exact when the rollback covers every host).
+    server: server_proof of the same instances (flag off), which says per instance what no reply
+    can for an agent that ignores Agent-Target: its own connection holds legacy and not unified.
     """
     probe = probe or {}
     agents = sorted(probe.get('agents') or [], key=lambda a: a['name'])
@@ -118,10 +146,15 @@ def legacy_only_proof(probe, hosts=None):
         if mine and not by_host:
             judge_events('%s (all hosts: its events name no host)' % agent['name'], agent.get('events'))
     probed = sorted({i['host'] for a in agents for i in a.get('instances') or []})
-    return dict(proven=not reasons, reasons=reasons, hosts=sorted(scope) if scope else probed,
-                instances=instances, window=probe.get('window'),
-                events={a['name']: dict(legacy=(a.get('events') or {}).get('legacy'),
-                                        unified=(a.get('events') or {}).get('unified')) for a in agents})
+    if server is not None:
+        reasons.extend('server: %s' % r for r in server.get('reasons') or [])
+    proof = dict(proven=not reasons, reasons=reasons, hosts=sorted(scope) if scope else probed,
+                 instances=instances, window=probe.get('window'),
+                 events={a['name']: dict(legacy=(a.get('events') or {}).get('legacy'),
+                                         unified=(a.get('events') or {}).get('unified')) for a in agents})
+    if server is not None:
+        proof['server'] = server
+    return proof
 
 
 class FilterModule:
@@ -133,4 +166,5 @@ class FilterModule:
             'fleet_identities': fleet_identities,
             'fleet_probe_agents': fleet_probe_agents,
             'legacy_only_proof': legacy_only_proof,
+            'server_proof': server_proof,
         }

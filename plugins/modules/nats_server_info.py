@@ -15,7 +15,7 @@ description:
     sockets of each agent unit (M(fleetwave.rollout.agent_host_info)) to prove, per agent instance,
     its connection and its subscriptions (dual subscription, legacy only), and to find connections
     that hold an agent's command subject without being one of its instances (impostors).
-  - Read-only; runs on the controller (C(delegate_to: localhost)).
+  - Read-only; runs on the controller (delegate it to C(localhost)).
 version_added: "0.3.0"
 author: fleetwave maintainers
 options:

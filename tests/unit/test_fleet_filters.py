@@ -124,7 +124,8 @@ def test_filter_plugin_exports_its_filters():
                        "fleet_command_subject": fleet.fleet_command_subject,
                        "fleet_identities": fleet.fleet_identities,
                        "fleet_probe_agents": fleet.fleet_probe_agents,
-                       "legacy_only_proof": fleet.legacy_only_proof}
+                       "legacy_only_proof": fleet.legacy_only_proof,
+                       "server_proof": fleet.server_proof}
 
 
 def test_identities_are_built_as_the_wave_plan_builds_them():
@@ -141,6 +142,9 @@ def test_probe_agents_keep_only_what_nats_probe_accepts():
         name="tdd-expert", legacy="agent.tdd-expert",
         unified="agents.quality-assurance.01936faa-f4cb-7000-8000-00000000000a", unified_enabled=True)]
     assert fleet.fleet_probe_agents([identity], False)[0]["unified_enabled"] is False
+    # The flag per agent, as read from the env files.
+    assert fleet.fleet_probe_agents([identity], {"tdd-expert": True})[0]["unified_enabled"] is True
+    assert fleet.fleet_probe_agents([identity], {"other": True})[0]["unified_enabled"] is False
 
 
 @pytest.mark.parametrize("env_dir", ["/etc/agents", "/etc/agents/", "/etc/agents//"])
@@ -268,3 +272,52 @@ def test_an_empty_or_failed_probe_proves_nothing(probe, why):
     proof = fleet.legacy_only_proof(probe)
     assert proof == dict(proven=False, reasons=["the probe measured no agent: %s" % why], hosts=[],
                          instances={}, window=None, events={})
+
+
+# --- server_proof: what the NATS server shows of each instance ----------------------------------
+
+TDD_OFF = dict(name="tdd-expert", legacy="agent.tdd-expert", unified="agents.qa.1", unified_enabled=False)
+
+
+def server_and_info(*instances, extra=()):
+    """instances: (host, port, subjects): one unit with one socket each, and its connection."""
+    connections = [dict(cid=port, ip="127.0.0.1", port=port, subscriptions=[dict(subject=s) for s in subjects])
+                   for _, port, subjects in instances] + list(extra)
+    info = {host: dict(units={"tdd-expert": dict(active_state="active", main_pid=port,
+                                                 sockets=[dict(local_ip="127.0.0.1", local_port=port)])})
+            for host, port, _ in instances}
+    return dict(server=dict(server_id="S"), connections=connections), info
+
+
+def test_server_proof_holds_when_each_instance_holds_legacy_only():
+    server, info = server_and_info(("dgx-1", 5001, ["agent.tdd-expert.cmd.>"]), ("dgx-2", 5002, ["agent.tdd-expert.cmd.*"]))
+    proof = fleet.server_proof(server, info, [TDD_OFF], ["dgx-1", "dgx-2"])
+    assert proof["proven"] and proof["reasons"] == [] and proof["impostors"] == []
+    assert proof["instances"]["tdd-expert@dgx-2"] == dict(ok=True, problem=None, cids=[5002], legacy=True, unified=False)
+
+
+def test_server_proof_names_the_instance_still_on_unified_and_an_impostor():
+    impostor = dict(cid=9, name="mallory", ip="127.0.0.1", port=6009, subscriptions=[dict(subject="agents.qa.1.cmd.ping")])
+    server, info = server_and_info(("dgx-1", 5001, ["agent.tdd-expert.cmd.>", "agents.qa.1.cmd.>"]), extra=[impostor])
+    proof = fleet.server_proof(server, info, [TDD_OFF], ["dgx-1"])
+    assert not proof["proven"]
+    assert proof["reasons"] == [
+        "tdd-expert@dgx-1: subscribed to its unified subject agents.qa.1.cmd.ping although its flag is off (cid 5001)",
+        'impostor: cid 9 "mallory" from 127.0.0.1:6009 holds agents.qa.1.cmd.ping of tdd-expert, and is no instance of it']
+    partial = fleet.server_proof(server, info, [dict(TDD_OFF, unified_enabled=True)], ["dgx-1"], complete=False)
+    assert partial["proven"] and partial["unattributed"] == ['cid 9 "mallory" from 127.0.0.1:6009']
+
+
+@pytest.mark.parametrize("server", [None, {}, dict(failed=True, msg="NATS monitoring endpoint: refused")])
+def test_server_proof_without_a_server_view_proves_nothing(server):
+    proof = fleet.server_proof(server, {}, [TDD_OFF], ["dgx-1"])
+    assert not proof["proven"] and proof["reasons"][0].startswith("no server view: ")
+
+
+def test_the_rollback_proof_carries_the_server_proof_and_its_reasons():
+    server, info = server_and_info(("dgx-1", 5001, ["agent.tdd-expert.cmd.>", "agents.qa.1.cmd.>"]))
+    by_server = fleet.server_proof(server, info, [TDD_OFF], ["dgx-1"])
+    proof = fleet.legacy_only_proof(rolled_back_probe(agents=("tdd-expert",), hosts=("dgx-1",)), ["dgx-1"], by_server)
+    assert not proof["proven"] and proof["server"] is by_server
+    assert proof["reasons"] == ["server: tdd-expert@dgx-1: subscribed to its unified subject agents.qa.1.cmd.ping "
+                                "although its flag is off (cid 5001)"]

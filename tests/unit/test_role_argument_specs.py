@@ -16,7 +16,7 @@ ROLES = sorted(p.parent.parent.name for p in (ROOT / "roles").glob("*/meta/argum
 SHARED = "fleet"
 # The fleet-wide variables: declared by roles/fleet only, set by the inventory, read by every role.
 FLEET_VARIABLES = ["fleet_agents", "fleet_backup_dir", "fleet_env_dir", "fleet_env_secret_keys", "fleet_nats_connection",
-                   "fleet_nats_controller_url",
+                   "fleet_nats_controller_url", "fleet_nats_monitor_url",
                    "fleet_nats_password", "fleet_nats_url", "fleet_nats_user", "fleet_subject_legacy",
                    "fleet_subject_unified", "fleet_unit_prefix"]
 CONTRACT = ROOT / "inventory/production/group_vars/all/00-contract.yml"
