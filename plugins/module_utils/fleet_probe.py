@@ -294,6 +294,7 @@ class TargetStats:
         self.errors = 0
         self.no_responders = 0
         self.timeouts = 0
+        self.duplicates = 0     # further replies to a request already answered (two responders)
         self.latency = Latency()
 
     @property
@@ -315,7 +316,7 @@ def counts(stats_list):
     timeouts = sum(s.timeouts for s in stats_list)
     no_responders = sum(s.no_responders for s in stats_list)
     return dict(sent=sent, replies=replies, replies_ok=replies - errors, errors=errors, timeouts=timeouts,
-                no_responders=no_responders, delivery=ratio(replies - errors, sent),
+                no_responders=no_responders, duplicates=sum(s.duplicates for s in stats_list), delivery=ratio(replies - errors, sent),
                 error_rate=ratio(errors + timeouts + no_responders, sent))
 
 
@@ -446,7 +447,8 @@ class Probe:
         self.controls = {}      # 'c<n>' -> control request record
         self.ledger = EventLedger()
         self.lag = Latency()
-        self.unmatched = 0
+        self.unmatched = 0      # replies to no request of this probe (or after its grace period)
+        self.answered = bytearray(self.schedule.total)  # 1 once a slot's first reply is in
         self.inbox = None
         self._headers = [{TARGET_HEADER: t['host']} for t in self.targets]
 
@@ -474,8 +476,12 @@ class Probe:
             slot = int(token)
             intended = self.pending.pop(slot)
         except (KeyError, ValueError):
-            self.unmatched += 1  # a duplicate, or a reply after the grace period
+            if token.isdigit() and int(token) < len(self.answered) and self.answered[int(token)]:
+                self.stats[self.schedule.target_of(int(token))].duplicates += 1
+            else:
+                self.unmatched += 1  # no such request, or a reply after the grace period
             return
+        self.answered[slot] = 1
         stats = self.stats[self.schedule.target_of(slot)]
         if is_no_responders(msg):
             stats.no_responders += 1

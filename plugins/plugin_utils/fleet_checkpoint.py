@@ -39,6 +39,19 @@ def server_checks(checks, hosts, flipped, control, view, view_error=None):
                missing if view is None else ('; '.join(impostors) or 'none'), view is not None and not impostors)
 
 
+def reply_checks(checks, probe, names):
+    """One answer per request: a second answer means a second responder (an impostor, or instances
+    answering without a queue group), and a reply to no request of the probe is forged or stray."""
+    if not probe:
+        return
+    agents = {a['name']: a for a in probe.get('agents') or []}
+    for agent in names:
+        found = (agents.get(agent) or {}).get('duplicates')
+        _check(checks, 'one answer per request', agent, None, '0 duplicate replies', found, found == 0)
+    unmatched = (probe.get('totals') or {}).get('unmatched_replies')
+    _check(checks, 'replies to requests it never sent', 'probe', None, 0, unmatched, unmatched == 0)
+
+
 def evaluate_health(hosts, flipped, control, units, pings, baseline=None, view=None, view_error=None,
                     judge_server=False):
     """Judge one checkpoint.
@@ -320,6 +333,8 @@ def judge_round(args):
     view, view_error = _server(args)
     health = evaluate_health(hosts, args['test'], args['control'], units, probe_pings(probe), restarts,
                              view=view, view_error=view_error, judge_server=bool(args.get('agents')))
+    reply_checks(health['checks'], probe, list(args['test']) + list(args['control']))
+    health['failures'] = [c for c in health['checks'] if not c['ok']]
     verdict = decide_round(gate, health, criteria.get('on_trigger', ROLL_BACK),
                            (criteria.get('comparison') or {}).get('on_inconclusive', ASK),
                            probe_error=(probe_error or 'no probe result') if probe is None else None)

@@ -335,8 +335,8 @@ def fake_probe(hosts, test, control, changed=None, samples=SAMPLES):
                 answers = on or via == "legacy"
                 targets.append(dict(agent=agent, host=host, via=via, verb="ping", expected=answers, sent=300,
                                     replies=300 if answers else 0, no_responders=0 if answers else 300))
-        agents.append(dict(name=agent, unified_enabled=on, instances=instances))
-    return dict(targets=targets, agents=agents, totals={}, changed=False, failed=False)
+        agents.append(dict(name=agent, unified_enabled=on, duplicates=0, instances=instances))
+    return dict(targets=targets, agents=agents, totals=dict(unmatched_replies=0), changed=False, failed=False)
 
 
 HEALTHY = dict(

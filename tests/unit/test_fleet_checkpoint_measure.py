@@ -70,14 +70,14 @@ def target(agent, host, via, sent=300, replies=300, no_responders=0, verb="ping"
 def make_probe(test=TEST, reference=REFERENCE, hosts=HOSTS):
     agents, targets = [], []
     for name in test:
-        agents.append(dict(name=name, unified_enabled=True, instances=[instance(h) for h in hosts]))
+        agents.append(dict(name=name, unified_enabled=True, duplicates=0, instances=[instance(h) for h in hosts]))
         targets += [target(name, h, via) for h in hosts for via in ("legacy", "unified")]
     for name in reference:
-        agents.append(dict(name=name, unified_enabled=False, instances=[
+        agents.append(dict(name=name, unified_enabled=False, duplicates=0, instances=[
             instance(h, dual_publish_success=None, unified_share=0.0) for h in hosts]))
         targets += [target(name, h, "legacy") for h in hosts]
         targets += [target(name, h, "unified", replies=0, no_responders=300) for h in hosts]
-    return dict(targets=targets, agents=agents, totals={})
+    return dict(targets=targets, agents=agents, totals=dict(unmatched_replies=0))
 
 
 @pytest.fixture

@@ -643,3 +643,25 @@ def test_module_reports_a_missing_hdrhistogram(run_module, monkeypatch):
     monkeypatch.setattr(fleet_probe, "HAS_HDRH", False)
     result = run_module("nats_probe", MODULE_ARGS)
     assert result["failed"] and "hdrhistogram" in result["msg"]
+
+
+def test_a_second_responder_is_counted_as_duplicates_of_its_target_and_strangers_as_unmatched():
+    """Two answers to one request mean two responders (an impostor, or an agent without a queue
+    group); a reply to no request of the probe is unmatched. Neither is silently dropped."""
+    honest = fleet()
+
+    def respond(subject, headers, payload):
+        answers = honest(subject, headers, payload)
+        if answers and subject == AGENT["unified"] + ".cmd.ping" and headers.get("Agent-Target") == "dgx-2":
+            answers = answers + [(0.003, "REPLY", b'{"ok": true}', {})]          # a second answer
+        if answers and subject == AGENT["legacy"] + ".cmd.ping" and headers.get("Agent-Target") == "dgx-1":
+            answers = answers + [(0.001, "_INBOX.fake.999999", b'{"ok": true}', {})]  # to no request
+        return answers
+
+    result, _, _ = probe(respond)
+    by = {(t["host"], t["via"]): t for t in result["targets"] if t["agent"] == AGENT["name"]}
+    assert by["dgx-2", "unified"]["duplicates"] == by["dgx-2", "unified"]["sent"] == 20
+    assert by["dgx-2", "unified"]["replies"] == 20 and by["dgx-2", "unified"]["delivery"] == 1.0
+    assert sum(t["duplicates"] for k, t in by.items() if k != ("dgx-2", "unified")) == 0
+    assert result["agents"][0]["duplicates"] == 20
+    assert result["totals"]["duplicates"] == 20 and result["totals"]["unmatched_replies"] == 20
