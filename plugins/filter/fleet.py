@@ -68,8 +68,11 @@ def fleet_identities(names, catalog, subject_legacy, subject_unified):
 
 def fleet_probe_agents(identities, unified_enabled):
     """Plan identities -> nats_probe agents: name, subject prefixes and whether the flag is on, for
-    all (a bool) or per agent (a dict of name -> flag, e.g. as read from the env files)."""
+    all (a bool) or per agent (a dict of name -> flag, e.g. as read from the env files). None (for a
+    server_proof only): the flag is not known, the unified subscription is not judged."""
     def enabled(name):
+        if unified_enabled is None:
+            return None
         return bool(unified_enabled.get(name)) if isinstance(unified_enabled, dict) else bool(unified_enabled)
 
     return [dict(name=a['name'], legacy=a['legacy'], unified=a['unified'], unified_enabled=enabled(a['name']))

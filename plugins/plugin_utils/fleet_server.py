@@ -86,10 +86,10 @@ def _instance_problem(agent, unit, sockets, mine, subjects, unified_enabled):
     if not _holds(mine, subjects['legacy']):
         return 'connected (cid %s) but not subscribed to %s (its subscriptions: %s)' % (
             cids, subjects['legacy'], ', '.join(held) or 'none')
-    if unified_enabled and not _holds(mine, subjects['unified']):
+    if unified_enabled is True and not _holds(mine, subjects['unified']):
         return 'connected (cid %s) but not subscribed to its unified subject %s (its subscriptions: %s)' % (
             cids, subjects['unified'], ', '.join(held) or 'none')
-    if not unified_enabled and _holds(mine, subjects['unified']):
+    if unified_enabled is False and _holds(mine, subjects['unified']):
         return 'subscribed to its unified subject %s although its flag is off (cid %s)' % (subjects['unified'], cids)
     return None
 
@@ -99,7 +99,8 @@ def fleet_view(connz, info, agents, hosts, complete=True, verb=VERB):
 
     connz     nats_server_info's result: {connections: [{cid, ip, port, name, subscriptions: [...]}]}
     info      {host: agent_host_info result}: units[agent].sockets = [{local_ip, local_port, ...}]
-    agents    [{name, legacy, unified, unified_enabled}] (nats_probe's agents)
+    agents    [{name, legacy, unified, unified_enabled}] (nats_probe's agents; unified_enabled None:
+              the unified subscription is not judged)
     hosts     the hosts whose instances are judged
     complete  whether `info` covers every host the agents run on: only then is a connection that is
               no instance an impostor; otherwise (a --limit run) it is listed as unattributed
@@ -110,7 +111,9 @@ def fleet_view(connz, info, agents, hosts, complete=True, verb=VERB):
     owned, instances, problems = set(), {}, []
     for agent in agents:
         subjects = command_subjects(agent, verb)
-        enabled = bool(agent.get('unified_enabled'))
+        # None: the flag is not known here, so the unified subscription is reported, not judged.
+        enabled = agent.get('unified_enabled')
+        enabled = None if enabled is None else bool(enabled)
         for host in hosts:
             unit = (((info or {}).get(host) or {}).get('units') or {}).get(agent['name'])
             sockets = [address(s.get('local_ip'), s.get('local_port')) for s in (unit or {}).get('sockets') or []]

@@ -115,3 +115,12 @@ def test_no_server_view_is_no_data_not_a_pass():
 def test_a_connection_is_named_by_cid_name_address_and_client():
     assert describe_connection(conn(7, 6007, name="x", ip="::1")) == 'cid 7 "x" from [::1]:6007 (python3 2.16.0)'
     assert describe_connection(dict(cid=3, ip="10.0.0.2", port=4)) == "cid 3 from 10.0.0.2:4"
+
+
+def test_an_unknown_flag_leaves_the_unified_subscription_unjudged():
+    connz = dict(connections=[conn(1, 5001, "agent.tdd-expert.cmd.>", "agents.qa.01936faa.cmd.>"),
+                              conn(2, 5002, "agent.tdd-expert.cmd.>")])
+    view = fleet_view(connz, info(**{"dgx-1": {"tdd-expert": unit(11, 5001)}, "dgx-2": {"tdd-expert": unit(12, 5002)}}),
+                      [dict(TDD, unified_enabled=None)], ["dgx-1", "dgx-2"])
+    assert view["problems"] == []
+    assert [view["instances"]["tdd-expert@%s" % h]["unified_subscribed"] for h in ("dgx-1", "dgx-2")] == [True, False]
