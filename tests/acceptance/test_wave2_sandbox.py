@@ -164,6 +164,11 @@ def test_rollback_of_one_agent_on_one_host_leaves_the_rest(wave2, tmp_path):
     assert proof["proven"] is True and proof["hosts"] == ["dgx-2"], proof
     assert list(proof["instances"]) == ["tdd-expert@dgx-2"], proof
     assert proof["instances"]["tdd-expert@dgx-2"]["events_unified"] == 0, proof
+    # The server's view of that instance: its own connection holds legacy, not unified. A limited run
+    # cannot tell other hosts' instances from impostors, so it judges none.
+    server = proof["server"]
+    assert list(server["instances"]) == ["tdd-expert@dgx-2"] and server["instances"]["tdd-expert@dgx-2"]["ok"], server
+    assert server["impostors"] == [], server
 
 
 def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
@@ -191,4 +196,8 @@ def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
     assert sorted(proof["instances"]) == sorted("%s@%s" % (a, h) for a in restored for h in HOSTS), proof
     assert all(i["delivery"] == 1.0 and i["events_legacy"] > 0 and i["events_unified"] == 0
                and i["unified_replies"] == 0 for i in proof["instances"].values()), proof
+    # ... and by the NATS server: each instance's own connection on legacy only, no impostor.
+    server = proof["server"]
+    assert server["proven"] and sorted(server["instances"]) == sorted(proof["instances"]), server
+    assert all(i["legacy"] is True and i["unified"] is False and i["cids"] for i in server["instances"].values()), server
     assert {h: sorted(a) for h, a in record["detail"]["changed"].items()} == flipped
