@@ -160,6 +160,32 @@ def legacy_only_proof(probe, hosts=None, server=None):
     return proof
 
 
+def post_rollback_round(probe, hosts, server, before, after, number, at_seconds):
+    """One round of the watch after a rollback: the legacy-only proof again (probe and server view),
+    and no rolled-back unit restarted or stopped since the watch began.
+
+    before/after: {host: agent_host_info result} at the watch's start and now.
+    Returns {round, at_seconds, stable, reasons, restarts: {'agent@host': n}}.
+    """
+    proof = legacy_only_proof(probe, hosts, server)
+    reasons, restarts = list(proof['reasons']), {}
+    for host in hosts:
+        then = ((before or {}).get(host) or {}).get('units') or {}
+        now = ((after or {}).get(host) or {}).get('units') or {}
+        for agent in sorted(then):
+            unit, start = now.get(agent) or {}, then[agent]
+            key = '%s@%s' % (agent, host)
+            if unit.get('active_state') != 'active':
+                reasons.append('%s: unit %s since the watch began' % (key, unit.get('active_state') or 'not read'))
+            grew = (unit.get('n_restarts') or 0) - (start.get('n_restarts') or 0)
+            if grew > 0 or (unit.get('main_pid') and unit.get('main_pid') != start.get('main_pid')):
+                restarts[key] = max(grew, 1)
+                reasons.append('%s: restarted since the watch began (restarts %s -> %s, PID %s -> %s)' % (
+                    key, start.get('n_restarts'), unit.get('n_restarts'), start.get('main_pid'), unit.get('main_pid')))
+    return dict(round=int(number), at_seconds=round(float(at_seconds), 1), stable=not reasons, reasons=reasons,
+                restarts=restarts)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -170,4 +196,5 @@ class FilterModule:
             'fleet_probe_agents': fleet_probe_agents,
             'legacy_only_proof': legacy_only_proof,
             'server_proof': server_proof,
+            'post_rollback_round': post_rollback_round,
         }

@@ -200,4 +200,8 @@ def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
     server = proof["server"]
     assert server["proven"] and sorted(server["instances"]) == sorted(proof["instances"]), server
     assert all(i["legacy"] is True and i["unified"] is False and i["cids"] for i in server["instances"].values()), server
+    # ... and watched after (the test fleet's compressed hour: one round 1 s after the proof).
+    watch = record["detail"]["post_rollback"]
+    assert watch["stable"] is True and watch["reasons"] == [], watch
+    assert [r["round"] for r in watch["rounds"]] == [1] and watch["rounds"][0]["at_seconds"] >= 1, watch
     assert {h: sorted(a) for h, a in record["detail"]["changed"].items()} == flipped

@@ -125,7 +125,8 @@ def test_filter_plugin_exports_its_filters():
                        "fleet_identities": fleet.fleet_identities,
                        "fleet_probe_agents": fleet.fleet_probe_agents,
                        "legacy_only_proof": fleet.legacy_only_proof,
-                       "server_proof": fleet.server_proof}
+                       "server_proof": fleet.server_proof,
+                       "post_rollback_round": fleet.post_rollback_round}
 
 
 def test_identities_are_built_as_the_wave_plan_builds_them():
@@ -321,3 +322,40 @@ def test_the_rollback_proof_carries_the_server_proof_and_its_reasons():
     assert not proof["proven"] and proof["server"] is by_server
     assert proof["reasons"] == ["server: tdd-expert@dgx-1: subscribed to its unified subject agents.qa.1.cmd.ping "
                                 "although its flag is off (cid 5001)"]
+
+
+# --- post_rollback_round: one round of the watch after a rollback --------------------------------
+
+def units(**agents):
+    """{host: agent_host_info result} with agents given as agent@host=(state, restarts, pid)."""
+    found = {}
+    for key, (state, restarts, pid) in agents.items():
+        agent, host = key.replace("_", "-").split("@")
+        found.setdefault(host, dict(units={}))["units"][agent] = dict(active_state=state, n_restarts=restarts,
+                                                                      main_pid=pid)
+    return found
+
+
+def test_a_quiet_round_after_a_rollback_is_stable():
+    before = units(**{"tdd_expert@dgx-1": ("active", 2, 10), "tdd_expert@dgx-2": ("active", 0, 20)})
+    round_ = fleet.post_rollback_round(rolled_back_probe(agents=("tdd-expert",)), ["dgx-1", "dgx-2"], None,
+                                       before, before, 1, 4.04)
+    assert round_ == dict(round=1, at_seconds=4.0, stable=True, reasons=[], restarts={})
+
+
+def test_a_unit_that_restarted_or_stopped_during_the_watch_makes_the_round_unstable():
+    before = units(**{"tdd_expert@dgx-1": ("active", 2, 10), "tdd_expert@dgx-2": ("active", 0, 20)})
+    after = units(**{"tdd_expert@dgx-1": ("active", 3, 11), "tdd_expert@dgx-2": ("failed", 0, 0)})
+    round_ = fleet.post_rollback_round(rolled_back_probe(agents=("tdd-expert",)), ["dgx-1", "dgx-2"], None,
+                                       before, after, 2, 8)
+    assert round_["stable"] is False and round_["restarts"] == {"tdd-expert@dgx-1": 1}
+    assert round_["reasons"] == [
+        "tdd-expert@dgx-1: restarted since the watch began (restarts 2 -> 3, PID 10 -> 11)",
+        "tdd-expert@dgx-2: unit failed since the watch began"]
+
+
+def test_a_round_whose_proof_fails_is_unstable_with_the_proofs_reasons():
+    probe = rolled_back_probe(agents=("tdd-expert",), unified_replies={("tdd-expert", "dgx-1"): 3})
+    before = units(**{"tdd_expert@dgx-1": ("active", 0, 10), "tdd_expert@dgx-2": ("active", 0, 20)})
+    round_ = fleet.post_rollback_round(probe, ["dgx-1", "dgx-2"], None, before, before, 1, 1)
+    assert not round_["stable"] and round_["reasons"] == ["tdd-expert@dgx-1: 3 answer(s) on its unified subject"]
