@@ -12,7 +12,7 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_actio
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import judge_round
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import CriteriaError
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_round
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_round, status_line
 
 
 class ActionModule(ControllerAction):
@@ -29,10 +29,11 @@ class ActionModule(ControllerAction):
         result.update(changed=not self._task.check_mode, **judged['result'])
         if self._task.check_mode:
             return result
+        store = ArtifactStore(args['artifacts_dir'])
         try:
-            result['path'] = record_round(ArtifactStore(args['artifacts_dir']), args, judged, started,
-                                          self.evidence_key)
+            result['path'] = record_round(store, args, judged, started, self.evidence_key)
         except (ArtifactError, JournalError, OSError) as exc:
             return dict(result, failed=True, msg='could not write checkpoint %s under %s: %s'
                         % (judged['result']['folder'], args['artifacts_dir'], exc))
+        result['status_line'] = status_line(store, args['run_id'])
         return result

@@ -8,7 +8,7 @@ from ansible_collections.fleetwave.rollout.plugins.modules.wave_journal import D
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
                                                                                          name_problem)
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_step
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_step, status_line
 
 
 class ActionModule(ControllerAction):
@@ -25,12 +25,14 @@ class ActionModule(ControllerAction):
             return dict(result, failed=True, msg='wave_journal: %s (nothing was journaled)' % problem)
         if self._task.check_mode:
             return dict(result, next_step='proceed')
+        store = ArtifactStore(args['artifacts_dir'])
         try:
-            record, beside = record_step(ArtifactStore(args['artifacts_dir']), args, self.evidence_key)
+            record, beside = record_step(store, args, self.evidence_key)
         except (ArtifactError, JournalError, OSError) as exc:
             return dict(result, failed=True, msg='could not journal %s of run %s under %s: %s'
                         % (args['step'], args['run_id'], args['artifacts_dir'], exc))
-        result.update(changed=True, record=record, outcome=record['outcome'], next_step=record['next_step'])
+        result.update(changed=True, record=record, outcome=record['outcome'], next_step=record['next_step'],
+                      status_line=status_line(store, args['run_id']))
         if beside:
             result['path'] = beside
         return result

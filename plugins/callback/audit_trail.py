@@ -236,6 +236,11 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_ok(self, result):
         self._result(result, 'ok')
+        # Where a wave stands, one line per journalled step: what an operator (or AWX's job output)
+        # follows through a 27-hour run. The same line is in runs/<run_id>/status.json.
+        line = result.result.get('status_line') if isinstance(result.result, dict) else None
+        if line:
+            self._display.display('fleetwave: %s' % line)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._result(result, 'failed', ignored=ignore_errors)

@@ -152,6 +152,14 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+status_line:
+  description:
+    - Where the run stands after this step, in one line (also in C(runs/<run_id>/status.json), and
+      the latest run's in C(status.json) at the store's root, rewritten with every journal record).
+    - The audit_trail callback prints it, so the console and AWX's job output follow a long wave.
+  returned: when written (not in check mode)
+  type: str
+  sample: "wave2 wave2-20261202T101500Z: checkpoint phase1 phase1-T+1h GO; next monitor phase1-monitor-011 due 2026-12-02T11:20:00.000Z"
 outcome:
   description: GO, NO-GO, ROLLBACK or INCONCLUSIVE.
   returned: always

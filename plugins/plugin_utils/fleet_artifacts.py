@@ -108,6 +108,12 @@ class Layout:
         return os.path.join('runs', run_id, 'journal.jsonl')
 
     @staticmethod
+    def status(run_id=None):
+        """Where a run stands (fleet_journal.run_status), rewritten with every journal record; without a
+        run id, the latest run's."""
+        return os.path.join('runs', run_id, 'status.json') if run_id else 'status.json'
+
+    @staticmethod
     def checklist(run_id):
         return os.path.join('runs', run_id, 'checklist.md')
 

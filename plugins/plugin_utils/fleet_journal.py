@@ -15,6 +15,7 @@ parses it. Standard library only: scripts/render-checklist runs with a bare pyth
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 
@@ -72,10 +73,89 @@ class Journal:
         record['finished'] = record['finished'] or utc()
         record['reasons'] = list(record['reasons'] or [])
         with self.store.locked(self.relpath):
-            record['seq'] = len(self.records()) + 1
+            records = self.records()
+            record['seq'] = len(records) + 1
             record = fleet_evidence.seal(self.key, record)
             self.store.append_jsonl(self.relpath, record, lock=False)
+            status = run_status(records + [record])
+            # Where the run stands, for a person or AWX during a long wave: never worth failing the step.
+            try:
+                self.store.write_json(Layout.status(self.run_id), status)
+                self.store.write_json(Layout.status(), status)
+            except (ArtifactError, OSError):
+                pass
         return record
+
+
+def _epoch(stamp):
+    """An artifact timestamp (fleet_artifacts.utc) as epoch seconds; None when it is not one."""
+    try:
+        return datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _where(record):
+    return ' '.join(str(record[k]) for k in ('phase', 'host', 'label') if record.get(k))
+
+
+def run_status(records):
+    """Where a run stands, from its journal: the last step and its outcome, the hosts deployed per
+    phase, the rounds taken, and the next round of the current phase with when it is due (the watch's
+    start is read back from a round already taken, or the phase's last deploy). `line` is the one
+    line a console shows."""
+    last = records[-1]
+    plan = plan_of(records) or {}
+    phases = plan.get('phases') or []
+    deployed = {}
+    for r in records:
+        if r['step'] == DEPLOY and r.get('outcome') == 'ok':
+            deployed.setdefault(r.get('phase'), []).append(r.get('host'))
+    taken = {(r.get('phase'), r.get('label')) for r in records if r['step'] in (CHECKPOINT, MONITORING_ROUND)}
+    state = 'running'
+    if last['step'] in (DECISION, ROLLBACK_STEP) or last.get('next_step') in ('stop', 'rollback') \
+            or last.get('outcome') == 'failed':
+        state = 'ended' if last['step'] == DECISION else 'stopped'
+    upcoming = None
+    phase = next((p for p in phases if p.get('name') == last.get('phase')), None)
+    if state == 'running' and phase:
+        rounds = phase.get('rounds') or []
+        t0 = None
+        for r in records:
+            if r.get('phase') == phase['name'] and r['step'] in (CHECKPOINT, MONITORING_ROUND) and t0 is None:
+                planned = next((x for x in rounds if x['label'] == r.get('label')), None)
+                if planned and _epoch(r.get('started')) is not None:
+                    t0 = _epoch(r['started']) - float(planned['after'])
+        if t0 is None:
+            ends = [_epoch(r['finished']) for r in records if r['step'] == DEPLOY and r.get('phase') == phase['name']]
+            t0 = max([e for e in ends if e is not None], default=None)
+        following = next((x for x in rounds if (phase['name'], x['label']) not in taken), None)
+        if following:
+            upcoming = dict(phase=phase['name'], label=following['label'], kind=following.get('kind', 'checkpoint'),
+                            due_at=utc(t0 + float(following['after'])) if t0 is not None else None)
+    line = '%s %s: %s %s%s' % (
+        last.get('wave'), last['run_id'], last['step'], _where(last) + ' ' if _where(last) else '',
+        last.get('outcome') or '')
+    if upcoming:
+        line += '; next %s %s%s' % (upcoming['kind'], upcoming['label'],
+                                    ' due ' + upcoming['due_at'] if upcoming['due_at'] else '')
+    elif state != 'running':
+        line += '; run %s' % state
+    planned_rounds = sum(len(p.get('rounds') or []) for p in phases)
+    return dict(run_id=last['run_id'], wave=last.get('wave'), state=state, updated_at=last.get('finished'),
+                last={k: last.get(k) for k in ('seq', 'step', 'phase', 'host', 'label', 'outcome', 'next_step',
+                                               'finished', 'reasons')},
+                deployed=deployed, rounds_taken=len(taken), rounds_planned=planned_rounds, next=upcoming,
+                line=line)
+
+
+def status_line(store, run_id):
+    """The one line of where a run stands (its status.json), for the console; None if unreadable."""
+    try:
+        return (store.read_json(Layout.status(run_id)) or {}).get('line')
+    except (ArtifactError, OSError, ValueError):
+        return None
 
 
 def record_round(store, args, judged, started, key=None):

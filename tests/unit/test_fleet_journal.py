@@ -797,3 +797,54 @@ def test_records_are_plain_json(store):
     assert json.loads(json.dumps(records)) == records
     with pytest.raises(ArtifactError):
         store.read_jsonl("../outside.jsonl")
+
+
+# --- where a run stands (runs/<run_id>/status.json, status.json), rewritten with every record ------
+
+def with_rounds(plan):
+    """The plan with each phase's rounds as fleet_plan.watch_rounds plans them (checkpoints only here)."""
+    plan = json.loads(json.dumps(plan))
+    for phase in plan["phases"]:
+        phase["rounds"] = [dict(w, kind="checkpoint") for w in phase["watch"]]
+    return plan
+
+
+def test_status_follows_the_run_step_by_step_with_the_next_round_and_when_it_is_due(store):
+    plan = with_rounds(WAVE2)
+    run = Run(store, plan)
+    run.start()
+    run.preflight()
+    run.deploy(plan["phases"][0])
+    status = store.read_json(Layout.status(RUN))
+    assert status == store.read_json(Layout.status())  # the latest run's, at the store's root
+    assert status["state"] == "running" and status["deployed"] == {"phase1": HOSTS}
+    assert status["last"]["step"] == "deploy" and status["last"]["host"] == "dgx-3"
+    # Before any round, the watch starts when the phase's last deploy finished.
+    last_deploy = run.records()[-1]["finished"]
+    due = utc(datetime.datetime.strptime(last_deploy, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp() + 300)
+    assert status["next"] == dict(phase="phase1", label="phase1-verification", kind="checkpoint", due_at=due)
+    assert status["line"] == "wave2 %s: deploy phase1 dgx-3 ok; next checkpoint phase1-verification due %s" % (RUN, due)
+
+    run.round("phase1", "phase1-verification")
+    status = store.read_json(Layout.status(RUN))
+    # From then on the watch's start is read back from the round taken: started - after.
+    first = run.records()[-1]
+    t0 = datetime.datetime.strptime(first["started"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp() - 300
+    assert status["next"]["label"] == "phase1-T+1h" and status["next"]["due_at"] == utc(t0 + 600)
+    assert status["rounds_taken"] == 1 and status["rounds_planned"] == 5
+
+
+def test_status_says_when_the_run_stopped_or_ended(store):
+    run = Run(store, with_rounds(WAVE2))
+    run.start()
+    run.preflight()
+    run.deploy(run.plan["phases"][0])
+    run.round("phase1", "phase1-verification", outcome="NO-GO", next_step="stop", reasons=["x"])
+    status = store.read_json(Layout.status(RUN))
+    assert status["state"] == "stopped" and status["next"] is None
+    assert status["line"].endswith("checkpoint phase1 phase1-verification NO-GO; run stopped")
+    ended = go_run(ArtifactStore(str(store.root) + "-go"), plan=with_rounds(WAVE2))
+    final = ended.store.read_json(Layout.status(RUN))
+    assert final["state"] == "ended" and final["last"]["step"] == "decision"
