@@ -34,6 +34,9 @@ def server_checks(checks, hosts, flipped, control, view, view_error=None):
             else:
                 measured = found['problem']
             _check(checks, 'server: subscriptions', agent, host, expected, measured, found is not None and found['ok'])
+    # Every probed agent's command subjects, the reference group's (earlier waves') included.
+    held = {a for i in (view or {}).get('impostors') or [] for a in i['agents']}
+    for agent in list(flipped) + list(control) + sorted(held - set(flipped) - set(control)):
         impostors = [i['described'] for i in (view or {}).get('impostors') or [] if agent in i['agents']]
         _check(checks, 'no impostor on its command subjects', agent, None, 'none',
                missing if view is None else ('; '.join(impostors) or 'none'), view is not None and not impostors)
