@@ -16,6 +16,8 @@ from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe impo
     EventLedger, Latency, Schedule, TargetStats, counts, downsample, dual_publish_success, generate,
     latency_summary, plan_targets, publish_time, ratio, reply_is_error, run_probe, unified_share, validate)
 
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import subject_matches
+
 pytestmark = pytest.mark.unit
 
 AGENT = dict(name="network-expert", legacy="agent.network-expert",
@@ -65,16 +67,6 @@ class Msg:
         self.subject, self.data, self.headers = subject, data, headers
 
 
-def matches(pattern, subject):
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
-
-
 class FakeNats:
     """Just enough of a nats-py client: publish() asks `respond(subject, headers, payload)` for
     [(delay, subject, data, headers)] and delivers them to matching subscriptions after delay."""
@@ -116,7 +108,7 @@ class FakeNats:
         for delay, to, data, hdrs in answers:
             to = reply if to == "REPLY" else to
             for pattern, cb in list(self.subs):
-                if matches(pattern, to):
+                if subject_matches(pattern, to):
                     self.clock.at(self.clock() + delay, self._deliver(cb), Msg(to, data, hdrs))
 
     def _deliver(self, cb):
