@@ -15,7 +15,6 @@ from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_pro
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import (
     EventLedger, Latency, Schedule, TargetStats, counts, downsample, dual_publish_success, generate,
     latency_summary, plan_targets, publish_time, ratio, reply_is_error, run_probe, unified_share, validate)
-
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import subject_matches
 
 pytestmark = pytest.mark.unit
