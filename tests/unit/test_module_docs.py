@@ -176,6 +176,7 @@ READ_BY = {
                         ("plugin_utils/fleet_journal.py", {"record_round"})],
     "wave_journal": [("action/wave_journal.py", None), ("plugin_utils/fleet_journal.py", {"record_step"})],
     "wave_decision": [("action/wave_decision.py", None)],
+    "fleet_lock": [("action/fleet_lock.py", None)],
 }
 
 
