@@ -570,8 +570,9 @@ class FleetLock:
     def _ours(self, entry, run_id, doing):
         """The entry's holder when it is run_id, else LockLost naming who holds it now."""
         if entry is None:
-            raise LockLost('run %s cannot %s the fleet lock %s: nobody holds it (released, or removed by hand) - '
-                           'another run may have changed the fleet meanwhile; this run stops here'
+            raise LockLost('run %s cannot %s the fleet lock %s: nobody holds it - released by a run that took it '
+                           'over from this one (a forced rollback records that in its rollback record), or removed by '
+                           'hand; another run may have changed the fleet meanwhile, so this run stops here'
                            % (run_id, doing, self.key))
         current = entry.value.get('holder') or {}
         if current.get('run_id') != run_id:
