@@ -96,18 +96,18 @@ class ActionModule(ControllerAction):
                 else:
                     done = held.release(run_id, dry_run=check)
         except fleet_state.LockHeld as exc:
-            return dict(result, failed=True, msg=str(exc), action='refused', holder=exc.holder, takeover=None,
+            return dict(result, failed=True, msg=str(exc), outcome='refused', holder=exc.holder, takeover=None,
                         lock=lock)
         except fleet_state.LockLost as exc:
-            return dict(result, failed=True, msg=str(exc), action='lost', holder=exc.holder, takeover=None,
+            return dict(result, failed=True, msg=str(exc), outcome='lost', holder=exc.holder, takeover=None,
                         lock=lock)
         except fleet_state.StateError as exc:
-            return dict(result, failed=True, action='failed', takeover=None, lock=lock,
+            return dict(result, failed=True, outcome='failed', takeover=None, lock=lock,
                         msg='fleet_lock: cannot %s the fleet lock %s in the %s store: %s (%s)' % (
                             VERB[state], lock['key'], args['backend'], exc, nothing))
         action, holder, takeover = done['action'], done['holder'], done['takeover']
         lock['revision'] = done['revision']
-        result.update(action=action, holder=holder, takeover=takeover, lock=lock,
+        result.update(outcome=action, holder=holder, takeover=takeover, lock=lock,
                       changed=action in CHANGES)
         if state == 'renewed':
             result['lapsed_seconds'] = done['lapsed_seconds']

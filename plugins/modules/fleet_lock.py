@@ -19,7 +19,7 @@ description:
     provably is gone (a run of this same controller whose process has exited); the takeover is
     written into the lock and returned (RV(takeover)). O(force) takes over a live holder's lock
     (recorded the same way). The same O(run_id) taking it again (a resumed run) is allowed and
-    says so (RV(action) C(resumed)).
+    says so (RV(outcome) C(resumed)).
   - O(state=renewed) extends this run's lease to now + O(lease_seconds); when another run has
     taken the lock meanwhile it fails, naming that run, so this run stops before changing more.
   - O(state=released) gives the lock up if this run holds it; a lock already gone is fine, one
@@ -89,7 +89,7 @@ options:
     type: bool
     default: false
 notes:
-  - In check mode nothing is written; the result says what would happen (RV(action)), and a lock
+  - In check mode nothing is written; the result says what would happen (RV(outcome)), and a lock
     held by another run gives a warning rather than a failure.
   - Credentials (O(password), O(token), user info in O(url)) never appear in the result or its messages.
 requirements:
@@ -128,7 +128,7 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
-action:
+outcome:
   description:
     - What was done (in check mode - what would be done) -
       C(acquired), C(resumed) (the same run id took it again), C(taken over), C(renewed),
