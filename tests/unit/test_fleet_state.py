@@ -402,3 +402,25 @@ def test_results_are_scrubbed_of_nats_credentials():
     text = json.dumps(scrubbed)
     assert "hunter22" not in text and "s3cr" not in text and scrubbed["n"] == 1
     assert "nats://***@nats:4222" in scrubbed["msg"]
+
+
+# --- the run journal's lock step -----------------------------------------------------------------
+
+def test_a_wave_journals_its_lock_and_the_timeline_names_a_takeover(tmp_path, clock):
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactStore
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import (Journal, record_step,
+                                                                                           render_timeline)
+    state = DirStore(str(tmp_path / "state"))
+    lock_of(state, clock).acquire(holder("wave2-1", who="alice"), LEASE)
+    clock.advance(LEASE + 1)
+    done = lock_of(state, clock).acquire(holder("wave2-2", who="bob"), LEASE)
+    artifacts = ArtifactStore(str(tmp_path / "artifacts"))
+    args = dict(run_id="wave2-2", wave="wave2", step="lock", outcome="ok", reasons=["taken over"],
+                detail=dict(lock={"key": done["key"]}, holder=done["holder"], takeover=done["takeover"]))
+    record, beside = record_step(artifacts, args)
+    assert beside is None and (record["step"], record["next_step"]) == ("lock", "proceed")
+    assert record["detail"]["takeover"]["previous"]["run_id"] == "wave2-1"
+    [row] = render_timeline(Journal(artifacts, "wave2-2").records())[2:]
+    assert "| fleet lock taken over from alice (run wave2-1) |" in row
+    record, _ = record_step(artifacts, dict(args, run_id="wave2-3", detail=dict(takeover=None)))
+    assert "| fleet lock taken |" in render_timeline([record])[2]
