@@ -38,3 +38,8 @@ options:
     type: float
     default: 2.0
 """
+
+    # The same options for a module that talks to NATS only in some settings (fleet_lock, with the
+    # jetstream state backend): url is optional there, and the module says when it is missing.
+    # extends_documentation_fragment: fleetwave.rollout.nats.url_optional
+    URL_OPTIONAL = DOCUMENTATION.replace("    type: str\n    required: true\n", "    type: str\n", 1)

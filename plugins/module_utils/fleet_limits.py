@@ -35,10 +35,12 @@ LIMITS = {
     'window': _range(0, 3_600, 'seconds', '`nats_probe` (`wave_probe_window_seconds`, '
                      '`wave_monitor_probe_window_seconds`)', low_open=True),
     'timeout': _range(0, 300, 'seconds', '`nats_probe`, `nats_request`', low_open=True),
-    'connect_timeout': _range(0, 60, 'seconds', '`nats_probe`, `nats_request`', low_open=True),
+    'connect_timeout': _range(0, 60, 'seconds', '`nats_probe`, `nats_request`, `fleet_lock`', low_open=True),
     # the agent's own cap on one emit
     'emit_events': _range(0, 10_000, 'events per instance', '`nats_probe` (`wave_probe_emit_events`)', integer=True),
     'expect_replies': _range(0, 10_000, 'replies', '`nats_request`', integer=True),
+    # the fleet lock: how long a run's hold lasts without a renewal (fleet_state)
+    'fleet_lock_lease_seconds': _range(10, DAY_S, 'seconds', 'inventory, `fleet_lock` `lease_seconds`'),
     # the criteria file
     'comparison.min_samples': _range(2, 100_000, 'samples per side', 'criteria file', integer=True),
 }

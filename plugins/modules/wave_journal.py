@@ -22,6 +22,8 @@ description:
   - O(step=rollback) records a rollback; with O(label) (an automatic rollback) also as
     C(rollback.json) in that round's folder, otherwise (a rollback run) as
     C(rollbacks/<run_id>.json). Its next step is always C(stop).
+  - O(step=lock) records the fleet lock this run took (M(fleetwave.rollout.fleet_lock)), and in
+    O(detail) the holder and, when it was taken over, the takeover (previous holder, why, since when).
   - Runs once on the controller (an action plugin).
 version_added: "1.0.0"
 author: fleetwave maintainers
@@ -42,7 +44,7 @@ options:
     description: What happened.
     type: str
     required: true
-    choices: [run, preflight, deploy, approval, rollback]
+    choices: [run, preflight, deploy, approval, rollback, lock]
   phase:
     description: The phase the step belongs to.
     type: str

@@ -11,14 +11,27 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.fleetwave.rollout.plugins.doc_fragments import nats as nats_fragment
+from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import NATS_ARGUMENT_SPEC
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence
 
 _SPEC_KEYS = ('type', 'required', 'default', 'choices', 'elements', 'no_log')
+# The doc fragments a stub may extend (extends_documentation_fragment, optionally .<variable>), and
+# which of their options are secrets: documentation cannot say no_log, the fragment's spec does.
+FRAGMENTS = {'fleetwave.rollout.nats': (nats_fragment.ModuleDocFragment,
+                                        {name for name, spec in NATS_ARGUMENT_SPEC.items() if spec.get('no_log')})}
 
 
 def argument_spec(documentation):
-    """A module argument_spec from a DOCUMENTATION string's options."""
-    options = yaml.safe_load(documentation)['options']
+    """A module argument_spec from a DOCUMENTATION string's options, its doc fragments' merged in
+    as ansible-doc merges them."""
+    documentation = yaml.safe_load(documentation)
+    options = dict(documentation['options'])
+    for name in documentation.get('extends_documentation_fragment') or []:
+        base, variable = (name, 'DOCUMENTATION') if name in FRAGMENTS else name.rsplit('.', 1)
+        fragment, secrets = FRAGMENTS[base]
+        for option, spec in yaml.safe_load(getattr(fragment, variable.upper()))['options'].items():
+            options[option] = dict(spec, no_log=True) if option in secrets else spec
     return {name: {k: v for k, v in option.items() if k in _SPEC_KEYS} for name, option in options.items()}
 
 

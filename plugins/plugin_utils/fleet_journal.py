@@ -24,9 +24,10 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
                                                                                          Layout, utc)
 
 # The steps of a run, in the order a wave goes through them.
-RUN, PREFLIGHT, DEPLOY, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION = (
-    'run', 'preflight', 'deploy', 'checkpoint', 'monitoring round', 'approval', 'rollback', 'gate', 'decision')
-STEPS = (RUN, PREFLIGHT, DEPLOY, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION)
+RUN, LOCK, PREFLIGHT, DEPLOY, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION = (
+    'run', 'lock', 'preflight', 'deploy', 'checkpoint', 'monitoring round', 'approval', 'rollback', 'gate',
+    'decision')
+STEPS = (RUN, LOCK, PREFLIGHT, DEPLOY, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION)
 FIELDS = ('phase', 'host', 'label', 'started', 'finished', 'outcome', 'next_step', 'reasons', 'artifact', 'detail')
 
 
@@ -294,6 +295,11 @@ def _what(record):
     step, detail = record['step'], record.get('detail') or {}
     if step == RUN:
         return 'run started by %s' % (detail.get('operator') or 'unknown')
+    if step == LOCK:
+        took = detail.get('takeover') or {}
+        return 'fleet lock %s%s' % ('taken over from %s (run %s)' % ((took.get('previous') or {}).get('who'),
+                                                                    (took.get('previous') or {}).get('run_id'))
+                                    if took else 'taken', ', forced' if took.get('forced') else '')
     if step == PREFLIGHT:
         return 'pre-flight on %s' % (record.get('host') or 'the controller')
     if step == DEPLOY:

@@ -92,7 +92,7 @@ def documented_options(documentation):
     for name in documentation.get("extends_documentation_fragment") or []:
         module, _, variable = name.split(".", 2)[2].partition(".")
         fragment = importlib.import_module("ansible_collections.fleetwave.rollout.plugins.doc_fragments.%s" % module)
-        for option, spec in yaml.safe_load(getattr(fragment.ModuleDocFragment, variable or "DOCUMENTATION"))["options"].items():
+        for option, spec in yaml.safe_load(getattr(fragment.ModuleDocFragment, (variable or "DOCUMENTATION").upper()))["options"].items():
             assert option not in options, "%s is documented in the module and in %s" % (option, name)
             options[option] = spec
     return options

@@ -205,7 +205,7 @@ def test_finished_defaults_to_now(store):
 
 
 def test_an_unknown_step_is_refused_and_nothing_written(store):
-    with pytest.raises(JournalError, match=r"unknown journal step 'pause' \(one of run, preflight, deploy, "
+    with pytest.raises(JournalError, match=r"unknown journal step 'pause' \(one of run, lock, preflight, deploy, "
                                            r"checkpoint, monitoring round, approval, rollback, gate, decision\)"):
         Journal(store, RUN).append("wave2", "pause")
     assert Journal(store, RUN).records() == []

@@ -176,6 +176,7 @@ READ_BY = {
                         ("plugin_utils/fleet_journal.py", {"record_round"})],
     "wave_journal": [("action/wave_journal.py", None), ("plugin_utils/fleet_journal.py", {"record_step"})],
     "wave_decision": [("action/wave_decision.py", None)],
+    "fleet_lock": [("action/fleet_lock.py", None)],
 }
 
 
@@ -261,7 +262,7 @@ def test_validation_reports_a_value_outside_the_choices():
     args, problem = validated("wave_journal", dict(JOURNAL, step="checkpoint"))
     assert args is None
     assert problem == ("wave_journal: value of step must be one of: run, preflight, deploy, approval, rollback, "
-                       "got: checkpoint")
+                       "lock, got: checkpoint")
 
 
 def test_validation_reports_a_value_of_the_wrong_type():
