@@ -240,7 +240,7 @@ class CallbackModule(CallbackBase):
         # follows through a 27-hour run. The same line is in runs/<run_id>/status.json.
         line = result.result.get('status_line') if isinstance(result.result, dict) else None
         if line:
-            self._display.display('fleetwave: %s' % line)
+            self._display.display('fleetwave: %s' % line, stderr=True)  # stdout is the stdout callback's (json)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._result(result, 'failed', ignored=ignore_errors)

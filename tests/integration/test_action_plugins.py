@@ -463,7 +463,9 @@ def test_checkpoint_writes_its_artifacts(checkpoint_run):
 def test_checkpoint_observations_are_the_raw_inputs(checkpoint_run):
     observations = read_json(checkpoint_run.workdir / "store/checkpoints/wave2/T+6h/observations.json")
     probe = {k: v for k, v in HEALTHY["probe"].items() if k not in ("changed", "failed")}
-    assert observations == dict(hosts=HEALTHY["info"], baseline=HEALTHY["baseline"], probe=probe, probe_error=None)
+    # No agents given: the server's view is not judged here (tests/unit/test_fleet_checkpoint_measure.py does).
+    assert observations == dict(hosts=HEALTHY["info"], baseline=HEALTHY["baseline"], probe=probe, probe_error=None,
+                                server_view=None, server_error=None)
 
 
 def test_checkpoint_measurements_and_comparison(checkpoint_run):
@@ -491,7 +493,8 @@ def test_checkpoint_decision_record(checkpoint_run):
     assert len(primary) == 7 * 2 and all(r["passed"] and r["measured"] is not None for r in primary)
     assert {r["name"] for r in decision["criteria"] if r["kind"] == "secondary"} == {
         c["name"] for c in CRITERIA["secondary"]}
-    assert len(decision["health"]) == 15 and all(c["ok"] for c in decision["health"])
+    # 15 unit and subject checks, one answer per request for each of the 2 agents, no stray reply.
+    assert len(decision["health"]) == 18 and all(c["ok"] for c in decision["health"])
     result = checkpoint_run["other label"]
     assert (decision["detected_at"], decision["decided_at"]) == (result["detected_at"], result["decided_at"])
     assert UTC_RE.fullmatch(decision["detected_at"]) and UTC_RE.fullmatch(decision["decided_at"])
