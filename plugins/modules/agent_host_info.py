@@ -269,7 +269,7 @@ def _socket_inodes(pid):
     for fd in os.listdir('/proc/%d/fd' % pid):
         try:
             target = os.readlink('/proc/%d/fd/%s' % (pid, fd))
-        except OSError:
+        except FileNotFoundError:
             continue  # closed meanwhile
         if target.startswith('socket:['):
             inodes.add(target[len('socket:['):-1])
@@ -298,7 +298,9 @@ def unit_sockets(pid, children=None):
                     sockets.append(dict(local_ip=local_ip, local_port=local_port,
                                         remote_ip=remote_ip, remote_port=remote_port))
     except PermissionError as exc:
-        return [], 'permission denied reading %s (read the sockets as root: become)' % exc.filename
+        # Reading another user's fds takes root with CAP_SYS_PTRACE (a real host's root has it; a
+        # container's root may not: podman --cap-add SYS_PTRACE).
+        return [], 'permission denied reading %s (needs root with CAP_SYS_PTRACE: become)' % exc.filename
     except (OSError, ValueError) as exc:
         return [], 'reading the sockets of PID %d failed: %s' % (pid, exc)
     return sorted(sockets, key=lambda s: (s['local_ip'], s['local_port'])), None

@@ -405,3 +405,17 @@ def test_agents_are_required(run_module, systemctl):
 
 def test_documentation_matches_argument_spec(check_docs):
     check_docs("agent_host_info")
+
+
+def test_fds_that_cannot_be_read_are_an_error_naming_the_capability_not_an_empty_list(monkeypatch):
+    """A container's root without CAP_SYS_PTRACE may list /proc/<pid>/fd but not read its links: that
+    must not look like a process without connections."""
+    from ansible_collections.fleetwave.rollout.plugins.modules import agent_host_info
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(agent_host_info.os, "readlink", denied)
+    sockets, error = agent_host_info.unit_sockets(os.getpid(), children={})
+    assert sockets == []
+    assert error == "permission denied reading /proc/%d/fd/0 (needs root with CAP_SYS_PTRACE: become)" % os.getpid()
