@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,11 +149,23 @@ def gather(subj: str, timeout: float = 1.5) -> dict:
                 await asyncio.wait_for(no_responders.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
-            return dict(hosts=sorted(r["host"] for r in replies), no_responders=no_responders.is_set(),
-                        unified=sorted({r["unified"] for r in replies}))
+            # An agent written to the contract alone names neither its host nor its flag in a reply.
+            return dict(hosts=sorted(r["host"] for r in replies if r.get("host")), replies=len(replies),
+                        no_responders=no_responders.is_set(),
+                        unified=sorted({r["unified"] for r in replies if "unified" in r}))
         finally:
             await nc.close()
     return run_async(go())
+
+
+def server_subscribers(subj: str) -> list:
+    """The client connections the test fleet's nats-server lists (its /connz) as subscribed so that
+    they receive `subj`: an agent's instances seen by the server, whatever they put in replies."""
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import subject_matches
+    with urllib.request.urlopen(FLEET_VARS["fleet_nats_monitor_url"] + "/connz?subs=detail&limit=4096", timeout=5) as r:
+        connections = json.load(r)["connections"]
+    return [c for c in connections
+            if any(subject_matches(s["subject"], subj) for s in c.get("subscriptions_list_detail") or [])]
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,15 @@ import time
 
 import pytest
 
-from .conftest import AGENTS, ARTIFACTS, HOSTS, QUICK_WAVE2, ROOT, env_flag, fleet_snapshot, gather, run_playbook, subject
+from .conftest import (AGENTS, ARTIFACTS, HOSTS, QUICK_WAVE2, ROOT, env_flag, fleet_snapshot, gather, podman_exec,
+                       run_playbook, server_subscribers, subject)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
 WAVE2 = ("network-expert", "tdd-expert")
+# The test fleet is mixed: tdd-expert's units run tests/agents/contract_agent.py, an agent written from
+# the contract alone (no Agent-Target, no Agent-Host, no emit, no status), the others the reference agent.
+CONTRACT_ONLY = "tdd-expert"
 CONTROL = ("graph-expert", "git-expert", "location-expert")
 LABELS = ["phase1-verification", "phase1-T+1h", "phase1-T+2h",
           "phase2-verification", "T+1h", "T+6h", "T+12h", "T+24h"]
@@ -131,12 +135,32 @@ def test_wave2_agents_answer_on_both_subjects_and_control_stays_legacy(wave2):
             assert env_flag(host, agent) == "true", (host, agent)
         for agent in CONTROL:
             assert env_flag(host, agent) == "false", (host, agent)
-    for agent in WAVE2:
-        unified = gather(subject(agent, "unified"))
-        assert unified["hosts"] == list(HOSTS) and unified["unified"] == [True], (agent, unified)
-        assert gather(subject(agent, "legacy"))["hosts"] == list(HOSTS)
+    unified = gather(subject("network-expert", "unified"))
+    assert unified["hosts"] == list(HOSTS) and unified["unified"] == [True], unified
+    assert gather(subject("network-expert", "legacy"))["hosts"] == list(HOSTS)
+    # The contract-only agent names no host: the server shows its three instances on both subjects.
+    for via in ("unified", "legacy"):
+        assert len(server_subscribers(subject(CONTRACT_ONLY, via))) == len(HOSTS), via
+        assert gather(subject(CONTRACT_ONLY, via))["replies"] == 1, via  # a queue group: one answer
     for agent in CONTROL:
         assert gather(subject(agent, "unified"))["no_responders"], agent
+
+
+def test_the_contract_only_agent_goes_through_wave2_proven_by_the_server(wave2):
+    """An agent we did not write, as tdd-expert's real units: every instance proven from the NATS
+    server's own view, its events (which name no host) judged per agent type, GO."""
+    for host in HOSTS:
+        assert "contract_agent.py" in podman_exec(host, "systemctl", "show", "-p", "ExecStart",
+                                                  "agent@%s.service" % CONTRACT_ONLY)
+    last = json.loads((ARTIFACTS / "checkpoints/wave2/T+24h/decision.json").read_text())
+    assert last["outcome"] == "GO"
+    checks = [c for c in last["health"] if c["agent"] == CONTRACT_ONLY and c["check"] == "server: subscriptions"]
+    assert sorted(c["host"] for c in checks) == list(HOSTS) and all(c["ok"] for c in checks), checks
+    assert all(c["measured"].startswith("subscribed on legacy and unified (cid ") for c in checks), checks
+    rows = [r for r in last["criteria"] if r["name"] == "dual_publish_success" and r["agent"].startswith(CONTRACT_ONLY)]
+    assert len(rows) == len(HOSTS) and all(r["passed"] and r["measured"] > 99 for r in rows), rows
+    summary = (ARTIFACTS / "checkpoints/wave2/T+24h/summary.md").read_text()
+    assert "events of %s name no host" % CONTRACT_ONLY in summary
 
 
 def test_a_second_run_changes_nothing_and_is_still_go(wave2, tmp_path):
@@ -152,23 +176,23 @@ def latest_rollback_record() -> dict:
 
 
 def test_rollback_of_one_agent_on_one_host_leaves_the_rest(wave2, tmp_path):
-    run = run_playbook(tmp_path, "rollback.yml", "--limit", "dgx-2", extravars={"rollback_agents": "tdd-expert"})
+    run = run_playbook(tmp_path, "rollback.yml", "--limit", "dgx-2", extravars={"rollback_agents": "network-expert"})
     assert run.rc == 0, run.stdout[-4000:]
-    assert env_flag("dgx-2", "tdd-expert") == "false"
-    assert env_flag("dgx-2", "network-expert") == "true"
-    assert env_flag("dgx-1", "tdd-expert") == "true"
-    assert gather(subject("tdd-expert", "unified"))["hosts"] == ["dgx-1", "dgx-3"]
-    assert gather(subject("tdd-expert", "legacy"))["hosts"] == list(HOSTS)
+    assert env_flag("dgx-2", "network-expert") == "false"
+    assert env_flag("dgx-2", "tdd-expert") == "true"
+    assert env_flag("dgx-1", "network-expert") == "true"
+    assert gather(subject("network-expert", "unified"))["hosts"] == ["dgx-1", "dgx-3"]
+    assert gather(subject("network-expert", "legacy"))["hosts"] == list(HOSTS)
     # The proof covers the limited host only, though dgx-1 and dgx-3 still answer on unified.
     proof = latest_rollback_record()["detail"]["legacy_only"]
     assert proof["proven"] is True and proof["hosts"] == ["dgx-2"], proof
-    assert list(proof["instances"]) == ["tdd-expert@dgx-2"], proof
-    assert proof["instances"]["tdd-expert@dgx-2"]["events_unified"] == 0, proof
+    assert list(proof["instances"]) == ["network-expert@dgx-2"], proof
+    assert proof["instances"]["network-expert@dgx-2"]["events_unified"] == 0, proof
     # The server's view of that instance: its own connection holds legacy, not unified. A limited run
     # cannot tell other hosts' instances from impostors, so it judges none.
     server = proof["server"]
-    assert list(server["instances"]) == ["tdd-expert@dgx-2"] and server["instances"]["tdd-expert@dgx-2"]["ok"], server
-    assert server["impostors"] == [], server
+    assert list(server["instances"]) == ["network-expert@dgx-2"], server
+    assert server["instances"]["network-expert@dgx-2"]["ok"] and server["impostors"] == [], server
 
 
 def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
@@ -182,9 +206,11 @@ def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
         for host in HOSTS:
             assert env_flag(host, agent) == "false", (host, agent)
         unified = gather(subject(agent, "unified"))
-        assert unified["no_responders"] and unified["hosts"] == [], (agent, unified)
-        legacy = gather(subject(agent, "legacy"))
-        assert legacy["hosts"] == list(HOSTS) and legacy["unified"] == [False], (agent, legacy)
+        assert unified["no_responders"] and unified["replies"] == 0, (agent, unified)
+        assert server_subscribers(subject(agent, "unified")) == [], agent
+        assert len(server_subscribers(subject(agent, "legacy"))) == len(HOSTS), agent
+    legacy = gather(subject("network-expert", "legacy"))
+    assert legacy["hosts"] == list(HOSTS) and legacy["unified"] == [False], legacy
     record = latest_rollback_record()
     assert record["step"] == "rollback" and record["outcome"] == "rolled back" and record["next_step"] == "stop"
     proof = record["detail"]["legacy_only"]
