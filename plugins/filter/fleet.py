@@ -21,7 +21,9 @@ def rollback_actions(files, agents, env_dir, host, strict=False):
     files: agent_env_info's `files` result (keyed by env file path); agents: the names to roll
     back on this host; strict: the agents were named explicitly, so each must have a backup.
     The newest backup that is not a pre-restore copy is the state before the flip; it must
-    have the flag off, or restoring it would not roll anything back.
+    have the flag off, or restoring it would not roll anything back. A restore entry whose file has
+    the flag off already (unified_before false) is proven but not restored (restore.yml): there is
+    nothing to undo, and restoring would revert later edits.
     Returns {restore: [...], skip: [...], errors: [...]}.
     """
     restore, skip, errors = [], [], []

@@ -60,6 +60,11 @@ def test_dropped_unified_copies_and_an_impostor_are_each_named_from_the_servers_
         impostor.wait(10)
         assert run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
         set_drop(0)  # the rollback put back the pre-flip file, knob included
+    # A file whose flag is off already is left as it is by the next rollback (it used to put the
+    # pre-flip backup back, knob and all, undoing the edit above).
+    assert run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+    for host in HOSTS:
+        assert "FAULT_DROP_UNIFIED_PCT=0" in podman_exec(host, "cat", ENV).splitlines(), host
     assert run.rc != 0
     assert "NO-GO for wave2 after phase2" in run.stdout
     # tdd-expert is watched from phase 2 on (in phase 1 it is neither test nor control).
