@@ -355,7 +355,8 @@ class EventLedger:
     """
 
     def __init__(self):
-        # agent_index -> {msg_id: [first_seen, legacy_seen, unified_seen, host]}
+        # agent_index -> {msg_id: [first_seen, legacy_seen, unified_seen, host, gap]}; gap: seconds
+        # from the first copy to the other, as this subscriber saw them
         self._events = {}
         self._anonymous = 0
 
@@ -366,15 +367,24 @@ class EventLedger:
         events = self._events.setdefault(agent_index, {})
         entry = events.get(msg_id)
         if entry is None:
-            entry = events[msg_id] = [now, False, False, None]
-        entry[1 if via == 'legacy' else 2] = True
+            entry = events[msg_id] = [now, False, False, None, None]
+        slot = 1 if via == 'legacy' else 2
+        if not entry[slot] and entry[3 - slot]:
+            entry[4] = now - entry[0]  # the second copy's first arrival
+        entry[slot] = True
         if host and entry[3] is None:
             entry[3] = host
 
     def _window(self, agent_index, start, end):
-        for first, on_legacy, on_unified, host in self._events.get(agent_index, {}).values():
+        for first, on_legacy, on_unified, host, _ in self._events.get(agent_index, {}).values():
             if start <= first <= end:
                 yield on_legacy, on_unified, host
+
+    def copy_gaps(self, agent_index, start, end):
+        """Seconds between an event's two copies, for each event of the window seen on both subjects:
+        the dual publish as any subscriber sees it, needing nothing from the agent."""
+        return [entry[4] for entry in self._events.get(agent_index, {}).values()
+                if start <= entry[0] <= end and entry[4] is not None]
 
     def summary(self, agent_index, start, end, host=ANY_HOST):
         """{legacy, unified, paired}: events of the window seen on each subject, and on both;
@@ -643,6 +653,10 @@ class Probe:
                 instance.update(self._instance_figures(index, instance['host'],
                                                        host_events if attributable else None))
             emitted = [i['emitted'] for i in instances if i['emitted'] is not None]
+            gaps = Latency()
+            for gap in self.ledger.copy_gaps(index, start, end):
+                gaps.record(gap)
+            gap_summary = gaps.summary()
             entry = dict(name=agent['name'], unified_enabled=bool(agent.get('unified_enabled')))
             entry.update(counts(expected))
             entry.update(
@@ -652,6 +666,8 @@ class Probe:
                 dual_publish_success=dual_publish_success(events, agent.get('unified_enabled')),
                 unified_share=unified_share(events, replies_unified, replies_all),
                 publish_time_ms=publish_time(instances),
+                copy_gap_ms=dict(p50=gap_summary['p50'], p99=gap_summary['p99'], max=gap_summary['max'],
+                                 count=gap_summary['count']),
                 instances=instances)
             agents.append(entry)
             for key in events_all:

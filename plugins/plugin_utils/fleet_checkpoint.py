@@ -219,7 +219,11 @@ def measure(hosts, test, reference, probe, info, baseline):
                 p50[side].append(lat.get('p50'))
                 if side != 'test':
                     continue
+                # The agent's own publish time where it reports one (the reference agent's status);
+                # otherwise the gap between an event's two copies as the probe saw them.
                 publish = instance.get('publish_time_ms') or {}
+                if not publish.get('count'):
+                    publish = (probe_agents.get(agent) or {}).get('copy_gap_ms') or {}
                 # Events name their instance only when the agents carry a host header; without one
                 # the event figures are the agent type's, judged for each of its instances.
                 by_instance = instance.get('events', True) is not None

@@ -139,6 +139,17 @@ def test_instance_figures_have_every_metric(obs):
     assert figures(obs)["events_judged_per"] == "instance"
 
 
+def test_publish_time_falls_back_to_the_observed_gap_between_copies_when_the_agent_reports_none(obs):
+    agent = obs["probe"]["agents"][0]
+    agent["copy_gap_ms"] = dict(p50=0.3, p99=2.5, max=4.0, count=300)
+    assert figures(obs)["publish_time_ms"] == 0.8  # the agent's own figure first
+    for entry in agent["instances"]:
+        entry["publish_time_ms"] = dict(p50=None, p99=None, max=None, count=0)
+    assert figures(obs)["publish_time_ms"] == 2.5
+    del agent["copy_gap_ms"]
+    assert figures(obs)["publish_time_ms"] is None  # no data either way: no data
+
+
 def test_events_that_name_no_host_are_judged_per_agent_type_for_each_instance(obs):
     """An agent written to the contract alone sends no Agent-Host header: the probe cannot tell its
     instances' events apart (instance events None), so the agent type's figure stands for each."""

@@ -656,3 +656,25 @@ def test_a_second_responder_is_counted_as_duplicates_of_its_target_and_strangers
     assert sum(t["duplicates"] for k, t in by.items() if k != ("dgx-2", "unified")) == 0
     assert result["agents"][0]["duplicates"] == 20
     assert result["totals"]["duplicates"] == 20 and result["totals"]["unmatched_replies"] == 20
+
+
+def test_the_gap_between_an_events_two_copies_is_measured_from_the_subscribers_side():
+    """An agent that reports no publish time of its own: the dual publish is timed as any subscriber
+    sees it, from the first copy to the other."""
+    ledger = EventLedger()
+    ledger.add(0, "legacy", "a", 10.000)
+    ledger.add(0, "unified", "a", 10.004)
+    ledger.add(0, "unified", "b", 11.000)    # unified first this time
+    ledger.add(0, "legacy", "b", 11.010)
+    ledger.add(0, "legacy", "b", 11.500)     # a duplicate copy changes nothing
+    ledger.add(0, "legacy", "c", 12.000)     # never paired: no gap
+    ledger.add(0, "legacy", "d", 99.000)     # outside the window
+    ledger.add(0, "unified", "d", 99.001)
+    assert sorted(round(g, 6) for g in ledger.copy_gaps(0, 9.0, 20.0)) == [0.004, 0.01]
+
+
+def test_agents_report_the_copy_gap_beside_their_own_publish_time():
+    result, _, _ = probe(fleet(), emit_events=50)
+    gap = result["agents"][0]["copy_gap_ms"]
+    # The fake delivers both copies of an event 1 ms after the emit: the gap is 0 (HDR floor 1 us).
+    assert gap["count"] == result["agents"][0]["events"]["paired"] == 100 and gap["p99"] < 0.01
