@@ -365,15 +365,18 @@ class AgentProcess:
             self.proc.wait()
 
 
-@pytest.fixture
-def reference_agent(nats_server: NatsServer, tmp_path: Path):
-    """Factory: reference_agent(name=, id=, cluster=, host=, unified=, url=, **ENV) -> AgentProcess.
+def agent_processes(nats_server: NatsServer, tmp_path: Path, program: Path, heartbeat_key: str,
+                    heartbeat_interval: Any, stem: str):
+    """A factory of agent subprocesses of `program`, configured as systemd configures a unit (a clean
+    environment from its env file), and the list of those started (stopped by the caller).
 
-    Any keyword set to None leaves that variable out (to test missing settings); extra
-    keywords are environment variables. wait=False returns without waiting for the
-    agent to subscribe; python/pythonpath choose the interpreter and its import path.
+    start(name=, id=, cluster=, host=, unified=, url=, **ENV): any keyword set to None leaves that
+    variable out (to test missing settings); extra keywords are environment variables. wait=False
+    returns without waiting for the agent to subscribe; python/pythonpath choose the interpreter and
+    its import path.
     """
     agents: list[AgentProcess] = []
+    default_interval = heartbeat_interval
 
     def start(
         *,
@@ -383,7 +386,7 @@ def reference_agent(nats_server: NatsServer, tmp_path: Path):
         host: Optional[str] = DEFAULT_AGENT["host"],
         unified: Any = False,
         url: Optional[str] = None,
-        heartbeat_interval: Any = 0.2,
+        heartbeat_interval: Any = default_interval,
         wait: bool = True,
         ready_timeout: float = 15.0,
         python: str = sys.executable,
@@ -397,25 +400,37 @@ def reference_agent(nats_server: NatsServer, tmp_path: Path):
             "AGENT_HOST": host,
             "NATS_URL": nats_server.url if url is None else url,
             "ENABLE_UNIFIED_SUBJECTS": str(unified).lower() if isinstance(unified, bool) else unified,
-            "HEARTBEAT_INTERVAL": heartbeat_interval,
+            heartbeat_key: heartbeat_interval,
             "PYTHONPATH": pythonpath,
             **extra_env,
         }
         # A clean environment, like systemd's EnvironmentFile= gives the real agent.
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         env.update({key: str(value) for key, value in settings.items() if value is not None})
-        agent = AgentProcess(env, [python, str(REFERENCE_AGENT)], tmp_path / f"agent-{len(agents)}")
+        agent = AgentProcess(env, [python, str(program)], tmp_path / f"{stem}-{len(agents)}")
         agents.append(agent)
         if wait:
             agent.wait_ready(ready_timeout)
         return agent
 
-    yield start
+    return start, agents
+
+
+def stop_all(agents: list) -> None:
     for agent in agents:
         try:
             agent.stop(timeout=5)
         except subprocess.TimeoutExpired:
             pass  # stop() already killed it
+
+
+@pytest.fixture
+def reference_agent(nats_server: NatsServer, tmp_path: Path):
+    """Factory: reference_agent(name=, id=, cluster=, host=, unified=, url=, **ENV) -> AgentProcess
+    (agent_processes of the reference agent); every agent started is stopped after the test."""
+    start, agents = agent_processes(nats_server, tmp_path, REFERENCE_AGENT, "HEARTBEAT_INTERVAL", 0.2, "agent")
+    yield start
+    stop_all(agents)
 
 
 @pytest.fixture(scope="session")
