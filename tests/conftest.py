@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import defaultdict
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Awaitable, Callable, Optional, TypeVar
@@ -146,6 +147,66 @@ async def nats_connect(url: str, **options: Any):
         **options,
     }
     return await nats.connect(url, **settings)
+
+
+# ---------------------------------------------------------------- talking to agents
+
+
+async def gather_replies(nc, subject: str, window: float = 0.5, headers=None) -> list:
+    """Publish one request and collect every reply within window seconds.
+
+    With nobody subscribed, the server answers a plain publish-with-reply with an empty
+    message whose Status header is 503 (nc.request turns that into NoRespondersError);
+    it is not an agent's reply, so it is left out.
+    """
+    import nats.errors
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish(subject, b"", reply=inbox, headers=headers)
+    replies = []
+    deadline = time.monotonic() + window
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = await sub.next_msg(timeout=left)
+        except nats.errors.TimeoutError:
+            break
+        if (msg.headers or {}).get("Status") != "503":
+            replies.append(msg)
+    await sub.unsubscribe()
+    return replies
+
+
+class EventRecorder:
+    """Subscribes to subjects and keeps every message received, per subject pattern."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, list] = defaultdict(list)
+        self._subs: list = []
+
+    async def watch(self, nc, *subjects: str) -> None:
+        for subject in subjects:
+
+            async def keep(msg, _subject=subject):
+                self.messages[_subject].append(msg)
+
+            self._subs.append(await nc.subscribe(subject, cb=keep))
+        await nc.flush()
+
+    def count(self, subject: str) -> int:
+        return len(self.messages[subject])
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Let the callbacks catch up with what has been received so far.
+
+        The agent sends its events before its reply on one connection, and the server
+        keeps that order, so once a reply is in, every earlier event is queued here.
+        """
+        deadline = time.monotonic() + timeout
+        while any(sub.pending_msgs for sub in self._subs):
+            if time.monotonic() > deadline:
+                raise TimeoutError("event callbacks did not catch up")
+            await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------- nats-server

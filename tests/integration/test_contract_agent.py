@@ -21,7 +21,7 @@ import nats
 import pytest
 from nats.errors import NoRespondersError
 
-from tests.conftest import AgentProcess, nats_connect, wait_for
+from tests.conftest import AgentProcess, EventRecorder, gather_replies, nats_connect, run_async, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,39 +29,11 @@ BOOKWORM_PYTHON = Path("/usr/bin/python3")
 EX_CONFIG = 78
 
 
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def replies_to(nc, subject: str, window: float = 0.3, headers=None) -> list:
-    """Every reply to one request within window seconds (the server's 503 no-responders left out)."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    await nc.publish(subject, b"", reply=inbox, headers=headers)
-    replies = []
-    deadline = time.monotonic() + window
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            msg = await sub.next_msg(timeout=left)
-        except nats.errors.TimeoutError:
-            break
-        if (msg.headers or {}).get("Status") != "503":
-            replies.append(msg)
-    await sub.unsubscribe()
-    return replies
-
-
 async def record(nc, *subjects: str) -> dict:
     """Subscribe to subjects; the returned dict fills with subject pattern -> [messages]."""
-    received: dict = {subject: [] for subject in subjects}
-    for subject in subjects:
-
-        async def keep(msg, _subject=subject):
-            received[_subject].append(msg)
-
-        await nc.subscribe(subject, cb=keep)
-    await nc.flush()
-    return received
+    recorder = EventRecorder()
+    await recorder.watch(nc, *subjects)
+    return recorder.messages
 
 
 def assert_bare_reply(msg, agent: AgentProcess, verb: str = "ping") -> None:
@@ -86,7 +58,7 @@ def test_flag_off_answers_and_publishes_on_legacy_only(contract_agent, nats_serv
         await nc.close()
         return reply, events
 
-    reply, events = run(scenario())
+    reply, events = run_async(scenario())
     assert_bare_reply(reply, agent)
     legacy = events[agent.event_subject(">")]
     assert len(legacy) >= 3 and {m.subject for m in legacy} == {agent.event_subject("heartbeat")}
@@ -107,7 +79,7 @@ def test_flag_on_answers_on_both_subjects_and_publishes_every_event_twice(contra
         await nc.close()
         return legacy, unified, events
 
-    legacy_reply, unified_reply, events = run(scenario())
+    legacy_reply, unified_reply, events = run_async(scenario())
     assert_bare_reply(legacy_reply, agent)
     assert_bare_reply(unified_reply, agent, verb="deploy.check")  # any verb, the rest of the subject
 
@@ -137,11 +109,11 @@ def test_three_instances_give_one_answer_per_request_and_ignore_agent_target(con
                 # Agent-Target is the reference agent's extension: this agent answers regardless,
                 # and never names its host (Agent-Host) nor echoes the request's headers.
                 headers = {"Agent-Target": "dgx-3", "Agent-Host": "dgx-3"}
-                answers.append(await replies_to(nc, agents[0].command_subject("ping", via), headers=headers))
+                answers.append(await gather_replies(nc, agents[0].command_subject("ping", via), headers=headers))
         await nc.close()
         return answers
 
-    for replies in run(scenario()):
+    for replies in run_async(scenario()):
         assert len(replies) == 1  # the queue group: one instance of the three answers
         assert_bare_reply(replies[0], agents[0])
     for agent in agents:
@@ -164,7 +136,7 @@ def test_drop_knob_drops_exactly_three_percent_of_unified_copies(contract_agent,
         await nc.close()
         return events
 
-    events = run(scenario())
+    events = run_async(scenario())
 
     def seqs(via):
         return [json.loads(m.data)["seq"] for m in events[agent.event_subject(">", via)]]
@@ -195,7 +167,7 @@ def test_reply_delay_adds_latency_to_each_reply_without_serialising(contract_age
         await nc.close()
         return single, concurrent
 
-    single, concurrent = run(scenario())
+    single, concurrent = run_async(scenario())
     assert 0.200 <= single < 0.400, single
     assert 0.200 <= concurrent < 0.600, concurrent  # serialised would take 10 x 200 ms
 
@@ -236,7 +208,7 @@ def test_sigterm_answers_in_flight_requests_then_exits_0(contract_agent, nats_se
         await nc.close()
         return reply
 
-    reply = run(scenario())
+    reply = run_async(scenario())
     assert agent.wait_exit(timeout=5) == 0
     assert_bare_reply(reply, agent)
     assert "draining" in agent.stdout and "stopped" in agent.stdout

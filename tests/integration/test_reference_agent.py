@@ -14,14 +14,14 @@ import signal
 import subprocess
 import time
 import zipfile
-from collections import defaultdict
 from pathlib import Path
 
 import nats
 import pytest
 from nats.errors import NoRespondersError
 
-from tests.conftest import REFERENCE_AGENT, nats_connect, render_agent_unit, wait_for
+from tests.conftest import (REFERENCE_AGENT, EventRecorder, gather_replies, nats_connect, render_agent_unit,
+                            run_async, wait_for)
 
 pytestmark = pytest.mark.integration
 
@@ -31,70 +31,11 @@ BOOKWORM_PYTHON = Path("/usr/bin/python3")
 # ---------------------------------------------------------------- helpers
 
 
-def run(coro):
-    return asyncio.run(coro)
-
-
 async def request_json(nc, subject: str, body: object = b"", timeout: float = 2.0, headers=None):
     """Request and decode: returns (payload dict, headers dict)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     msg = await nc.request(subject, data, timeout=timeout, headers=headers)
     return json.loads(msg.data), msg.headers or {}
-
-
-async def gather_replies(nc, subject: str, window: float = 0.5, headers=None) -> list:
-    """Publish one request and collect every reply within window seconds.
-
-    With nobody subscribed, the server answers a plain publish-with-reply with an empty
-    message whose Status header is 503 (nc.request turns that into NoRespondersError);
-    it is not an agent's reply, so it is left out.
-    """
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    await nc.publish(subject, b"", reply=inbox, headers=headers)
-    replies = []
-    deadline = time.monotonic() + window
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            msg = await sub.next_msg(timeout=left)
-        except nats.errors.TimeoutError:
-            break
-        if (msg.headers or {}).get("Status") != "503":
-            replies.append(msg)
-    await sub.unsubscribe()
-    return replies
-
-
-class EventRecorder:
-    """Subscribes to subjects and keeps every message received, per subject pattern."""
-
-    def __init__(self) -> None:
-        self.messages: dict[str, list] = defaultdict(list)
-        self._subs: list = []
-
-    async def watch(self, nc, *subjects: str) -> None:
-        for subject in subjects:
-
-            async def keep(msg, _subject=subject):
-                self.messages[_subject].append(msg)
-
-            self._subs.append(await nc.subscribe(subject, cb=keep))
-        await nc.flush()
-
-    def count(self, subject: str) -> int:
-        return len(self.messages[subject])
-
-    async def settle(self, timeout: float = 5.0) -> None:
-        """Let the callbacks catch up with what has been received so far.
-
-        The agent sends its events before its reply on one connection, and the server
-        keeps that order, so once a reply is in, every earlier event is queued here.
-        """
-        deadline = time.monotonic() + timeout
-        while any(sub.pending_msgs for sub in self._subs):
-            if time.monotonic() > deadline:
-                raise TimeoutError("event callbacks did not catch up")
-            await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------- flag off / on
@@ -117,7 +58,7 @@ def test_flag_off_serves_and_publishes_on_legacy_only(reference_agent, nats_serv
         await nc.close()
         return reply, headers, recorder
 
-    reply, headers, recorder = run(scenario())
+    reply, headers, recorder = run_async(scenario())
     assert reply["ok"] is True and reply["via"] == "legacy" and reply["unified"] is False
     assert (reply["agent"], reply["id"], reply["cluster"], reply["host"]) == (
         agent.name,
@@ -144,7 +85,7 @@ def test_flag_on_answers_on_both_subjects(reference_agent, nats_server):
         await nc.close()
         return legacy, unified, headers, status
 
-    legacy, unified, headers, status = run(scenario())
+    legacy, unified, headers, status = run_async(scenario())
     assert (legacy["via"], legacy["subject"]) == ("legacy", agent.command_subject("ping"))
     assert (unified["via"], unified["subject"]) == ("unified", agent.command_subject("ping", "unified"))
     assert legacy["unified"] is unified["unified"] is True
@@ -167,7 +108,7 @@ def test_flag_on_publishes_every_event_on_both_subjects(reference_agent, nats_se
         await nc.close()
         return emitted, recorder
 
-    emitted, recorder = run(scenario())
+    emitted, recorder = run_async(scenario())
     assert emitted["ok"] is True and emitted["emitted"] == 25
     assert emitted["last_seq"] - emitted["first_seq"] == 24
 
@@ -212,7 +153,7 @@ def test_three_instances_reply_all_or_only_the_target(reference_agent, nats_serv
         await nc.close()
         return everyone, targeted, elsewhere
 
-    everyone, targeted, elsewhere = run(scenario())
+    everyone, targeted, elsewhere = run_async(scenario())
     assert elsewhere == []
     assert sorted(json.loads(msg.data)["host"] for msg in everyone) == ["dgx-1", "dgx-2", "dgx-3"]
     assert len(targeted) == 1
@@ -238,7 +179,7 @@ def test_drop_knob_drops_exactly_three_percent_of_unified_copies(reference_agent
         await nc.close()
         return recorder.count(legacy), recorder.count(unified), emitted, before, after
 
-    legacy, unified, emitted, before, after = run(scenario())
+    legacy, unified, emitted, before, after = run_async(scenario())
     assert (emitted["emitted"], emitted["last_seq"] - emitted["first_seq"]) == (1000, 999)
     assert (legacy, unified) == (1000, 970)
     delta = {
@@ -268,7 +209,7 @@ def test_reply_delay_adds_latency_without_serialising(reference_agent, nats_serv
         await nc.close()
         return single, concurrent
 
-    single, concurrent = run(scenario())
+    single, concurrent = run_async(scenario())
     assert all(0.150 <= rtt < 0.250 for rtt in single), single
     assert concurrent < 0.5, concurrent  # serialised would take 10 x 150 ms = 1.5 s
 
@@ -320,7 +261,7 @@ def test_fail_and_unknown_verbs_give_error_replies(reference_agent, nats_server)
         await nc.close()
         return results, status
 
-    (fail, unknown, bad_emit), status = run(scenario())
+    (fail, unknown, bad_emit), status = run_async(scenario())
     assert fail[0] == {"ok": False, "verb": "fail", "error": "requested failure"}
     assert fail[1]["Agent-Error"] == "requested"
     assert unknown[0] == {"ok": False, "verb": "reboot", "error": "unknown verb 'reboot'"}
@@ -346,7 +287,7 @@ def test_sigterm_drains_and_exits_0_after_in_flight_replies(reference_agent, nat
         return reply
 
     started = time.monotonic()
-    reply = run(scenario())
+    reply = run_async(scenario())
     assert agent.wait_exit(timeout=5) == 0
     assert time.monotonic() - started < 5
     assert reply["ok"] is True  # answered although SIGTERM arrived first
@@ -451,7 +392,7 @@ def test_reference_agent_amplifies_no_more_a_flood_of_emits_to_every_host(refere
         await nc.close()
         return replies, recorder.count(agents[0].event_subject("probe"))
 
-    replies, events = run(scenario())
+    replies, events = run_async(scenario())
     assert len(replies) == 400  # 200 requests x 2 instances, every one answered
     bodies = [(json.loads(m.data), m.headers or {}) for m in replies]
     accepted = sorted(m.headers["Agent-Host"] for m in replies if json.loads(m.data)["ok"])
@@ -481,7 +422,7 @@ def test_reference_agent_amplifies_no_more_requests_beyond_the_in_flight_bound_a
         await nc.close()
         return replies, status
 
-    replies, status = run(scenario())
+    replies, status = run_async(scenario())
     assert len(replies) == 10
     answered = [m for m in replies if json.loads(m.data)["ok"]]
     busy = [m for m in replies if not json.loads(m.data)["ok"]]
@@ -521,7 +462,7 @@ def test_reference_agent_amplifies_no_more_heartbeats_go_on_during_a_maximal_emi
         await nc.close()
         return flood_beats, after["counters"]["events"]["legacy"] - before["counters"]["events"]["legacy"]
 
-    beats, events = run(scenario())
+    beats, events = run_async(scenario())
     assert events >= 10_000  # the flood did make the agent emit at its ceiling
     assert beats >= 5  # 15 are due in 3 s at 0.2 s; the old agent sent none until its queue of emits ran dry
 
@@ -603,7 +544,7 @@ def test_reference_agent_no_longer_runs_as_root_unhardened(nats_server, tmp_path
                 await nc.close()
             raise AssertionError(f"{unit} never answered a ping")
 
-        reply, headers = run(ping())
+        reply, headers = run_async(ping())
         main_pid = int(
             subprocess.run(
                 ["systemctl", "show", "--property=MainPID", "--value", unit], capture_output=True, text=True
