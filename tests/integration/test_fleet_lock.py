@@ -8,6 +8,7 @@ lock of a killed run is taken over at once from the same controller; credentials
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -400,6 +401,18 @@ def directory_lock(state_dir):
     return FleetLock(fleet_state.DirStore(state_dir), "fleet")
 
 
+@contextlib.contextmanager
+def live_wave_lock(tmp_path, state_dir):
+    """A live wave (wave2-live, alice) holding the directory lock in state_dir for the block; yields
+    the lock as held, and lets the holder finish afterwards."""
+    holder_proc = hold_lock(tmp_path, dict(backend="directory", state_dir=state_dir, lease_seconds=LEASE))
+    try:
+        yield wait_for(directory_lock(state_dir).peek, 60, what="the live wave's lock")
+    finally:
+        (tmp_path / "go").touch()
+        holder_proc.communicate(timeout=60)
+
+
 def test_a_wave_whose_host_pre_flight_fails_journals_its_lock_and_releases_it(nats_server, tmp_path):
     inventory = local_fleet(tmp_path, nats_server)  # no agent is installed on this "host"
     proc = run_project_playbook(inventory, "wave1.yml")
@@ -417,25 +430,17 @@ def test_a_wave_whose_host_pre_flight_fails_journals_its_lock_and_releases_it(na
 
 def test_a_wave_refused_by_the_lock_stops_before_its_journal(nats_server, tmp_path):
     inventory = local_fleet(tmp_path, nats_server)
-    settings = dict(backend="directory", state_dir=str(tmp_path / "artifacts" / "state"), lease_seconds=LEASE)
-    holder_proc = hold_lock(tmp_path, settings)
-    try:
-        wait_for(directory_lock(settings["state_dir"]).peek, 60, what="the live run's lock")
+    with live_wave_lock(tmp_path, str(tmp_path / "artifacts" / "state")):
         proc = run_project_playbook(inventory, "wave1.yml")
         assert proc.returncode != 0
         assert "fleet locked by alice (run wave2-live, playbook wave2.yml, since " in proc.stdout, proc.stdout
         assert not (tmp_path / "artifacts" / "runs").exists()  # no journal: the run changed nothing
-    finally:
-        (tmp_path / "go").touch()
-        holder_proc.communicate(timeout=60)
 
 
 def test_a_rollback_is_refused_by_a_live_wave_unless_forced_and_records_the_takeover(nats_server, tmp_path):
     inventory = local_fleet(tmp_path, nats_server)
     state_dir = str(tmp_path / "artifacts" / "state")
-    holder_proc = hold_lock(tmp_path, dict(backend="directory", state_dir=state_dir, lease_seconds=LEASE))
-    try:
-        held = wait_for(directory_lock(state_dir).peek, 60, what="the live wave's lock")
+    with live_wave_lock(tmp_path, state_dir) as held:
         refused = run_project_playbook(inventory, "rollback.yml")
         assert refused.returncode != 0
         assert "fleet locked by alice (run wave2-live, playbook wave2.yml" in refused.stdout, refused.stdout
@@ -449,9 +454,6 @@ def test_a_rollback_is_refused_by_a_live_wave_unless_forced_and_records_the_take
         took = json.loads(record.read_text())["detail"]["lock"]["takeover"]
         assert took["forced"] is True and took["previous"]["run_id"] == "wave2-live"
         assert directory_lock(state_dir).peek() is None  # released at the end of the rollback
-    finally:
-        (tmp_path / "go").touch()
-        holder_proc.communicate(timeout=60)
 
 
 def test_a_rollback_takes_over_the_lock_of_a_dead_wave(nats_server, tmp_path):
