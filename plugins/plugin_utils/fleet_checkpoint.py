@@ -56,7 +56,7 @@ def reply_checks(checks, probe, names):
 
 
 def evaluate_health(hosts, flipped, control, units, pings, baseline=None, view=None, view_error=None,
-                    judge_server=False):
+                    judge_server=False, probe=None):
     """Judge one checkpoint.
 
     hosts     hosts in scope
@@ -66,6 +66,7 @@ def evaluate_health(hosts, flipped, control, units, pings, baseline=None, view=N
     pings     [{agent, via: legacy|unified, hosts: [...], no_responders: bool}] from nats_request
     baseline  {host: {agent: n_restarts}} at the start of the watch; a higher count is a crash
     view      fleet_server.fleet_view of the round (judged with judge_server; None: no data)
+    probe     the nats_probe result whose replies are judged (reply_checks), when given
     """
     checks = []
     baseline = baseline or {}
@@ -93,6 +94,7 @@ def evaluate_health(hosts, flipped, control, units, pings, baseline=None, view=N
                    ping is not None and ping['no_responders'] is True)
     if judge_server:
         server_checks(checks, hosts, flipped, control, view, view_error)
+    reply_checks(checks, probe, list(flipped) + list(control))
     return dict(checks=checks, failures=[c for c in checks if not c['ok']])
 
 
@@ -339,9 +341,7 @@ def judge_round(args):
                 for h in hosts}
     view, view_error = _server(args)
     health = evaluate_health(hosts, args['test'], args['control'], units, probe_pings(probe), restarts,
-                             view=view, view_error=view_error, judge_server=bool(args.get('agents')))
-    reply_checks(health['checks'], probe, list(args['test']) + list(args['control']))
-    health['failures'] = [c for c in health['checks'] if not c['ok']]
+                             view=view, view_error=view_error, judge_server=bool(args.get('agents')), probe=probe)
     verdict = decide_round(gate, health, criteria.get('on_trigger', ROLL_BACK),
                            (criteria.get('comparison') or {}).get('on_inconclusive', ASK),
                            probe_error=(probe_error or 'no probe result') if probe is None else None)

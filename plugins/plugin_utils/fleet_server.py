@@ -51,16 +51,6 @@ def _holds(connections, subject):
     return any(subject_matches(s['subject'], subject) for c in connections for s in c.get('subscriptions') or [])
 
 
-def _connection(conn):
-    """The facts of one client connection worth recording."""
-    keep = ('cid', 'name', 'ip', 'port', 'lang', 'version', 'start', 'in_msgs', 'out_msgs', 'in_bytes',
-            'out_bytes', 'authorized_user')
-    found = {k: conn.get(k) for k in keep if k in conn}
-    found['subscriptions'] = [dict(subject=s.get('subject'), queue=s.get('queue') or s.get('qgroup') or None)
-                              for s in conn.get('subscriptions') or []]
-    return found
-
-
 def describe_connection(conn):
     """'cid 12 "name" from 127.0.0.1:40422 (python3 2.9.0)': how a report names a connection."""
     name = ' "%s"' % conn['name'] if conn.get('name') else ''
@@ -97,7 +87,8 @@ def _instance_problem(agent, unit, sockets, mine, subjects, unified_enabled):
 def fleet_view(connz, info, agents, hosts, complete=True, verb=VERB):
     """Join the server's connections with the agent units' sockets.
 
-    connz     nats_server_info's result: {connections: [{cid, ip, port, name, subscriptions: [...]}]}
+    connz     nats_server_info's result: {connections: [{cid, ip, port, name, subscriptions: [{subject,
+              queue, msgs}], ...}]}, each connection already in the one shape that module gives it
     info      {host: agent_host_info result}: units[agent].sockets = [{local_ip, local_port, ...}]
     agents    [{name, legacy, unified, unified_enabled}] (nats_probe's agents; unified_enabled None:
               the unified subscription is not judged)
@@ -106,7 +97,7 @@ def fleet_view(connz, info, agents, hosts, complete=True, verb=VERB):
               no instance an impostor; otherwise (a --limit run) it is listed as unattributed
     Returns {instances: {'agent@host': {...}}, impostors: [...], unattributed: [...], problems: [...]}.
     """
-    connections = [_connection(c) for c in (connz or {}).get('connections') or []]
+    connections = [dict(c, subscriptions=c.get('subscriptions') or []) for c in (connz or {}).get('connections') or []]
     by_address = {address(c.get('ip'), c.get('port')): c for c in connections}
     owned, instances, problems = set(), {}, []
     for agent in agents:
