@@ -40,6 +40,15 @@ def utc(epoch=None):
     return moment.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (moment.microsecond // 1000)
 
 
+def epoch_of(stamp):
+    """The epoch of a utc() stamp, or None when it is not one."""
+    try:
+        moment = datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S.%fZ')
+    except (TypeError, ValueError):
+        return None
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 def name_problem(var, value):
     """Why value cannot name a folder of the store, as '<var>: <value> ...<allowed>', or None."""
     if not isinstance(value, str) or not FOLDER_NAME_RE.fullmatch(value):

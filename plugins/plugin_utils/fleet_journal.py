@@ -15,13 +15,12 @@ parses it. Standard library only: scripts/render-checklist runs with a bare pyth
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence, fleet_policy
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
-                                                                                         Layout, utc)
+                                                                                         Layout, epoch_of, utc)
 
 # The steps of a run, in the order a wave goes through them.
 RUN, LOCK, PREFLIGHT, DEPLOY, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION = (
@@ -88,15 +87,6 @@ class Journal:
         return record
 
 
-def _epoch(stamp):
-    """An artifact timestamp (fleet_artifacts.utc) as epoch seconds; None when it is not one."""
-    try:
-        return datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S.%fZ').replace(
-            tzinfo=datetime.timezone.utc).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
 def _where(record):
     return ' '.join(str(record[k]) for k in ('phase', 'host', 'label') if record.get(k))
 
@@ -122,15 +112,12 @@ def run_status(records):
     phase = next((p for p in phases if p.get('name') == last.get('phase')), None)
     if state == 'running' and phase:
         rounds = phase.get('rounds') or []
-        t0 = None
-        for r in records:
-            if r.get('phase') == phase['name'] and r['step'] in (CHECKPOINT, MONITORING_ROUND) and t0 is None:
-                planned = next((x for x in rounds if x['label'] == r.get('label')), None)
-                if planned and _epoch(r.get('started')) is not None:
-                    t0 = _epoch(r['started']) - float(planned['after'])
-        if t0 is None:
-            ends = [_epoch(r['finished']) for r in records if r['step'] == DEPLOY and r.get('phase') == phase['name']]
-            t0 = max([e for e in ends if e is not None], default=None)
+        after = {x['label']: float(x['after']) for x in rounds}
+        starts = [epoch_of(r.get('started')) - after[r['label']] for r in records
+                  if r.get('phase') == phase['name'] and r['step'] in (CHECKPOINT, MONITORING_ROUND)
+                  and r.get('label') in after and epoch_of(r.get('started')) is not None]
+        ends = [epoch_of(r['finished']) for r in records if r['step'] == DEPLOY and r.get('phase') == phase['name']]
+        t0 = starts[0] if starts else max([e for e in ends if e is not None], default=None)
         following = next((x for x in rounds if (phase['name'], x['label']) not in taken), None)
         if following:
             upcoming = dict(phase=phase['name'], label=following['label'], kind=following.get('kind', 'checkpoint'),

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime
 import fcntl
 import json
 import os
@@ -39,7 +38,7 @@ import socket
 import time
 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
-                                                                                         utc)
+                                                                                         epoch_of, utc)
 
 BACKENDS = ('directory', 'jetstream')
 DEFAULT_FLEET = 'fleet'
@@ -438,15 +437,6 @@ def this_process():
 
 
 # ================================================================================ the fleet lock
-
-def epoch_of(stamp):
-    """The epoch of a fleet_artifacts.utc stamp, or None when it is not one."""
-    try:
-        moment = datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S.%fZ')
-    except (TypeError, ValueError):
-        return None
-    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
-
 
 def describe_holder(holder):
     """'<who> (run <run id>, playbook <pb>, since <since>, lease until <t>)'."""

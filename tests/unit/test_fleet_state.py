@@ -15,7 +15,7 @@ import threading
 import pytest
 from ansible_collections.fleetwave.rollout.plugins.action import fleet_lock as fleet_lock_action
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_state
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import utc
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import epoch_of, utc
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_state import (DirStore, FleetLock, KeyExists,
                                                                                      LockHeld, LockLost, StateError,
                                                                                      WrongRevision)
@@ -358,8 +358,8 @@ def test_liveness_is_told_only_where_a_pid_means_the_same_process():
 
 
 def test_timestamps_round_trip():
-    assert fleet_state.epoch_of(utc(T0 + 0.123)) == pytest.approx(T0 + 0.123)
-    assert fleet_state.epoch_of("2025-12-01 10:00") is None and fleet_state.epoch_of(None) is None
+    assert epoch_of(utc(T0 + 0.123)) == pytest.approx(T0 + 0.123)
+    assert epoch_of("2025-12-01 10:00") is None and epoch_of(None) is None
 
 
 # --- the fleet_lock action's checks ----------------------------------------------------------------
