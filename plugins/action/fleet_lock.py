@@ -89,7 +89,12 @@ class ActionModule(ControllerAction):
                 lock['where'] = store.where
                 held = fleet_state.FleetLock(store, fleet)
                 if state == 'acquired':
-                    holder = self._holder(args)
+                    # Continue the unfinished run only while the lock still names it: a run that took
+                    # the fleet since (a forced rollback, say) means that run is over.
+                    current = (held.peek() or {}).get('holder') or {}
+                    if args['resume_run_id'] and current.get('run_id') == args['resume_run_id']:
+                        run_id = args['resume_run_id']
+                    holder = self._holder(dict(args, run_id=run_id))
                     done = (held.preview_acquire if check else held.acquire)(holder, lease, args['force'])
                 elif state == 'renewed':
                     done = (held.preview_renew if check else held.renew)(run_id, lease)
@@ -109,6 +114,8 @@ class ActionModule(ControllerAction):
         lock['revision'] = done['revision']
         result.update(outcome=action, holder=holder, takeover=takeover, lock=lock,
                       changed=action in CHANGES)
+        if state == 'acquired':
+            result['run_id'] = run_id
         if state == 'renewed':
             result['lapsed_seconds'] = done['lapsed_seconds']
         result['msg'] = self._message(done, run_id, check)

@@ -8,7 +8,8 @@ from ansible_collections.fleetwave.rollout.plugins.modules.wave_journal import D
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
                                                                                          name_problem)
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_step, status_line
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import (Journal, JournalError, progress,
+                                                                                       record_step, status_line)
 
 
 class ActionModule(ControllerAction):
@@ -33,6 +34,12 @@ class ActionModule(ControllerAction):
                         % (args['step'], args['run_id'], args['artifacts_dir'], exc))
         result.update(changed=True, record=record, outcome=record['outcome'], next_step=record['next_step'],
                       status_line=status_line(store, args['run_id']))
+        if args['step'] == 'resume':  # what the run has done: the re-run skips it
+            try:
+                result['progress'] = progress(Journal(store, args['run_id'], self.evidence_key).records())
+            except (ArtifactError, JournalError, OSError) as exc:
+                return dict(result, failed=True, msg='could not read back the journal of run %s: %s'
+                            % (args['run_id'], exc))
         if beside:
             result['path'] = beside
         return result

@@ -11,7 +11,7 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_actio
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore, Layout
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_evidence import HOW_TO_SET, EvidenceError
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import CriteriaError, load_criteria
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import previous_outcome
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, previous_outcome, unfinished
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import PlanError, build_plan
 
 PLAN_ARGS = ('wave', 'agents', 'waves', 'schedule', 'subject_legacy', 'subject_unified',
@@ -52,6 +52,7 @@ class ActionModule(ControllerAction):
         plan['evidence'] = (dict(signed=True, key_id=self.evidence_key.key_id) if self.evidence_key
                             else dict(signed=False, unsigned=True))
         plan['previous_outcome'] = plan['previous_record'] = None
+        cut_off = None
         if args['artifacts_dir']:
             store = ArtifactStore(args['artifacts_dir'])
             try:
@@ -63,4 +64,11 @@ class ActionModule(ControllerAction):
             except EvidenceError as exc:
                 return dict(result, failed=True, msg='the previous wave\'s decision is refused (nothing was changed): '
                             '%s' % exc)
-        return dict(result, changed=False, plan=plan)
+            # A run of this wave cut off mid-way, which a re-run goes on with (if the fleet lock agrees).
+            try:
+                cut_off = unfinished(store, args['wave'], self.evidence_key)
+            except (ArtifactError, JournalError, OSError) as exc:
+                return dict(result, failed=True, msg='cannot tell whether an earlier %s run was cut off mid-way, so '
+                            'whether to resume it (nothing was changed): %s. Set wave_resume=false to start a new '
+                            'run regardless.' % (args['wave'], exc))
+        return dict(result, changed=False, plan=plan, unfinished=cut_off)

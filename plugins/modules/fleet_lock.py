@@ -18,8 +18,12 @@ description:
     run changes anything. A lock whose lease has expired is taken over, and so is one whose holder
     provably is gone (a run of this same controller whose process has exited); the takeover is
     written into the lock and returned (RV(takeover)). O(force) takes over a live holder's lock
-    (recorded the same way). The same O(run_id) taking it again (a resumed run) is allowed and
-    says so (RV(outcome) C(resumed)).
+    (recorded the same way). The same O(run_id) taking it again is a resumed run - allowed once
+    that run's earlier process is gone (or its lease expired), and said so (RV(outcome)
+    C(resumed)); while it may still run, refused like any other holder.
+  - O(resume_run_id) names an unfinished run that this one would continue (a wave re-run after its
+    controller was killed) - when the lock is still held by that run, it is resumed under that run
+    id (RV(run_id)); otherwise the lock is taken for O(run_id) as usual.
   - O(state=renewed) extends this run's lease to now + O(lease_seconds); when another run has
     taken the lock meanwhile it fails, naming that run, so this run stops before changing more.
   - O(state=released) gives the lock up if this run holds it; a lock already gone is fine, one
@@ -43,6 +47,12 @@ options:
     description: The run that holds (or wants) the lock.
     type: str
     required: true
+  resume_run_id:
+    description:
+      - For O(state=acquired), an unfinished run to continue if the lock is still held by it (see
+        above). Empty - never resume.
+    type: str
+    default: ''
   backend:
     description:
       - Where the lock lives. C(directory) - a file in O(state_dir), changed under an exclusive
@@ -138,6 +148,11 @@ outcome:
   returned: always
   type: str
   sample: taken over
+run_id:
+  description: The run that holds the lock after O(state=acquired) - O(resume_run_id) when it was resumed, else O(run_id).
+  returned: when acquired, resumed or taken over
+  type: str
+  sample: wave2-20261201T101500Z
 holder:
   description: The lock's holder after the task (for C(refused) and C(not held), the other run).
   returned: when a lock is or was held

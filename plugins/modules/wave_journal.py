@@ -24,6 +24,11 @@ description:
     C(rollbacks/<run_id>.json). Its next step is always C(stop).
   - O(step=lock) records the fleet lock this run took (M(fleetwave.rollout.fleet_lock)), and in
     O(detail) the holder and, when it was taken over, the takeover (previous holder, why, since when).
+  - O(step=resume) records that a run cut off mid-way (its controller killed) goes on - after which
+    step, cut off since when and for how long, computed from the journal - and returns
+    RV(progress), what the run had done, so that the re-run does none of it again.
+  - O(step=watch) records when a phase's watch clock started and the units it started from (in
+    O(detail) - C(t0) and C(baseline)), so that a resumed run keeps that clock.
   - Runs once on the controller (an action plugin).
 version_added: "1.0.0"
 author: fleetwave maintainers
@@ -44,7 +49,7 @@ options:
     description: What happened.
     type: str
     required: true
-    choices: [run, preflight, deploy, approval, rollback, lock]
+    choices: [run, resume, preflight, deploy, watch, approval, rollback, lock]
   phase:
     description: The phase the step belongs to.
     type: str
@@ -124,6 +129,15 @@ next_step:
   returned: always
   type: str
   sample: proceed
+progress:
+  description:
+    - For O(step=resume), what the run had done (plugin_utils/fleet_journal.progress) - C(deployed)
+      {phase - {host - epoch}}, C(watch) {phase - {t0, baseline}}, C(rounds) {phase - {label - next
+      step}}, C(gates) {phase - next step}, and C(pending), the last round whose rollback or question
+      was not taken before the run was cut off (else null).
+  returned: for step=resume
+  type: dict
+  sample: {"deployed": {"phase1": {"dgx-1": 1764670500.1}}, "watch": {}, "rounds": {}, "gates": {}, "pending": null}
 path:
   description: The file written beside the journal (approval.json, rollback.json, rollbacks/<run_id>.json).
   returned: when such a file is written

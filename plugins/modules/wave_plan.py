@@ -100,6 +100,15 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+unfinished:
+  description:
+    - The latest run of this wave when it was cut off mid-way (no decision recorded, nothing stopped
+      it) - C(run_id), its recorded C(plan), C(started), its C(last) journal record and
+      C(interrupted_at); null when there is none. The pre-flight resumes it when the fleet lock is
+      still held by it (M(fleetwave.rollout.fleet_lock) O(resume_run_id)).
+  returned: success
+  type: dict
+  sample: {"run_id": "wave2-20261201T101500Z", "interrupted_at": "2026-12-01T21:40:02.118Z"}
 plan:
   description: >-
     The validated plan; C(previous_outcome) is the previous wave's recorded outcome (GO, NO-GO,

@@ -17,16 +17,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence, fleet_policy
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (ArtifactError, ArtifactStore,
                                                                                          Layout, epoch_of, utc)
 
-# The steps of a run, in the order a wave goes through them.
-RUN, LOCK, PREFLIGHT, DEPLOY, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION = (
-    'run', 'lock', 'preflight', 'deploy', 'checkpoint', 'monitoring round', 'approval', 'rollback', 'gate',
-    'decision')
-STEPS = (RUN, LOCK, PREFLIGHT, DEPLOY, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION)
+# The steps of a run, in the order a wave goes through them. A run re-started after its controller
+# died records a resume where it goes on; a phase's watch records when its clock started.
+RUN, RESUME, LOCK, PREFLIGHT, DEPLOY, WATCH, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION = (
+    'run', 'resume', 'lock', 'preflight', 'deploy', 'watch', 'checkpoint', 'monitoring round', 'approval', 'rollback',
+    'gate', 'decision')
+STEPS = (RUN, RESUME, LOCK, PREFLIGHT, DEPLOY, WATCH, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE,
+         DECISION)
 FIELDS = ('phase', 'host', 'label', 'started', 'finished', 'outcome', 'next_step', 'reasons', 'artifact', 'detail')
 
 
@@ -117,7 +120,9 @@ def run_status(records):
                   if r.get('phase') == phase['name'] and r['step'] in (CHECKPOINT, MONITORING_ROUND)
                   and r.get('label') in after and epoch_of(r.get('started')) is not None]
         ends = [epoch_of(r['finished']) for r in records if r['step'] == DEPLOY and r.get('phase') == phase['name']]
-        t0 = starts[0] if starts else max([e for e in ends if e is not None], default=None)
+        clocks = [float((r.get('detail') or {}).get('t0')) for r in records
+                  if r['step'] == WATCH and r.get('phase') == phase['name']]
+        t0 = clocks[-1] if clocks else starts[0] if starts else max([e for e in ends if e is not None], default=None)
         following = next((x for x in rounds if (phase['name'], x['label']) not in taken), None)
         if following:
             upcoming = dict(phase=phase['name'], label=following['label'], kind=following.get('kind', 'checkpoint'),
@@ -136,6 +141,81 @@ def run_status(records):
                                                'finished', 'reasons')},
                 deployed=deployed, rounds_taken=len(taken), rounds_planned=planned_rounds, next=upcoming,
                 line=line)
+
+
+def progress(records):
+    """What a run has done, from its journal, for a re-run that goes on from there (resume):
+
+    preflight [host, ...] whose pre-flight is recorded ok
+    deployed  {phase: {host: epoch its deploy started}}, the hosts whose deploy is recorded ok
+    watch     {phase: {'t0': epoch, 'baseline': {...}}}, each watch whose clock started
+    rounds    {phase: {label: next step}}, each round's last word (a person's answer, else the round)
+    gates     {phase: next step}, each phase whose go/no-go is recorded
+    pending   the last round when its next step (rollback, ask) was not taken before the run died,
+              with what the automatic rollback or the question needs; else None
+    """
+    preflight, deployed, watch, rounds, gates, pending = [], {}, {}, {}, {}, None
+    for record in records:
+        step, phase, detail = record['step'], record.get('phase'), record.get('detail') or {}
+        if step == PREFLIGHT and record.get('host') and record.get('outcome') == 'ok':
+            preflight.append(record['host'])
+        elif step == DEPLOY and record.get('outcome') == 'ok':
+            deployed.setdefault(phase, {})[record.get('host')] = epoch_of(record.get('started'))
+        elif step == WATCH:
+            watch[phase] = dict(t0=float(detail.get('t0')), baseline=detail.get('baseline') or {})
+        elif step in fleet_policy.ROUND_STEPS:
+            pending = None
+            last = fleet_policy.settled(records, phase, record.get('label'))
+            rounds.setdefault(phase, {})[record.get('label')] = last['next_step']
+            if record.get('next_step') in (fleet_policy.ROLL_BACK, fleet_policy.ASK) and last is record:
+                pending = dict(phase=phase, label=record.get('label'), step=step, outcome=record.get('outcome'),
+                               next_step=record['next_step'], reasons=list(record.get('reasons') or []),
+                               fired=detail.get('fired') or [], detected_at=detail.get('detected_at'),
+                               decided_at=detail.get('decided_at'),
+                               detected_epoch=epoch_of(detail.get('detected_at')),
+                               decided_epoch=epoch_of(detail.get('decided_at')), folder=record.get('artifact'),
+                               kind='monitor' if step == MONITORING_ROUND else 'checkpoint')
+        elif step in (APPROVAL, ROLLBACK_STEP):
+            pending = None
+        elif step == GATE:
+            gates[phase] = record.get('next_step')
+    return dict(preflight=preflight, deployed=deployed, watch=watch, rounds=rounds, gates=gates, pending=pending)
+
+
+def resumable(records):
+    """Why a run cannot be gone on with (its decision is recorded, or something stopped it: a
+    failed step, a NO-GO, a rollback), or None when it can: it was cut off mid-way."""
+    if not records or records[0]['step'] != RUN or plan_of(records) is None:
+        return 'its journal does not start with its run record'
+    if (records[0].get('detail') or {}).get('check_mode'):
+        return 'it was a check-mode preview'
+    for record in records:
+        if record['step'] == DECISION:
+            return 'its decision is recorded (%s)' % record.get('outcome')
+        if record.get('next_step') == fleet_policy.STOP:
+            return 'it stopped at %s %s (%s)' % (record['step'], _where(record) or '', record.get('outcome'))
+    return None
+
+
+def unfinished(store, wave, key=None):
+    """The latest run of wave when it was cut off mid-way (a controller killed, a lost connection):
+    dict(run_id, plan, last: its last record, interrupted_at); None when the latest run ended, or
+    there is none. Only the latest run counts: an older one was given up when a newer one started."""
+    runs = store.path('runs')
+    latest = None
+    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+        if not name.startswith(wave + '-') or not os.path.isfile(store.path(Layout.journal(name))):
+            continue
+        records = Journal(store, name, key).records()
+        if records and records[0]['step'] == RUN and records[0].get('wave') == wave:
+            started = epoch_of(records[0].get('started') or records[0].get('finished')) or 0
+            if latest is None or started >= latest[0]:
+                latest = (started, name, records)
+    if latest is None or resumable(latest[2]) is not None:
+        return None
+    _started, run_id, records = latest
+    return dict(run_id=run_id, plan=plan_of(records), started=records[0].get('started'), last=records[-1],
+                interrupted_at=records[-1].get('finished'))
 
 
 def status_line(store, run_id):
@@ -195,6 +275,11 @@ def record_step(store, args, key=None):
         beside = Layout.round_approval(args['wave'], args['label'], monitoring)
     else:
         next_step = fleet_policy.next_step_of(step, fields['outcome'])
+        if step == RESUME:  # where the run was cut off, and for how long, from its own journal
+            last = journal.records()[-1]
+            cut = epoch_of(last.get('finished'))
+            detail.update(after='%s (#%s)' % (_what(last), last.get('seq')), interrupted_at=last.get('finished'),
+                          interruption_seconds=round(time.time() - cut, 1) if cut is not None else None)
         if step == ROLLBACK_STEP:
             beside = (Layout.round_rollback(args['wave'], args['label'], monitoring) if args.get('label')
                       else Layout.rollback_record(args['run_id']))
@@ -287,6 +372,11 @@ def _what(record):
         return 'fleet lock %s%s' % ('taken over from %s (run %s)' % ((took.get('previous') or {}).get('who'),
                                                                     (took.get('previous') or {}).get('run_id'))
                                     if took else 'taken', ', forced' if took.get('forced') else '')
+    if step == RESUME:
+        return 'run resumed by %s after %s s cut off (last step before: %s)' % (
+            detail.get('operator') or 'unknown', detail.get('interruption_seconds'), detail.get('after') or '-')
+    if step == WATCH:
+        return '%s: watch clock started' % record.get('phase')
     if step == PREFLIGHT:
         return 'pre-flight on %s' % (record.get('host') or 'the controller')
     if step == DEPLOY:
@@ -338,6 +428,13 @@ def render_report(plan, decided, records):
              '## Checkpoints', '', '| phase | checkpoint | at | outcome | reasons |', '|---|---|---|---|---|']
     lines += ['| %s | %s | %s | %s | %s |' % (r['phase'], r['label'], r['at'] or '-', r['outcome'],
                                               _cell('; '.join(r['reasons']))) for r in decided['rows']]
+    resumes = [r for r in records if r['step'] == RESUME]
+    if resumes:
+        lines += ['', '## Interruptions', '',
+                  'The run was cut off %d time(s) and resumed from its journal (no step done twice):' % len(resumes), '']
+        lines += ['- after %s at %s, resumed %s: %s s' % (
+            (r.get('detail') or {}).get('after') or '-', (r.get('detail') or {}).get('interrupted_at') or '-',
+            r.get('finished'), (r.get('detail') or {}).get('interruption_seconds')) for r in resumes]
     lines += ['', '## Decision', '']
     if decided['outcome'] == 'GO':
         lines.append('GO: all %d checkpoints passed.' % len(decided['rows']))

@@ -492,11 +492,18 @@ class FleetLock:
         if entry is None:
             return 'acquired', None
         current = entry.value.get('holder') or {}
-        if current.get('run_id') == holder['run_id']:
-            return 'resumed', None
         until = epoch_of(current.get('lease_until'))
         expired = until is None or now >= until
         alive = self.liveness(current)
+        if current.get('run_id') == holder['run_id']:
+            # The same run again (a re-run resuming it): only once its earlier process is gone, or its
+            # lease expired where that cannot be told; two processes must never drive one run.
+            if alive is False or (expired and alive is not True) or force:
+                return 'resumed', None
+            raise LockHeld(self.key, current, 'the same run is still held by process %s on controller %s%s'
+                           % (current.get('pid') or '?', current.get('controller') or '?',
+                              ', still running' if alive else ' (lease until %s)' % current.get('lease_until')),
+                           self.store.where)
         if expired and alive is not True:
             reason = 'its lease expired at %s' % current.get('lease_until')
         elif alive is False:

@@ -16,7 +16,9 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +103,68 @@ def run_playbook(tmp_path: Path, playbook: str, *args: str, extravars: dict | No
     stdout = runner.stdout.read()
     (tmp_path / (Path(playbook).stem + ".log")).write_text(stdout)
     return PlaybookRun(rc=runner.rc, status=runner.status, stdout=stdout, events=list(runner.events))
+
+
+def start_playbook(tmp_path: Path, playbook: str, extravars: dict, name: str) -> subprocess.Popen:
+    """A playbook as an operator starts it (ansible-playbook, the test fleet's inventory), in a session
+    of its own so that the whole controller - it and every process it started - can be killed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+               FLEETWAVE_AUDIT_PATH=str(ARTIFACTS / "audit" / ("%s-killed-%s-%d.jsonl"
+                                                               % (Path(playbook).stem, name, time.time_ns()))))
+    given = tmp_path / ("%s.json" % name)
+    given.write_text(json.dumps(extravars))
+    with open(tmp_path / ("%s.log" % name), "w") as log:
+        return subprocess.Popen(["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / playbook),
+                                 "-e", "@%s" % given], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def session_runs(session: int, needle: str) -> bool:
+    """Whether a process of the session runs a command line containing needle (a module's
+    AnsiballZ_<name>, for one: on a stand-in, through the podman exec that runs it)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) != session:
+                continue
+            with open("/proc/%s/cmdline" % entry.name, "rb") as handle:
+                if needle.encode() in handle.read():
+                    return True
+        except (OSError, ProcessLookupError):
+            continue
+    return False
+
+
+def journal_of(run_id: str) -> list[dict]:
+    """A run's journal records as written so far (a line torn by a kill is not a record)."""
+    path = ARTIFACTS / "runs" / run_id / "journal.jsonl"
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pass
+    return records
+
+
+def kill_when(proc: subprocess.Popen, ready, what: str, since: float, wave: str = "wave2", limit: float = 300) -> str:
+    """SIGKILL the whole controller of proc once ready(records of its run, its session) holds: the
+    run is the latest of the wave written since `since`. Returns its run id."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        assert proc.poll() is None, "the run ended (rc %s) before %s" % (proc.returncode, what)
+        runs = [p for p in (ARTIFACTS / "runs").glob(wave + "-*") if p.stat().st_mtime >= since]
+        run_id = max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
+        if run_id and ready(journal_of(run_id), proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return run_id
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    raise AssertionError("never reached within %d s: %s" % (limit, what))
 
 
 def fleet_snapshot() -> dict:

@@ -227,7 +227,9 @@ def test_the_same_run_id_resumes_its_lock(backend):
     clock = Clock()
     backend.lock(clock).acquire(holder("wave2-1"), LEASE)
     clock.advance(30)
-    done = backend.lock(clock).acquire(dict(holder("wave2-1"), pid=999), LEASE)
+    # The first process is gone (killed): the same run id, re-run, resumes it.
+    gone = backend.lock(clock, liveness=lambda h: h.get("pid") != holder("wave2-1")["pid"])
+    done = gone.acquire(dict(holder("wave2-1"), pid=999), LEASE)
     assert done["action"] == "resumed" and done["holder"]["since"] == utc(clock.now - 30)
     assert done["holder"]["pid"] == 999
 
@@ -316,6 +318,39 @@ def test_the_lock_of_a_killed_run_is_taken_over_at_once_from_the_same_controller
     assert took["takeover"]["reason"].startswith("its process %d on controller " % first.pid)
     assert took["takeover"]["reason"].endswith(" has exited")
     assert any("taken over from" in w for w in took.get("warnings", []))
+
+
+def test_a_killed_run_named_for_resuming_is_resumed_under_its_own_run_id(backend, tmp_path):
+    first = playbook(tmp_path / "one", "first", backend.settings, [
+        lock_task("take", "acquired", "wave2-one", playbook="wave2.yml"),
+        {"name": "hang", "ansible.builtin.wait_for": {"path": str(tmp_path / "never"), "timeout": 120}},
+    ], wait=False)
+    wait_for(backend.lock().peek, 60, what="the first run's lock")
+    # While it runs, naming it for resuming is refused like any other holder: never two drivers of a run.
+    rc, results, _ = playbook(tmp_path / "early", "early", backend.settings, [
+        lock_task("take", "acquired", "wave2-early", resume_run_id="wave2-one")])
+    assert rc != 0 and results["take"]["outcome"] == "refused", results
+    assert "the same run is still held by process %d" % first.pid in results["take"]["msg"]
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    rc, results, output = playbook(tmp_path / "two", "second", backend.settings, [
+        lock_task("take", "acquired", "wave2-two", resume_run_id="wave2-one"),
+        lock_task("release", "released", "wave2-one")])
+    assert rc == 0, output
+    took = results["take"]
+    assert took["outcome"] == "resumed" and took["run_id"] == "wave2-one" and took["takeover"] is None
+    assert took["holder"]["run_id"] == "wave2-one" and took["holder"]["pid"] != first.pid
+    assert results["release"]["outcome"] == "released"
+
+
+def test_a_run_named_for_resuming_that_no_longer_holds_the_lock_is_not_resumed(backend, tmp_path):
+    # wave2-one was cut off, then a rollback took the fleet (forced) and runs from another controller.
+    backend.lock().acquire(holder("rollback-9", playbook="rollback.yml"), LEASE)
+    rc, results, output = playbook(tmp_path / "two", "second", backend.settings, [
+        lock_task("take", "acquired", "wave2-two", resume_run_id="wave2-one", force=True)])
+    assert rc == 0, output
+    assert results["take"]["outcome"] == "taken over" and results["take"]["run_id"] == "wave2-two"
+    assert backend.lock().peek()["holder"]["run_id"] == "wave2-two"
 
 
 def test_check_mode_acquires_nothing_and_warns_of_a_holder(backend, tmp_path):

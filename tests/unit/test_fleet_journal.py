@@ -21,8 +21,8 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_che
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (MANIFEST, ArtifactError,
                                                                                          ArtifactStore, Layout, utc)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import (
-    FIELDS, STEPS, Journal, JournalError, main, plan_of, previous_outcome, record_gate, record_round, record_step,
-    record_wave, render_checklist, render_timeline)
+    FIELDS, STEPS, Journal, JournalError, main, plan_of, previous_outcome, progress, record_gate, record_round,
+    record_step, record_wave, render_checklist, render_report, render_timeline, resumable, unfinished)
 
 pytestmark = pytest.mark.unit
 
@@ -205,8 +205,9 @@ def test_finished_defaults_to_now(store):
 
 
 def test_an_unknown_step_is_refused_and_nothing_written(store):
-    with pytest.raises(JournalError, match=r"unknown journal step 'pause' \(one of run, lock, preflight, deploy, "
-                                           r"checkpoint, monitoring round, approval, rollback, gate, decision\)"):
+    with pytest.raises(JournalError, match=r"unknown journal step 'pause' \(one of run, resume, lock, preflight, "
+                                           r"deploy, watch, checkpoint, monitoring round, approval, rollback, gate, "
+                                           r"decision\)"):
         Journal(store, RUN).append("wave2", "pause")
     assert Journal(store, RUN).records() == []
     assert STEPS[0] == "run" and STEPS[-1] == "decision"
@@ -848,3 +849,128 @@ def test_status_says_when_the_run_stopped_or_ended(store):
     ended = go_run(ArtifactStore(str(store.root) + "-go"), plan=with_rounds(WAVE2))
     final = ended.store.read_json(Layout.status(RUN))
     assert final["state"] == "ended" and final["last"]["step"] == "decision"
+
+
+# ================================================================ resuming a run cut off mid-way
+
+def test_progress_of_a_run_cut_off_between_two_hosts_deploys(store):
+    run = Run(store)
+    run.start()
+    run.preflight()
+    phase = WAVE2["phases"][0]
+    run.step("deploy", 10, phase="phase1", host="dgx-1", outcome="ok", detail=dict(agents=["network-expert"]))
+    done = progress(run.records())
+    assert list(done["deployed"]) == ["phase1"] and list(done["deployed"]["phase1"]) == ["dgx-1"]
+    assert done["deployed"]["phase1"]["dgx-1"] == pytest.approx(T0 + 1 + 5 * 4 + 1, abs=30)
+    assert done["watch"] == {} and done["rounds"] == {} and done["gates"] == {} and done["pending"] is None
+    assert done["preflight"] == HOSTS and resumable(run.records()) is None
+    assert phase["name"] == "phase1"
+
+
+def test_a_host_whose_pre_flight_failed_or_was_not_reached_is_not_in_the_progress(store):
+    run = Run(store)
+    run.start()
+    run.step("preflight", host="dgx-1", outcome="ok")
+    run.step("preflight", host="dgx-2", outcome="failed", reasons=["units inactive"])
+    assert progress(run.records())["preflight"] == ["dgx-1"]
+
+
+def test_progress_keeps_the_watch_clock_and_every_round_taken(store):
+    run = go_run(store, until="phase2-verification")
+    run.step("watch", 0, phase="phase2", outcome="ok", detail=dict(t0=T0 + 500.5, baseline={"dgx-1": {"units": {}}}))
+    run.round("phase2", "T+1h")
+    done = progress(run.records())
+    assert done["watch"]["phase2"] == dict(t0=T0 + 500.5, baseline={"dgx-1": {"units": {}}})
+    assert done["rounds"]["phase1"] == {"phase1-verification": "proceed", "phase1-T+1h": "proceed"}
+    assert set(done["rounds"]["phase2"]) == {"phase2-verification", "T+1h"}
+    assert done["gates"] == {"phase1": "proceed"} and done["pending"] is None
+    assert set(done["deployed"]["phase2"]) == set(HOSTS)
+
+
+def test_a_rollback_decided_but_not_taken_is_pending_and_taking_it_ends_the_run(store):
+    run = go_run(store, until="phase2-verification")
+    run.round("phase2", "T+1h", outcome="NO-GO", next_step="rollback", reasons=["tdd-expert crashed"],
+              fired=["agent_crash"])
+    pending = progress(run.records())["pending"]
+    assert pending["phase"] == "phase2" and pending["label"] == "T+1h" and pending["next_step"] == "rollback"
+    assert pending["fired"] == ["agent_crash"] and pending["reasons"] == ["tdd-expert crashed"]
+    assert pending["detected_epoch"] < pending["decided_epoch"] and pending["kind"] == "checkpoint"
+    assert resumable(run.records()) is None  # cut off before its rollback: the re-run takes it
+    run.roll_back("phase2", "T+1h")
+    assert progress(run.records())["pending"] is None
+    assert "it stopped at rollback" in resumable(run.records())
+
+
+def test_an_answered_question_is_not_pending_and_its_answer_is_the_rounds_last_word(store):
+    run = go_run(store, until="phase2-verification")
+    run.round("phase2", "T+1h", outcome="INCONCLUSIVE", next_step="ask")
+    assert progress(run.records())["pending"]["next_step"] == "ask"
+    run.answer("phase2", "T+1h", approved=True)
+    done = progress(run.records())
+    assert done["pending"] is None and done["rounds"]["phase2"]["T+1h"] == "proceed"
+
+
+@pytest.mark.parametrize("ending, why", [
+    ("decided", "its decision is recorded (GO)"),
+    ("nogo", "it stopped at checkpoint phase1 phase1-verification (NO-GO)"),
+    ("failed deploy", "it stopped at deploy phase1 dgx-2 (failed)"),
+    ("refused", "it stopped at approval"),
+])
+def test_a_run_that_ended_or_stopped_is_not_resumed(store, ending, why):
+    if ending == "decided":
+        run = go_run(store)
+    else:
+        run = Run(store)
+        run.start()
+        run.preflight()
+        if ending == "failed deploy":
+            run.deploy(WAVE2["phases"][0], failed_host="dgx-2")
+        elif ending == "nogo":
+            run.deploy(WAVE2["phases"][0])
+            run.round("phase1", "phase1-verification", outcome="NO-GO", next_step="stop", reasons=["p50 up"])
+        else:
+            run.deploy(WAVE2["phases"][0])
+            run.round("phase1", "phase1-verification", outcome="INCONCLUSIVE", next_step="ask")
+            run.answer("phase1", "phase1-verification", approved=False)
+    assert why in resumable(run.records())
+    assert unfinished(store, "wave2") is None
+
+
+def test_unfinished_is_the_latest_run_of_the_wave_only(store):
+    older = Run(store, run_id="wave2-20260123T200000Z")
+    older.start()
+    older.preflight()  # cut off, then given up when a newer run started
+    assert unfinished(store, "wave2")["run_id"] == "wave2-20260123T200000Z"
+    newer = Run(store, run_id="wave2-20260123T210000Z", clock=T0 + 3600)
+    newer.start()
+    newer.preflight()
+    newer.deploy(WAVE2["phases"][0])
+    found = unfinished(store, "wave2")
+    assert found["run_id"] == "wave2-20260123T210000Z" and found["plan"] == WAVE2
+    assert found["last"]["step"] == "deploy" and found["interrupted_at"] == found["last"]["finished"]
+    assert unfinished(store, "wave1") is None  # another wave's runs are not this wave's
+    newer.decide()
+    assert unfinished(store, "wave2") is None  # the latest ended: the older one is not brought back
+
+
+def test_a_check_mode_run_is_never_resumed(store):
+    run = Run(store, run_id="wave2-20260123T200000Z")
+    run.step("run", 0, outcome="ok", detail=dict(plan=WAVE2, hosts=HOSTS, check_mode=True))
+    assert resumable(run.records()) == "it was a check-mode preview"
+    assert unfinished(store, "wave2") is None
+
+
+def test_the_resume_record_says_after_what_and_how_long_and_the_report_shows_it(store):
+    run = go_run(store, until="phase1-verification")
+    cut = run.records()[-1]
+    record, _ = record_step(store, dict(run_id=RUN, wave="wave2", step="resume", outcome="ok",
+                                        detail=dict(operator="bob")))
+    detail = record["detail"]
+    assert detail["interrupted_at"] == cut["finished"] and detail["after"] == "phase1: checkpoint phase1-verification (#%d)" % cut["seq"]
+    assert detail["interruption_seconds"] > 0 and record["next_step"] == "proceed"
+    records = run.records()
+    timeline = "\n".join(render_timeline(records))
+    assert "run resumed by bob after %s s cut off" % detail["interruption_seconds"] in timeline
+    report = render_report(WAVE2, dict(outcome="GO", reasons=[], rows=[]), records)
+    assert "## Interruptions" in report and "cut off 1 time(s)" in report
+    assert "after phase1: checkpoint phase1-verification (#%d) at %s" % (cut["seq"], cut["finished"]) in report

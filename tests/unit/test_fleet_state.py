@@ -215,13 +215,32 @@ def test_force_is_not_recorded_when_the_lock_would_be_taken_anyway(store, clock)
 
 
 def test_the_same_run_taking_the_lock_again_resumes_it_and_says_so(store, clock):
-    lock = lock_of(store, clock)
+    # The earlier process (pid 100) was killed; a re-run of the same run resumes it at once.
+    lock = lock_of(store, clock, liveness=lambda h: h.get("pid") != 100)
     lock.acquire(holder("wave2-1", pid=100), LEASE)
     clock.advance(20)
     done = lock.acquire(holder("wave2-1", pid=200), LEASE)
     assert done["action"] == "resumed" and done["previous"]["pid"] == 100
     assert done["holder"]["pid"] == 200 and done["holder"]["since"] == utc(T0)  # held since the first time
     assert done["holder"]["lease_until"] == utc(T0 + 20 + LEASE)
+
+
+@pytest.mark.parametrize("alive, advance", [(True, 20), (True, LEASE + 1), (None, 20)])
+def test_the_same_run_is_not_resumed_while_its_process_may_still_drive_it(store, clock, alive, advance):
+    # Still running here, or on another controller within its lease: two processes must never drive one run.
+    lock = lock_of(store, clock, liveness=lambda h: alive if h.get("pid") == 100 else True)
+    lock.acquire(holder("wave2-1", pid=100), LEASE)
+    clock.advance(advance)
+    with pytest.raises(LockHeld, match="the same run is still held by process 100"):
+        lock.acquire(holder("wave2-1", pid=200), LEASE)
+    assert lock.peek()["holder"]["pid"] == 100
+
+
+def test_the_same_run_from_another_controller_resumes_once_the_lease_expired(store, clock):
+    lock = lock_of(store, clock)
+    lock.acquire(holder("wave2-1", pid=100), LEASE)
+    clock.advance(LEASE)
+    assert lock.acquire(holder("wave2-1", pid=200), LEASE)["action"] == "resumed"
 
 
 def test_a_malformed_lease_counts_as_expired(store, clock):

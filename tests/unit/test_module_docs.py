@@ -261,8 +261,8 @@ def test_validation_names_missing_arguments_in_documented_order_and_unknown_ones
 def test_validation_reports_a_value_outside_the_choices():
     args, problem = validated("wave_journal", dict(JOURNAL, step="checkpoint"))
     assert args is None
-    assert problem == ("wave_journal: value of step must be one of: run, preflight, deploy, approval, rollback, "
-                       "lock, got: checkpoint")
+    assert problem == ("wave_journal: value of step must be one of: run, resume, preflight, deploy, watch, "
+                       "approval, rollback, lock, got: checkpoint")
 
 
 def test_validation_reports_a_value_of_the_wrong_type():

@@ -1,0 +1,108 @@
+"""A wave whose controller is killed goes on where it was cut off (issue 9): wave 2 on the test fleet,
+its controller (ansible-playbook and every process it started) SIGKILLed between two hosts' deploys,
+in the middle of a checkpoint's probe and in the middle of a monitoring round's observation, and
+re-run each time. The same run goes on: every host flipped exactly once (its backup manifest and
+the journal say so), every planned round taken exactly once on the recorded watch clock, and the
+report shows each interruption. A kill in the middle of an automatic rollback is in
+test_measurement.py (the crash test)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+
+import pytest
+
+from .conftest import (ARTIFACTS, HOSTS, env_flag, journal_of, kill_when, podman_exec, run_playbook, session_runs,
+                       start_playbook)
+
+pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
+
+# Two checkpoints per phase, a stagger to be killed in, and monitoring rounds between phase 2's checkpoints.
+SCHEDULE = {"wave_stagger_seconds": 3, "wave_monitor_interval_seconds": 4,
+            "wave_schedule": {"wave2": {"phase1": [{"label": "phase1-T+1h", "at": 2},
+                                                   {"label": "phase1-T+2h", "at": 4}],
+                                        "phase2": [{"label": "T+1h", "at": 2},
+                                                   {"label": "T+24h", "at": 10}]}}}
+WAVE2_AGENTS = {"wave2/phase1": "network-expert", "wave2/phase2": "tdd-expert"}
+
+
+def has(records, step, **match):
+    return any(r["step"] == step and all(r.get(k) == v for k, v in match.items()) for r in records)
+
+
+def between_deploys(records, _session):
+    return has(records, "deploy", phase="phase1", host="dgx-1", outcome="ok") \
+        and not has(records, "deploy", phase="phase1", host="dgx-2")
+
+
+def mid_probe(records, session):
+    return has(records, "watch", phase="phase1") and session_runs(session, "AnsiballZ_nats_probe")
+
+
+def mid_observation(records, session):
+    # A round of phase 2 observing the units (the first task of a round, after its wait).
+    return has(records, "watch", phase="phase2") and session_runs(session, "AnsiballZ_agent_host_info")
+
+
+def wave2_backups(since: str) -> dict:
+    """{host: {label: [env file, ...]}} of the wave-2 backups taken after since (an ISO stamp)."""
+    found = {}
+    for host in HOSTS:
+        manifest = json.loads(podman_exec(host, "cat", "/var/lib/fleetwave/backups/manifest.json"))
+        for entry in manifest["backups"]:
+            if entry.get("label") in WAVE2_AGENTS and entry["created"] >= since:
+                found.setdefault(host, {}).setdefault(entry["label"], []).append(os.path.basename(entry["path"]))
+    return found
+
+
+def test_a_wave_killed_three_times_goes_on_and_flips_every_host_once(sandbox, wave1_go, tmp_path):
+    assert run_playbook(tmp_path / "before", "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+    since = time.time()
+    since_stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        run_ids = []
+        for name, ready in (("between-deploys", between_deploys), ("mid-probe", mid_probe),
+                            ("mid-observation", mid_observation)):
+            run_ids.append(kill_when(start_playbook(tmp_path, "wave2.yml", SCHEDULE, name), ready, name, since))
+        final = run_playbook(tmp_path / "final", "wave2.yml", extravars=SCHEDULE)
+        assert final.rc == 0, final.stdout[-3000:]
+
+        # One run, gone on with three times.
+        decision = json.loads((ARTIFACTS / "checkpoints/wave2/decision.json").read_text())
+        assert decision["outcome"] == "GO" and set(run_ids) == {decision["run_id"]}, (run_ids, decision["run_id"])
+        records = journal_of(decision["run_id"])
+        assert [r["step"] for r in records].count("run") == 1
+        resumes = [r for r in records if r["step"] == "resume"]
+        assert len(resumes) == 3, [r["step"] for r in records]
+        assert all(r["detail"]["interruption_seconds"] >= 0 for r in resumes)
+        assert "cut off 3 time(s)" in (ARTIFACTS / "checkpoints/wave2/report.md").read_text()
+
+        # Every host flipped exactly once: one deploy per phase and host in the journal, one backup each.
+        deploys = sorted((r["phase"], r["host"]) for r in records if r["step"] == "deploy")
+        assert deploys == sorted((p, h) for p in ("phase1", "phase2") for h in HOSTS), deploys
+        backups = wave2_backups(since_stamp)
+        assert backups == {h: {label: ["%s.env" % agent] for label, agent in WAVE2_AGENTS.items()} for h in HOSTS}, backups
+        assert all(env_flag(h, agent) == "true" for h in HOSTS for agent in WAVE2_AGENTS.values())
+
+        # Every planned round taken exactly once, as in an uninterrupted run, on the recorded clock.
+        plan = records[0]["detail"]["plan"]
+        planned = sorted((p["name"], r["label"]) for p in plan["phases"] for r in p["rounds"])
+        taken = sorted((r["phase"], r["label"]) for r in records if r["step"] in ("checkpoint", "monitoring round"))
+        assert taken == planned, (taken, planned)
+        for phase in plan["phases"]:
+            [watch] = [r for r in records if r["step"] == "watch" and r["phase"] == phase["name"]]
+            after = {r["label"]: float(r["after"]) for r in phase["rounds"]}
+            for record in records:
+                if record.get("phase") == phase["name"] and record["label"] in after \
+                        and record["step"] in ("checkpoint", "monitoring round"):
+                    started = datetime.datetime.strptime(record["started"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                        tzinfo=datetime.timezone.utc).timestamp()
+                    assert started >= watch["detail"]["t0"] + after[record["label"]] - 0.5, (record, watch)
+        # The timeline shows each cut and what came before it.
+        timeline = (ARTIFACTS / "checkpoints/wave2/report.md").read_text()
+        assert timeline.count("run resumed by") == 3, timeline
+    finally:
+        assert run_playbook(tmp_path / "after", "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
