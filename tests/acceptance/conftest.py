@@ -149,17 +149,20 @@ def journal_of(run_id: str) -> list[dict]:
     return records
 
 
-def kill_when(proc: subprocess.Popen, ready, what: str, since: float, wave: str = "wave2", limit: float = 300) -> str:
-    """SIGKILL the whole controller of proc once ready(records of its run, its session) holds: the
-    run is the latest of the wave written since `since`. Returns its run id."""
+def kill_when(proc: subprocess.Popen, ready, what: str, since: float, wave: str = "wave2", limit: float = 300,
+              kill: bool = True) -> str:
+    """SIGKILL the whole controller of proc once ready(records of its run, its session) holds (with
+    kill=False, only wait for it): the run is the latest of the wave written since `since`.
+    Returns its run id."""
     deadline = time.time() + limit
     while time.time() < deadline:
         assert proc.poll() is None, "the run ended (rc %s) before %s" % (proc.returncode, what)
         runs = [p for p in (ARTIFACTS / "runs").glob(wave + "-*") if p.stat().st_mtime >= since]
         run_id = max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
         if run_id and ready(journal_of(run_id), proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            if kill:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             return run_id
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)

@@ -3,7 +3,8 @@ its controller (ansible-playbook and every process it started) SIGKILLed between
 in the middle of a checkpoint's probe and in the middle of a monitoring round's observation, and
 re-run each time. The same run goes on: every host flipped exactly once (its backup manifest and
 the journal say so), every planned round taken exactly once on the recorded watch clock, and the
-report shows each interruption. A kill in the middle of an automatic rollback is in
+report shows each interruption. While the first run holds the fleet lock, a second operator's wave 2
+is refused, naming it, and writes nothing. A kill in the middle of an automatic rollback is in
 test_measurement.py (the crash test)."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .conftest import (ARTIFACTS, HOSTS, env_flag, journal_of, kill_when, podman
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
 # Two checkpoints per phase, a stagger to be killed in, and monitoring rounds between phase 2's checkpoints.
-SCHEDULE = {"wave_stagger_seconds": 3, "wave_monitor_interval_seconds": 4,
+SCHEDULE = {"wave_stagger_seconds": 5, "wave_monitor_interval_seconds": 4,
             "wave_schedule": {"wave2": {"phase1": [{"label": "phase1-T+1h", "at": 2},
                                                    {"label": "phase1-T+2h", "at": 4}],
                                         "phase2": [{"label": "T+1h", "at": 2},
@@ -34,8 +35,8 @@ def has(records, step, **match):
 
 
 def between_deploys(records, _session):
-    return has(records, "deploy", phase="phase1", host="dgx-1", outcome="ok") \
-        and not has(records, "deploy", phase="phase1", host="dgx-2")
+    """At least one host of phase 1 deployed, not all: in a stagger or in the middle of the next deploy."""
+    return 1 <= sum(1 for r in records if r["step"] == "deploy" and r["phase"] == "phase1") < len(HOSTS)
 
 
 def mid_probe(records, session):
@@ -66,7 +67,18 @@ def test_a_wave_killed_three_times_goes_on_and_flips_every_host_once(sandbox, wa
         run_ids = []
         for name, ready in (("between-deploys", between_deploys), ("mid-probe", mid_probe),
                             ("mid-observation", mid_observation)):
-            run_ids.append(kill_when(start_playbook(tmp_path, "wave2.yml", SCHEDULE, name), ready, name, since))
+            proc = start_playbook(tmp_path, "wave2.yml", SCHEDULE, name)
+            if not run_ids:
+                # A second operator's wave 2 while the first holds the lock: refused, naming it, changing nothing.
+                first = kill_when(proc, lambda records, _s: has(records, "lock"), "the first run's lock", since,
+                                  kill=False)
+                second = run_playbook(tmp_path / "second", "wave2.yml", extravars=SCHEDULE)
+                assert second.rc != 0
+                assert any(m.startswith("fleet locked by ") and "(run %s, playbook wave2.yml" % first in m
+                           for m in second.failed_messages()), second.failed_messages()
+                assert sorted(p.name for p in (ARTIFACTS / "runs").glob("wave2-*") if p.stat().st_mtime >= since) \
+                    == [first], "the refused run wrote a journal"
+            run_ids.append(kill_when(proc, ready, name, since))
         final = run_playbook(tmp_path / "final", "wave2.yml", extravars=SCHEDULE)
         assert final.rc == 0, final.stdout[-3000:]
 
