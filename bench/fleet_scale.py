@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Wall clock of the main operations at two fleet sizes, side by side (issue 9): for each size N,
+the bench fleet (FLEETWAVE_FLEET=bench scripts/sandbox, stand-ins dgx-1..N in racks of 8) is
+brought up empty, then timed: site.yml (install every agent), a compressed wave 2 (no stagger,
+one checkpoint per phase), the checkpoint rounds of that wave (as journaled: observation, probe,
+server view, judgement), and a full rollback (restore, proof, post-rollback watch). The fleet is
+taken down at the end. Needs root; touches neither the sandbox nor the test fleet.
+
+    source scripts/lib.sh && use_venv && python bench/fleet_scale.py [--sizes 3,48] [--forks 50]
+
+Goals: a checkpoint round at 48 hosts within 2x of 3 hosts; the rollback of 48 hosts under 3
+minutes. Printed, never asserted. Bounded: every playbook has a timeout (--timeout, 1800 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("FLEETWAVE_STATE", "/var/lib/fleetwave"))
+INVENTORY = STATE / "bench/inventory/hosts.yml"
+ARTIFACTS = STATE / "bench/artifacts"
+# Wave 2 compressed to its steps: no stagger, one checkpoint per phase, no wave-1 GO needed (recorded).
+WAVE2 = {"wave_stagger_seconds": 0, "wave_verify_window_seconds": 1, "wave_require_previous_go": False,
+         "wave_schedule": {"wave2": {"phase1": [{"label": "phase1-T+2h", "at": 1}],
+                                     "phase2": [{"label": "T+24h", "at": 1}]}}}
+
+
+def sandbox(size: int, command: str, **env: str) -> None:
+    done = subprocess.run([str(ROOT / "scripts/sandbox"), command], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, FLEETWAVE_FLEET="bench", FLEETWAVE_HOSTS=str(size), **env))
+    if done.returncode != 0:
+        sys.exit("scripts/sandbox %s (%d hosts) failed:\n%s%s" % (command, size, done.stdout[-3000:],
+                                                                done.stderr[-3000:]))
+
+
+def playbook(name: str, forks: int, timeout: float, extravars: dict | None = None) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORKS=str(forks),
+               FLEETWAVE_AUDIT_PATH=str(ARTIFACTS / "audit" / ("%s-%d.jsonl" % (Path(name).stem, time.time_ns()))))
+    argv = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / name)]
+    if extravars:
+        argv += ["-e", json.dumps(extravars)]
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    elapsed = time.monotonic() - started
+    if done.returncode != 0:
+        sys.exit("%s failed (rc=%d) after %.0f s:\n%s" % (name, done.returncode, elapsed, done.stdout[-4000:]))
+    return elapsed
+
+
+def rounds_of_latest_wave2() -> list[float]:
+    """Seconds each checkpoint round of the latest wave 2 run took, from its journal."""
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import epoch_of
+    decision = json.loads((ARTIFACTS / "checkpoints/wave2/decision.json").read_text())
+    records = [json.loads(line) for line in (ARTIFACTS / decision["journal"]).read_text().splitlines() if line]
+    return [epoch_of(r["finished"]) - epoch_of(r["started"]) for r in records
+            if r["step"] in ("checkpoint", "monitoring round")]
+
+
+def measure(size: int, forks: int, timeout: float) -> dict:
+    print("fleet of %d: starting the stand-ins (untimed)" % size, file=sys.stderr, flush=True)
+    sandbox(size, "reset", FLEETWAVE_SKIP_INSTALL="1")
+    figures = {}
+    print("fleet of %d: site.yml" % size, file=sys.stderr, flush=True)
+    figures["site"] = playbook("site.yml", forks, timeout)
+    print("fleet of %d: wave 2" % size, file=sys.stderr, flush=True)
+    figures["wave2"] = playbook("wave2.yml", forks, timeout, WAVE2)
+    rounds = rounds_of_latest_wave2()
+    figures["round"] = statistics.median(rounds)
+    figures["rounds"] = len(rounds)
+    print("fleet of %d: rollback.yml" % size, file=sys.stderr, flush=True)
+    figures["rollback"] = playbook("rollback.yml", forks, timeout, {"rollback_wave": "wave2"})
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="3,48", help="fleet sizes, comma-separated (default 3,48)")
+    parser.add_argument("--forks", type=int, default=50, help="ansible forks (default 50: one per host up to 50)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed to each playbook")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if os.geteuid() != 0:
+        sys.exit("fleet_scale.py needs root (podman, as scripts/sandbox)")
+    results = {}
+    try:
+        for size in sizes:
+            results[size] = measure(size, args.forks, args.timeout)
+    finally:
+        sandbox(max(sizes), "down")
+    small, large = results[sizes[0]], results[sizes[-1]]
+    print("fleet size                        %s" % "".join("%10d" % s for s in sizes) + "     ratio")
+    for key, label in (("site", "site.yml (install) s"), ("wave2", "wave 2, compressed s"),
+                       ("round", "checkpoint round, median s"), ("rollback", "full rollback s")):
+        print("%-33s %s %9.2fx" % (label, "".join("%10.1f" % results[s][key] for s in sizes),
+                                    large[key] / small[key]))
+    print("(forks %d; rounds per wave %s; goals: round at the largest size within 2x of the smallest, "
+          "rollback of 48 under 180 s)" % (args.forks, "/".join(str(results[s]["rounds"]) for s in sizes)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
