@@ -226,6 +226,9 @@ def test_a_crash_during_monitoring_rolls_the_wave_back_automatically(sandbox, wa
         # The same proof, in the same shape, as playbooks/rollback.yml records.
         proof = detail["legacy_only"]
         assert proof["proven"] is True and proof["hosts"] == list(HOSTS), detail
+        # ... and the contract's watch after it (compressed): judged stable, part of the rollback's record.
+        watch = detail["post_rollback"]
+        assert watch["stable"] is True and watch["reasons"] == [] and len(watch["rounds"]) >= 1, watch
         assert sorted(proof["instances"]) == ["%s@%s" % (AGENT, host) for host in HOSTS], proof
         assert any("Rolled back automatically" in m for m in run.failed_messages()), run.failed_messages()
         assert "Rolled back automatically after %s" % rollback["label"] in (

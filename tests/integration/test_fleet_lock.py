@@ -300,12 +300,18 @@ def test_a_second_playbook_run_is_refused_non_zero_naming_the_first(backend, tmp
     assert rc == 0 and results["take"]["outcome"] == "acquired"
 
 
-def test_the_lock_of_a_killed_run_is_taken_over_at_once_from_the_same_controller(backend, tmp_path):
-    first = playbook(tmp_path / "one", "first", backend.settings, [
-        lock_task("take", "acquired", "run-one", playbook="first.yml"),
+def hanging_holder(backend, tmp_path, run_id, playbook_name):
+    """A run that takes the lock and hangs (until killed); returns its Popen once it holds the lock."""
+    proc = playbook(tmp_path / "one", "first", backend.settings, [
+        lock_task("take", "acquired", run_id, playbook=playbook_name),
         {"name": "hang", "ansible.builtin.wait_for": {"path": str(tmp_path / "never"), "timeout": 120}},
     ], wait=False)
     wait_for(backend.lock().peek, 60, what="the first run's lock")
+    return proc
+
+
+def test_the_lock_of_a_killed_run_is_taken_over_at_once_from_the_same_controller(backend, tmp_path):
+    first = hanging_holder(backend, tmp_path, "run-one", "first.yml")
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     rc, results, output = playbook(tmp_path / "two", "second", backend.settings, [
@@ -321,11 +327,7 @@ def test_the_lock_of_a_killed_run_is_taken_over_at_once_from_the_same_controller
 
 
 def test_a_killed_run_named_for_resuming_is_resumed_under_its_own_run_id(backend, tmp_path):
-    first = playbook(tmp_path / "one", "first", backend.settings, [
-        lock_task("take", "acquired", "wave2-one", playbook="wave2.yml"),
-        {"name": "hang", "ansible.builtin.wait_for": {"path": str(tmp_path / "never"), "timeout": 120}},
-    ], wait=False)
-    wait_for(backend.lock().peek, 60, what="the first run's lock")
+    first = hanging_holder(backend, tmp_path, "wave2-one", "wave2.yml")
     # While it runs, naming it for resuming is refused like any other holder: never two drivers of a run.
     rc, results, _ = playbook(tmp_path / "early", "early", backend.settings, [
         lock_task("take", "acquired", "wave2-early", resume_run_id="wave2-one")])
