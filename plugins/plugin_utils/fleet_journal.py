@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -202,18 +203,16 @@ def unfinished(store, wave, key=None):
     dict(run_id, plan, last: its last record, interrupted_at); None when the latest run ended, or
     there is none. Only the latest run counts: an older one was given up when a newer one started."""
     runs = store.path('runs')
-    latest = None
-    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
-        if not name.startswith(wave + '-') or not os.path.isfile(store.path(Layout.journal(name))):
-            continue
-        records = Journal(store, name, key).records()
-        if records and records[0]['step'] == RUN and records[0].get('wave') == wave:
-            started = epoch_of(records[0].get('started') or records[0].get('finished')) or 0
-            if latest is None or started >= latest[0]:
-                latest = (started, name, records)
-    if latest is None or resumable(latest[2]) is not None:
+    # Run ids are '<wave>-<UTC stamp>' (preflight.yml): the greatest name is the latest run.
+    named = re.compile(re.escape(wave) + r'-\d{8}T\d{6}Z')
+    names = sorted(name for name in (os.listdir(runs) if os.path.isdir(runs) else [])
+                   if named.fullmatch(name) and os.path.isfile(store.path(Layout.journal(name))))
+    if not names:
         return None
-    _started, run_id, records = latest
+    run_id = names[-1]
+    records = Journal(store, run_id, key).records()
+    if resumable(records) is not None or records[0].get('wave') != wave:
+        return None
     return dict(run_id=run_id, plan=plan_of(records), started=records[0].get('started'), last=records[-1],
                 interrupted_at=records[-1].get('finished'))
 

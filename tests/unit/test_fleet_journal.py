@@ -949,6 +949,10 @@ def test_unfinished_is_the_latest_run_of_the_wave_only(store):
     assert found["run_id"] == "wave2-20260123T210000Z" and found["plan"] == WAVE2
     assert found["last"]["step"] == "deploy" and found["interrupted_at"] == found["last"]["finished"]
     assert unfinished(store, "wave1") is None  # another wave's runs are not this wave's
+    canary = Run(store, plan=make_plan("wave2-canary", [(["graph-expert"], ["T+1h"])]),
+                 run_id="wave2-canary-20260123T220000Z", clock=T0 + 7200)
+    canary.start()  # a wave whose name starts with this one's is not this one
+    assert unfinished(store, "wave2")["run_id"] == "wave2-20260123T210000Z"
     newer.decide()
     assert unfinished(store, "wave2") is None  # the latest ended: the older one is not brought back
 
