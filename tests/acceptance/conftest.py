@@ -120,9 +120,12 @@ def start_playbook(tmp_path: Path, playbook: str, extravars: dict, name: str) ->
                                 start_new_session=True)
 
 
+# A module running on a stand-in: its `podman exec -i` (pipelined, fleetwave.rollout.podman).
+ON_A_STAND_IN = "podman\0exec\0-i\0"
+
+
 def session_runs(session: int, needle: str) -> bool:
-    """Whether a process of the session runs a command line containing needle (a module's
-    AnsiballZ_<name>, for one: on a stand-in, through the podman exec that runs it)."""
+    """Whether a process of the session runs a command line (arguments joined by NUL) containing needle."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -168,6 +171,12 @@ def kill_when(proc: subprocess.Popen, ready, what: str, since: float, wave: str 
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     raise AssertionError("never reached within %d s: %s" % (limit, what))
+
+
+def controller_connected() -> bool:
+    """Whether the controller has a NATS connection open on the test fleet's server (the probe's)."""
+    with urllib.request.urlopen(FLEET_VARS["fleet_nats_monitor_url"] + "/connz?limit=4096", timeout=5) as r:
+        return any(c.get("name") == "fleetwave-controller" for c in json.load(r)["connections"])
 
 
 def fleet_snapshot() -> dict:

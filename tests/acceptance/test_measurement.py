@@ -17,8 +17,8 @@ import yaml
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import mann_whitney_u
 from tests.conftest import ROOT
 
-from .conftest import (ARTIFACTS, HOSTS, env_flag, gather, kill_when, podman_exec, run_playbook, session_runs,
-                       start_playbook, subject)
+from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, env_flag, gather, kill_when, podman_exec, run_playbook,
+                       session_runs, start_playbook, subject)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -179,13 +179,14 @@ def crash_after_verification(started_at: float, stop: threading.Event) -> None:
 
 
 def mid_rollback(records, session):
-    """The automatic rollback has begun restoring env files (issue 9's fourth kill point)."""
-    return any(r.get("next_step") == "rollback" for r in records) and session_runs(session, "AnsiballZ_agent_env")
+    """The automatic rollback is under way: decided, with a task of it running on the stand-ins
+    (issue 9's fourth kill point)."""
+    return any(r.get("next_step") == "rollback" for r in records) and session_runs(session, ON_A_STAND_IN)
 
 
 def test_a_crash_during_monitoring_rolls_the_wave_back_automatically(sandbox, wave1_go, tmp_path):
     """The crash is caught by a monitoring round, which rolls the wave back. The controller is killed
-    while that rollback restores the env files; the wave re-run goes on with the same run and
+    while that rollback runs on the stand-ins; the wave re-run goes on with the same run and
     finishes that rollback (issue 9), recorded once."""
     # Phase 1 watched for 45 s with a monitoring round every 6 s between its checkpoints.
     slow = {"wave_monitor_interval_seconds": 6,
@@ -198,7 +199,7 @@ def test_a_crash_during_monitoring_rolls_the_wave_back_automatically(sandbox, wa
         crasher.start()
         try:
             cut = kill_when(start_playbook(tmp_path, "wave2.yml", slow, "mid-rollback"), mid_rollback,
-                            "the automatic rollback restoring env files", started)
+                            "the automatic rollback under way", started)
             run = run_playbook(tmp_path, "wave2.yml", extravars=slow)
         finally:
             stop.set()
