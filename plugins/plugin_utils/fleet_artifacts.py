@@ -49,6 +49,16 @@ def epoch_of(stamp):
     return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
+def file_digest(path):
+    """(size in bytes, SHA-256 hex) of the file at path, read in blocks (evidence files can be large)."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
 def name_problem(var, value):
     """Why value cannot name a folder of the store, as '<var>: <value> ...<allowed>', or None."""
     if not isinstance(value, str) or not FOLDER_NAME_RE.fullmatch(value):
@@ -107,6 +117,10 @@ class Layout:
     def audit_anchors(trail):
         """The anchors file of a trail: beside it, outside the trail itself."""
         return os.path.join(os.path.dirname(trail), Layout.AUDIT_ANCHORS)
+
+    # A folder of evidence (the readiness run's) lists every file it holds, with size and SHA-256,
+    # in this file at its top (fleet_attest.write_index); the authorization certificate signs it.
+    EVIDENCE_INDEX = 'evidence-index.json'
 
     @staticmethod
     def run_dir(run_id):
@@ -270,8 +284,7 @@ class ArtifactStore:
             full = os.path.join(folder, name)
             if name in (MANIFEST, MANIFEST_MAC) or name.startswith('.') or not os.path.isfile(full):
                 continue
-            with open(full, 'rb') as handle:
-                lines.append('%s  %s\n' % (hashlib.sha256(handle.read()).hexdigest(), name))
+            lines.append('%s  %s\n' % (file_digest(full)[1], name))
         data = ''.join(lines).encode('utf-8')
         if key is not None:
             self.write_text(os.path.join(reldir, MANIFEST_MAC), fleet_evidence.sidecar(key, data))
@@ -294,8 +307,7 @@ class ArtifactStore:
         for line in data.decode('utf-8').splitlines():
             digest, _sep, name = line.partition('  ')
             try:
-                with open(self.path(reldir, name), 'rb') as handle:
-                    actual = hashlib.sha256(handle.read()).hexdigest()
+                actual = file_digest(self.path(reldir, name))[1]
             except FileNotFoundError:
                 actual = None
             if actual != digest:
