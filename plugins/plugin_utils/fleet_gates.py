@@ -1140,11 +1140,15 @@ def _cell(text):
 
 
 def render_markdown(records, base_dir=None):
-    """A Markdown table, one row per gate in GATES order, evidence linked (relative to base_dir)."""
+    """A Markdown table, one row per gate in GATES order (a gate not decided fails there), evidence
+    linked (relative to base_dir)."""
     decided = decide_gates(records)
     lines = ['# Readiness gates: %s' % decided['outcome'], '', decided['summary'], '',
              '| gate | outcome | reasons | evidence |', '|---|---|---|---|']
     order = {gate: number for number, gate in enumerate(GATES)}
+    decided_gates = {record.get('gate') for record in records}
+    records = list(records) + [dict(gate=gate, outcome=FAIL, reasons=['not decided'], evidence=[])
+                               for gate in GATES if gate not in decided_gates]
     for record in sorted(records, key=lambda r: order.get(r.get('gate'), len(GATES))):
         links = []
         for item in record.get('evidence') or []:

@@ -632,3 +632,6 @@ def test_render_markdown_has_one_row_per_gate_with_its_evidence_linked(tmp_path)
     digest = hashlib.sha256(open(results, "rb").read()).hexdigest()[:12]
     assert "[results.json](load/results.json) `%s`" % digest in table[2]
     assert "code: something" in table[0]
+    # A gate left out still has its row, failed.
+    table = [line for line in fg.render_markdown(rows[:-1]).splitlines() if line.startswith("| support")]
+    assert table == ["| support | FAIL | not decided | none |"]
