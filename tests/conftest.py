@@ -88,9 +88,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
 AGENT_UNIT_TEMPLATE = ROOT / "roles/agent_service/templates/etc/systemd/system/agent@.service.j2"
 
 
-def render_agent_unit(**overrides: Any) -> dict[str, list[str]]:
-    """The agent unit template's [Service] section, rendered as the template module renders it
-    (trim_blocks), as key -> values (a key may repeat)."""
+def render_agent_unit_text(**overrides: Any) -> str:
+    """The agent unit template rendered as the template module renders it (trim_blocks)."""
     import jinja2
 
     variables = {
@@ -107,7 +106,13 @@ def render_agent_unit(**overrides: Any) -> dict[str, list[str]]:
     template = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined).from_string(
         AGENT_UNIT_TEMPLATE.read_text()
     )
-    service = template.render(**variables).split("[Service]", 1)[1].split("[Install]", 1)[0]
+    return template.render(**variables)
+
+
+def render_agent_unit(**overrides: Any) -> dict[str, list[str]]:
+    """The agent unit template's [Service] section, rendered as the template module renders it
+    (trim_blocks), as key -> values (a key may repeat)."""
+    service = render_agent_unit_text(**overrides).split("[Service]", 1)[1].split("[Install]", 1)[0]
     settings: dict[str, list[str]] = {}
     for line in service.splitlines():
         if line and not line.startswith("#"):

@@ -242,6 +242,26 @@ def write_index(folder, now=None):
     return ArtifactStore(folder).write_json(INDEX, index), index
 
 
+def check_index(folder):
+    """{path: sha256} of the files under folder when its evidence index lists exactly them with these
+    digests; else AttestError naming the index and each file added, removed or changed since."""
+    store = ArtifactStore(folder)
+    try:
+        index = store.read_json(INDEX)
+    except ArtifactError as exc:
+        raise AttestError(str(exc)) from None
+    if not isinstance(index, dict) or not isinstance(index.get('files'), list):
+        raise AttestError('%s: no evidence index (write it first: fleet_attest.write_index)' % store.path(INDEX))
+    listed = {entry.get('path'): entry.get('sha256') for entry in index['files'] if isinstance(entry, dict)}
+    found = {entry['path']: entry['sha256'] for entry in _scan(store.root)}
+    stale = sorted('%s %s' % (path, 'added' if path not in listed else 'removed' if path not in found else 'changed')
+                   for path in set(listed) | set(found) if listed.get(path) != found.get(path))
+    if stale:
+        raise AttestError('%s is stale, the folder changed since it was written (%s): write it again'
+                          % (store.path(INDEX), ', '.join(stale)))
+    return found
+
+
 # ================================================================================ issuing
 
 def _utcnow():
@@ -317,19 +337,7 @@ def statement(base_dir, decision, fleet_state, approvers, valid_until, valid_fro
 
     root = os.path.abspath(base_dir)
     store = ArtifactStore(root)
-    try:
-        index = store.read_json(INDEX)
-    except ArtifactError as exc:
-        raise AttestError(str(exc)) from None
-    if not isinstance(index, dict) or not isinstance(index.get('files'), list):
-        raise AttestError('%s: no evidence index (write it first: fleet_attest.write_index)' % store.path(INDEX))
-    listed = {entry.get('path'): entry.get('sha256') for entry in index['files'] if isinstance(entry, dict)}
-    found = {entry['path']: entry['sha256'] for entry in _scan(root)}
-    stale = sorted('%s %s' % (path, 'added' if path not in listed else 'removed' if path not in found else 'changed')
-                   for path in set(listed) | set(found) if listed.get(path) != found.get(path))
-    if stale:
-        raise AttestError('%s is stale, the folder changed since it was written (%s): write it again'
-                          % (store.path(INDEX), ', '.join(stale)))
+    found = check_index(root)
     subjects = [dict(name=INDEX, digest=dict(sha256=file_digest(store.path(INDEX))[1]))]
     subjects += [dict(name=path, digest=dict(sha256=found[path])) for path in sorted(found)]
 
