@@ -23,6 +23,8 @@ def _range(low, high, unit, where, low_open=False, integer=False):
     return Range(low, high, unit, low_open, integer, where)
 
 
+_BUDGET = 'inventory, each failure mode of `readiness_loss_budgets`'
+
 LIMITS = {
     # wave_plan: the inventory's timings
     'wave_stagger_seconds': _range(0, 3_600, 'seconds', 'inventory, `wave_plan` `stagger`'),
@@ -43,6 +45,14 @@ LIMITS = {
     'fleet_lock_lease_seconds': _range(10, DAY_S, 'seconds', 'inventory, `fleet_lock` `lease_seconds`'),
     # the criteria file
     'comparison.min_samples': _range(2, 100_000, 'samples per side', 'criteria file', integer=True),
+    # the loss budget of each failure mode of the readiness run (plugin_utils/fleet_ledger)
+    'max_lost_pct': _range(0, 100, 'percent', _BUDGET),
+    'max_lost_outside_window': _range(0, 1_000_000, 'items', _BUDGET, integer=True),
+    'max_duplicated': _range(0, 1_000_000, 'items', _BUDGET, integer=True),
+    'max_reordered': _range(0, 1_000_000, 'events', _BUDGET, integer=True),
+    'max_late': _range(0, 1_000_000, 'replies', _BUDGET, integer=True),
+    'max_detection_seconds': _range(0, DAY_S, 'seconds', _BUDGET, low_open=True),
+    'max_recovery_seconds': _range(0, DAY_S, 'seconds', _BUDGET, low_open=True),
 }
 
 # Monitoring rounds and checkpoints of one wave together: production wave 2 plans ~320; a week
@@ -51,6 +61,9 @@ MAX_ROUNDS_PER_WAVE = 5_000
 # rate x window x targets requests plus emit_events x agents x hosts events: what one probe holds
 # in memory (per-request state, event pairing).
 MAX_PROBE_LOAD = 1_000_000
+# Requests, replies, published and received event copies of one failure mode's data-integrity ledger
+# (fleet_ledger): what it holds while matching them, one small entry each.
+MAX_LEDGER_ITEMS = 1_000_000
 # The criteria file: criteria/default.yml is ~6 KB with ~250 values. Read only under this size,
 # and parsed only up to MAX_YAML_NODES values: PyYAML's pure-Python parser takes seconds over a
 # few hundred KB of dense values; these keep the worst refusal well under a second.
@@ -73,6 +86,8 @@ def markdown_table():
         '| checkpoints and monitoring rounds of one wave | `wave_plan` | at most %s |' % _fmt(MAX_ROUNDS_PER_WAVE),
         '| rate x window x targets + emit_events x agents x hosts | `nats_probe` | at most %s |'
         % _fmt(MAX_PROBE_LOAD),
+        '| requests, replies and event copies of one failure mode | `fleet_ledger` | at most %s |'
+        % _fmt(MAX_LEDGER_ITEMS),
         '| criteria file size | `wave_plan` `criteria_file` | at most %s bytes |' % _fmt(MAX_CRITERIA_BYTES),
         '| criteria file values, nesting | `wave_plan` `criteria_file` | at most %s values, %d levels, no aliases |'
         % (_fmt(MAX_YAML_NODES), MAX_YAML_DEPTH),
