@@ -121,6 +121,12 @@ class Layout:
     # A folder of evidence (the readiness run's) lists every file it holds, with size and SHA-256,
     # in this file at its top (fleet_attest.write_index); the authorization certificate signs it.
     EVIDENCE_INDEX = 'evidence-index.json'
+    # The readiness run's data-integrity ledger of a failure mode (fleet_ledger), in that mode's folder.
+    LEDGER = 'ledger.json'
+
+    @staticmethod
+    def failure_ledger(folder, mode):
+        return os.path.join(folder, checked_name('failure mode', mode), Layout.LEDGER)
 
     @staticmethod
     def run_dir(run_id):
