@@ -64,6 +64,11 @@ deployment
     back``, legacy-only proven (``detail.legacy_only.proven``), stable through the watch after it
     (``detail.post_rollback.stable``), in ``detail.seconds`` (``seconds_detection_to_completion``
     for an automatic one) within ``limit_seconds``; with ``evidence_key`` its signature verifies.
+    ``ledgers`` (when given): the data-integrity ledgers of this run's failure modes
+    (``fleet_ledger.write_ledger``'s ``<mode>/ledger.json``), one per mode of
+    ``fleet_ledger.FAILURE_MODES``, each within its loss budget as its own figures confirm
+    (``fleet_ledger.check_record``); a ledger over budget fails the gate with the ledger's reasons,
+    which name what was lost.
 support
     the production inventory's ``fleet_support`` (``inventory/production/group_vars``)::
 
@@ -112,7 +117,8 @@ from urllib.parse import quote, unquote
 import yaml
 
 from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_nats
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_attest, fleet_audit, fleet_evidence
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import (fleet_attest, fleet_audit, fleet_evidence,
+                                                                        fleet_ledger)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import Layout, file_digest, utc
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import COMPARATORS, load_criteria
 
@@ -1012,10 +1018,35 @@ def testing_gate(results_dir, commit, max_age_seconds, now=None):
 
 # ================================================================================ deployment
 
-def deployment_gate(rollback, since, limit_seconds=600, evidence_key=None):
+def ledger_problems(ledgers, modes=fleet_ledger.FAILURE_MODES):
+    """(reasons, measured) of the failure-mode ledgers at the paths ledgers: each of modes there once,
+    each within its budget (fleet_ledger.check_record); measured holds each mode's figures and what
+    it lost."""
+    reasons, measured, seen = [], {}, {}
+    for path in ledgers:
+        record = _load_json(path, 'a failure-mode ledger', reasons)
+        if record is None:
+            continue
+        mode = record.get('mode') if isinstance(record, dict) else None
+        if mode in seen:
+            reasons.append('failure mode %s has two ledgers: %s and %s' % (mode, seen[mode], path))
+            continue
+        reasons.extend('failure mode %s: %s' % (mode, problem) for problem in fleet_ledger.check_record(record, path))
+        if mode in fleet_ledger.FAILURE_MODES:
+            seen[mode] = path
+            measured[mode] = dict(record.get('measured') or {}, verdict=record.get('verdict'), lost=record.get('lost'))
+    reasons.extend('no evidence: no ledger of failure mode %s among %s' % (mode, ', '.join(map(str, ledgers)) or 'none')
+                   for mode in modes if mode not in seen)
+    return reasons, measured
+
+
+def deployment_gate(rollback, since, limit_seconds=600, evidence_key=None, ledgers=None):
     """A rollback rehearsed in this run (started at or after since), rolled back, proven legacy-only,
-    stable after, within limit_seconds; signed when the key is given."""
+    stable after, within limit_seconds; signed when the key is given. With ledgers, every failure mode
+    within its loss budget too (ledger_problems)."""
     reasons, measured = [], {}
+    if ledgers is not None:
+        reasons, measured['failure_modes'] = ledger_problems(ledgers)
     record = _load_json(rollback, 'the rollback record of this run', reasons)
     if record is not None and not isinstance(record, dict):
         reasons.append('the rollback record %s is not a JSON object' % rollback)
@@ -1058,7 +1089,7 @@ def deployment_gate(rollback, since, limit_seconds=600, evidence_key=None):
                 fleet_evidence.verify(key, record, rollback)
             except fleet_evidence.EvidenceError as exc:
                 reasons.append(str(exc))
-    return _record('deployment', reasons, (rollback,), measured)
+    return _record('deployment', reasons, (rollback,) + tuple(ledgers or ()), measured)
 
 
 # ================================================================================ support

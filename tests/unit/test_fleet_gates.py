@@ -14,7 +14,7 @@ import stat
 import pytest
 import yaml
 
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_attest, fleet_gates as fg
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_attest, fleet_gates as fg, fleet_ledger as fl
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactStore, Layout
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import AuditLog
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_evidence import EvidenceKey
@@ -559,6 +559,19 @@ def test_deployment_fails_on_an_edited_rollback_record(tmp_path):
     write(path, data)
     failed(fg.deployment_gate(path, SINCE, 600, KEY), path, "does not match its content")
     failed(fg.deployment_gate(path, SINCE, 600, EvidenceKey("another-key-0123456789")), "signed with key")
+
+
+def test_deployment_with_the_failure_ledgers_passes_only_when_every_mode_is_within_budget(tmp_path):
+    from tests.unit.test_fleet_ledger import ledger, traffic, write_all
+    path = rollback_record(tmp_path)
+    ledgers = write_all(tmp_path)
+    record = passed(fg.deployment_gate(path, SINCE, 600, KEY, ledgers=ledgers))
+    assert list(record["measured"]["failure_modes"]) == list(fl.FAILURE_MODES)
+    assert {e["path"] for e in record["evidence"]} == {path, *ledgers}
+    over = write_all(tmp_path, **{"node-freeze": ledger("node-freeze", requests=traffic(drop=("dgx-1-02",)))})
+    failed(fg.deployment_gate(path, SINCE, 600, KEY, ledgers=over), "failure mode node-freeze",
+           "node-freeze/ledger.json", "lost outside the failure window: 1 (at most 0)", "dgx-1-02")
+    failed(fg.deployment_gate(path, SINCE, 600, KEY, ledgers=[]), "no evidence: no ledger of failure mode agent-kill")
 
 
 # ================================================================================ support
