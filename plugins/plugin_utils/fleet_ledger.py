@@ -205,6 +205,14 @@ def _window(window):
     return injected, detected, recovered
 
 
+def _items(what, value):
+    """value as an iterable of items; LedgerError unless it is a list, tuple or iterator of them."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, '__iter__'):
+        raise LedgerError('%s: must be a list of mappings (%s), got %r' % (what, ', '.join(sum(_FIELDS[what], ())),
+                                                                         value))
+    return value
+
+
 class _Counter:
     """Counts every item; refuses past MAX_LEDGER_ITEMS (the matching state's bound)."""
 
@@ -254,7 +262,7 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
 
     # --- requests and replies
     pending = {}  # id -> [group key, intended, sent, timeout, first reply at, replies, error]
-    for index, request in enumerate(requests):
+    for index, request in enumerate(_items('requests', requests)):
         count('requests[%d]' % index)
         where = _fields('requests', index, request)
         request_id = _text(request['id'], where + '.id')
@@ -268,7 +276,7 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
         pending[request_id] = [key, _time(request['intended_at'], where + '.intended_at'),
                                _time(request['sent_at'], where + '.sent_at', optional=True), float(own), None, 0, False]
     unmatched_replies = 0
-    for index, reply in enumerate(replies):
+    for index, reply in enumerate(_items('replies', replies)):
         count('replies[%d]' % index)
         where = _fields('replies', index, reply)
         _text(reply['responder'], where + '.responder')
@@ -284,7 +292,7 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
         if entry[4] is None or at < entry[4]:  # the first reply decides: its time, whether an error
             entry[4], entry[6] = at, error
 
-    groups, failed, good = {}, [], []
+    groups, failed = {}, [0, None, None]  # failed requests since the injection: count, first, last intended
     for request_id, (key, intended, sent, own, first, replies_n, error) in sorted(
             pending.items(), key=lambda item: (item[1][1], item[0])):
         group = _group(groups, key, _REQUEST_COUNTS, _REQUEST_IDS, target=key[0], subject=key[1])
@@ -307,15 +315,14 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
             group['answered'] += 1
         if error:
             group['errors'] += 1
-        if first is None or first > sent + own or error:
-            if life_end >= injected:
-                failed.append(intended)
-        else:
-            good.append((intended, first))
+        if (first is None or first > sent + own or error) and life_end >= injected:
+            failed[0] += 1
+            failed[1] = intended if failed[1] is None else failed[1]  # in intended order
+            failed[2] = intended
 
     # --- events published and received
     copies = {}  # (msg_id, family) -> [group key, rank, published_at, receipts]
-    for index, event in enumerate(published):
+    for index, event in enumerate(_items('published', published)):
         count('published[%d]' % index)
         where = _fields('published', index, event)
         agent = _text(event['agent'], where + '.agent')
@@ -331,7 +338,7 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
         at = _time(event.get('published_at'), where + '.published_at', optional=True)
         copies[copy] = [(instance, family), seq if seq is not None else at, at, 0]
     arrivals = []
-    for index, event in enumerate(received):
+    for index, event in enumerate(_items('received', received)):
         count('received[%d]' % index)
         where = _fields('received', index, event)
         arrivals.append((_time(event['at'], where + '.at'), index,
@@ -372,7 +379,7 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
     request_totals['unmatched_replies'] = unmatched_replies
     event_totals = {name: sum(g[name] for g in events.values()) for name in _EVENT_COUNTS}
     event_totals['unmatched'] = unmatched_events
-    timings = _timings(injected, detected, recovered, failed, good)
+    timings = _timings(injected, detected, recovered, failed, pending)
     measured = dict(
         requests=request_totals['sent'], events=event_totals['published'],
         requests_lost_pct=_pct(request_totals['lost'], request_totals['sent']),
@@ -403,17 +410,20 @@ def _seconds(value):
     return round(value, 3) if value is not None else None
 
 
-def _timings(injected, detected, recovered, failed, good):
-    first_failed = min(failed) if failed else None
-    last_failed = max(failed) if failed else None
-    after = last_failed if last_failed is not None else injected
-    later = [at for intended, at in good if (intended > after if failed else intended >= after)]
-    first_good = min(later) if later else None
+def _timings(injected, detected, recovered, failed, pending):
+    """The timings (module docstring); failed: [count, first, last] intended times of failed requests."""
+    count, first_failed, last_failed = failed
+    first_good = None
+    for _key, intended, sent, own, first, _replies, error in pending.values():
+        good = first is not None and first <= sent + own and not error
+        after = intended > last_failed if count else intended >= injected
+        if good and after and (first_good is None or first < first_good):
+            first_good = first
     return dict(
         detection_seconds=_seconds(detected - injected) if detected is not None else None,
         recovery_seconds=_seconds(first_good - injected) if first_good is not None else None,
         declared_recovery_seconds=_seconds(recovered - injected) if recovered is not None else None,
-        failed_requests=len(failed),
+        failed_requests=count,
         first_failed_at=utc(first_failed) if first_failed is not None else None,
         last_failed_at=utc(last_failed) if last_failed is not None else None,
         first_good_reply_after_at=utc(first_good) if first_good is not None else None)

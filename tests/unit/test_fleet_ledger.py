@@ -385,6 +385,9 @@ def test_bad_items_are_refused_naming_the_field(what, change, expected):
     (dict(timeout=0), "timeout: must be a number in (0, 300] seconds, got 0"),
     (dict(timeout=float("nan")), "timeout: must be a number in (0, 300] seconds, got nan"),
     (dict(sample=0), "sample: must be an integer in [1, 1,000] ids, got 0"),
+    (dict(requests=None), "requests: must be a list of mappings (id, subject, target, intended_at, sent_at, "
+                          "timeout), got None"),
+    (dict(received={"msg_id": "m"}), "received: must be a list of mappings"),
 ])
 def test_bad_arguments_are_refused_naming_them(change, expected):
     inputs = dict(good_inputs(), mode="agent-kill", timeout=2.0, budget=BUDGET)
