@@ -119,14 +119,19 @@ class LedgerError(ValueError):
 
 # ================================================================================ budgets
 
+def _keys_problems(mapping, allowed, where, missing, unknown):
+    """'<where>.<key>: <missing>' for each key of allowed not in mapping, '<where>.<key>: <unknown>' for
+    each key of mapping not allowed; both texts take the allowed keys."""
+    listed = ', '.join(allowed)
+    return (['%s.%s: %s' % (where, key, missing % listed) for key in allowed if key not in mapping]
+            + ['%s.%s: %s' % (where, key, unknown % listed) for key in sorted(map(str, mapping)) if key not in allowed])
+
+
 def budget_problems(budget, where):
     """Every problem of one failure mode's budget, each naming '<where>.<key>' and its range."""
     if not isinstance(budget, dict):
         return ['%s: must be a mapping of %s, got %r' % (where, ', '.join(BUDGET_KEYS), budget)]
-    problems = ['%s.%s: missing (required: %s)' % (where, key, ', '.join(BUDGET_KEYS))
-                for key in BUDGET_KEYS if key not in budget]
-    problems += ['%s.%s: unknown key (allowed: %s)' % (where, key, ', '.join(BUDGET_KEYS))
-                 for key in sorted(map(str, budget)) if key not in BUDGET_KEYS]
+    problems = _keys_problems(budget, BUDGET_KEYS, where, 'missing (required: %s)', 'unknown key (allowed: %s)')
     for key in BUDGET_KEYS:
         if key in budget:
             problem = out_of_range(key, budget[key])
@@ -141,10 +146,8 @@ def validate_budgets(budgets, where=BUDGET_VARIABLE):
     if not isinstance(budgets, dict):
         raise LedgerError('%s: must be a mapping of the failure modes %s, got %r' % (
             where, ', '.join(FAILURE_MODES), budgets))
-    problems = ['%s.%s: missing (every failure mode needs a budget: %s)' % (where, mode, ', '.join(FAILURE_MODES))
-                for mode in FAILURE_MODES if mode not in budgets]
-    problems += ['%s.%s: unknown failure mode (allowed: %s)' % (where, mode, ', '.join(FAILURE_MODES))
-                 for mode in sorted(map(str, budgets)) if mode not in FAILURE_MODES]
+    problems = _keys_problems(budgets, FAILURE_MODES, where, 'missing (every failure mode needs a budget: %s)',
+                              'unknown failure mode (allowed: %s)')
     for mode in FAILURE_MODES:
         if mode in budgets:
             problems += budget_problems(budgets[mode], '%s.%s' % (where, mode))
