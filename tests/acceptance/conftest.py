@@ -209,7 +209,11 @@ def roll_back_wave2(tmp_path: Path) -> PlaybookRun:
     (fleet_snapshot) for ensure_legacy."""
     global _legacy_snapshot
     _legacy_snapshot = None
-    run = run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2"})
+    # Proven legacy-only as every rollback is; no post-rollback watch after it, though (the test
+    # fleet's is one round 1 s after the proof, ~10 s of tasks): these rollbacks put the fleet
+    # back between tests. The watch is tested where it is the subject
+    # (test_wave2_sandbox.py::test_rollback_returns_every_flipped_agent_to_legacy_only).
+    run = run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2", "wave_rollback_watch_seconds": 0})
     if run.rc == 0:
         _legacy_snapshot = fleet_snapshot()
     return run
