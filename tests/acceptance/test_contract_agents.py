@@ -13,7 +13,8 @@ import textwrap
 
 import pytest
 
-from .conftest import AGENTS, ARTIFACTS, HOSTS, NATS_URL, QUICK_WAVE2, podman_exec, run_playbook
+from .conftest import (AGENTS, ARTIFACTS, HOSTS, NATS_URL, QUICK_WAVE2, ensure_legacy, podman_exec, roll_back_wave2,
+                       run_playbook)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -47,7 +48,7 @@ def test_dropped_unified_copies_and_an_impostor_are_each_named_from_the_servers_
     the agent type's events since they name no host), and another client answering on its unified
     subject (a health check naming the impostor's connection as the server lists it, and the
     duplicate answers it caused)."""
-    assert run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+    ensure_legacy(tmp_path)
     unified = "agents.%s.%s.cmd.ping" % (AGENTS[AGENT]["cluster"], AGENTS[AGENT]["id"])
     set_drop(3)
     impostor = subprocess.Popen([sys.executable, "-c", IMPOSTOR, NATS_URL, unified], stdin=subprocess.PIPE,
@@ -58,11 +59,11 @@ def test_dropped_unified_copies_and_an_impostor_are_each_named_from_the_servers_
     finally:
         impostor.stdin.close()
         impostor.wait(10)
-        assert run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+        assert roll_back_wave2(tmp_path).rc == 0
         set_drop(0)  # the rollback put back the pre-flip file, knob included
     # A file whose flag is off already is left as it is by the next rollback (it used to put the
     # pre-flip backup back, knob and all, undoing the edit above).
-    assert run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+    assert roll_back_wave2(tmp_path).rc == 0
     for host in HOSTS:
         assert "FAULT_DROP_UNIFIED_PCT=0" in podman_exec(host, "cat", ENV).splitlines(), host
     assert run.rc != 0

@@ -17,8 +17,8 @@ import yaml
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import mann_whitney_u
 from tests.conftest import ROOT
 
-from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, env_flag, gather, kill_when, podman_exec, run_playbook,
-                       session_runs, start_playbook, subject)
+from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, ensure_legacy, env_flag, gather, kill_when, podman_exec,
+                       remember_legacy, run_playbook, session_runs, start_playbook, subject)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -81,9 +81,10 @@ def legacy_fleet_after(tmp_path):
     (A rollback restores the pre-flip backup, which holds the knobs when they were set before
     the flip: they are removed after it.)"""
     def clean():
-        assert run_playbook(tmp_path, "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+        ensure_legacy(tmp_path)  # after the test, or after one that left it unclean: a rollback
         podman_exec(HOST, "sh", "-c", "sed -i '/^FAULT_/d' %s" % ENV)
         podman_exec(HOST, "systemctl", "restart", UNIT)
+        remember_legacy()  # knobs off, flag untouched: the next test starts here without a rollback
 
     clean()
     try:

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, controller_connected, env_flag, journal_of, kill_when,
-                       podman_exec, run_playbook, session_runs, start_playbook)
+from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, controller_connected, ensure_legacy, env_flag, journal_of,
+                       kill_when, podman_exec, roll_back_wave2, run_playbook, session_runs, start_playbook)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -61,7 +61,7 @@ def wave2_backups(since: str) -> dict:
 
 
 def test_a_wave_killed_three_times_goes_on_and_flips_every_host_once(sandbox, wave1_go, tmp_path):
-    assert run_playbook(tmp_path / "before", "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+    ensure_legacy(tmp_path / "before")
     since = time.time()
     since_stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     try:
@@ -118,4 +118,5 @@ def test_a_wave_killed_three_times_goes_on_and_flips_every_host_once(sandbox, wa
         timeline = (ARTIFACTS / "checkpoints/wave2/report.md").read_text()
         assert timeline.count("run resumed by") == 3, timeline
     finally:
-        assert run_playbook(tmp_path / "after", "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+        after = roll_back_wave2(tmp_path / "after")
+        assert after.rc == 0, after.stdout[-3000:]

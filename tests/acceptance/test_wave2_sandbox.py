@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from .conftest import (AGENTS, ARTIFACTS, HOSTS, QUICK_WAVE2, ROOT, env_flag, fleet_snapshot, gather, podman_exec,
-                       run_playbook, server_subscribers, subject)
+from .conftest import (AGENTS, ARTIFACTS, HOSTS, QUICK_WAVE2, ROOT, ensure_legacy, env_flag, fleet_snapshot, gather,
+                       podman_exec, run_playbook, server_subscribers, subject)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -39,7 +39,7 @@ def journal():
 def wave2(sandbox, wave1_go, tmp_path_factory):
     """Wave 2 run once from a legacy-only fleet with the sandbox's settings as a user runs it."""
     tmp = tmp_path_factory.mktemp("wave2")
-    assert run_playbook(tmp, "rollback.yml", extravars={"rollback_wave": "wave2"}).rc == 0
+    ensure_legacy(tmp)
     started = time.monotonic()
     run = run_playbook(tmp, "wave2.yml")
     print("wave 2 on the sandbox took %.0f s" % (time.monotonic() - started))

@@ -1,4 +1,5 @@
-"""After converge: every agent installed, network-expert flipped by wave_deploy, the others untouched."""
+"""After converge: every agent installed, network-expert flipped by wave_deploy, graph-expert untouched
+(tdd-expert, flipped in prepare and rolled back by converge: test_rollback.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ testinfra_hosts = ["podman://" + name for name in _INVENTORY.get_hosts("dgx")]
 
 FLAG = "ENABLE_UNIFIED_SUBJECTS"
 FLIPPED = "network-expert"
-UNTOUCHED = ["tdd-expert", "graph-expert"]
+# Flipped in prepare, rolled back in converge: test_rollback.py checks it.
+ROLLED_BACK = "tdd-expert"
+UNTOUCHED = ["graph-expert"]
+EVERY_AGENT = [FLIPPED, ROLLED_BACK] + UNTOUCHED
 LABEL = "molecule/default"
 REFERENCE_AGENT = "/opt/fleetwave/reference-agent/reference_agent.py"
 FAULTS_OFF = {"FAULT_DROP_UNIFIED_RATE": "0", "FAULT_REPLY_DELAY_MS": "0", "FAULT_CRASH_AFTER_S": "0",
@@ -54,7 +58,7 @@ def test_unit_template_is_installed(host):
     assert "EnvironmentFile=/etc/agents/%i.env" in unit.content_string
 
 
-@pytest.mark.parametrize("agent", [FLIPPED] + UNTOUCHED)
+@pytest.mark.parametrize("agent", EVERY_AGENT)
 def test_agent_unit_is_running_and_enabled(host, agent):
     service = host.service("agent@%s.service" % agent)
     assert service.is_running
@@ -67,21 +71,21 @@ def test_flipped_agent_was_restarted_after_the_flip(backups, backup_time, active
     assert active_since(FLIPPED) > backup_time(backups(FLIPPED, label=LABEL)[0])
 
 
-@pytest.mark.parametrize("agent", [FLIPPED] + UNTOUCHED)
+@pytest.mark.parametrize("agent", EVERY_AGENT)
 def test_reference_agent_is_the_unit_main_process(host, unit_property, agent):
     pid = unit_property(agent, "MainPID")
     assert pid != "0"
     assert REFERENCE_AGENT in host.file("/proc/%s/cmdline" % pid).content_string
 
 
-@pytest.mark.parametrize("agent", [FLIPPED] + UNTOUCHED)
+@pytest.mark.parametrize("agent", EVERY_AGENT)
 def test_reference_agent_fault_knobs_are_written_off(read_env, env_path, agent):
     # Written off unless the inventory turns one on, so removing a knob turns it off.
     env = read_env(env_path(agent))
     assert {key: env.get(key) for key in FAULTS_OFF} == FAULTS_OFF
 
 
-@pytest.mark.parametrize("agent", [FLIPPED] + UNTOUCHED)
+@pytest.mark.parametrize("agent", EVERY_AGENT)
 def test_env_file_is_readable_by_root_only_after_install_and_flip(host, env_path, agent):
     # It may hold NATS credentials; systemd reads it as root before the agent drops privileges.
     env = host.file(env_path(agent))

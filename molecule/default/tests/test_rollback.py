@@ -1,4 +1,5 @@
-"""After converge: network-expert, flipped in prepare, is back on its pre-flip env file and legacy-only."""
+"""After converge: tdd-expert, flipped in prepare, is back on its pre-flip env file and legacy-only;
+network-expert, flipped by converge, is left as it was."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ _INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner.get_runner(os.environ[
 testinfra_hosts = ["podman://" + name for name in _INVENTORY.get_hosts("dgx")]
 
 FLAG = "ENABLE_UNIFIED_SUBJECTS"
-ROLLED_BACK = "network-expert"
-UNTOUCHED = ["tdd-expert", "graph-expert"]
+ROLLED_BACK = "tdd-expert"
+# Flipped by converge before the rollback (test_default.py): the rollback leaves it flipped.
+FLIPPED = "network-expert"
+FLIPPED_LABEL = "molecule/default"
+UNTOUCHED = ["graph-expert"]
 FLIP_LABEL = "molecule/rollback"
 PRE_RESTORE = "pre-restore"
 
@@ -50,11 +54,22 @@ def test_untouched_agent_keeps_the_flag_off(read_env, env_path, agent):
     assert read_env(env_path(agent))[FLAG] == "false"
 
 
-@pytest.mark.parametrize("agent", [ROLLED_BACK] + UNTOUCHED)
-def test_agent_unit_is_running_and_enabled(host, agent):
-    service = host.service("agent@%s.service" % agent)
+def test_rolled_back_agent_unit_is_running_and_enabled(host):
+    # Every agent's unit: test_default.py.
+    service = host.service("agent@%s.service" % ROLLED_BACK)
     assert service.is_running
     assert service.is_enabled
+
+
+def test_rollback_of_one_agent_leaves_the_other_flipped_agent_alone(read_env, env_path, backups):
+    # Its flip backup only: the rollback neither restored it nor took a pre-restore copy of it.
+    assert read_env(env_path(FLIPPED))[FLAG] == "true"
+    assert [b.get("label") for b in backups(FLIPPED)] == [FLIPPED_LABEL], backups(FLIPPED)
+
+
+def test_flip_of_another_agent_took_no_backup_of_the_rolled_back_one(backups):
+    # Its flip and its pre-restore copy, nothing from network-expert's flip.
+    assert [b.get("label") for b in backups(ROLLED_BACK)] == [FLIP_LABEL, PRE_RESTORE], backups(ROLLED_BACK)
 
 
 def test_rolled_back_agent_was_restarted_after_the_restore(backups, backup_time, active_since):
