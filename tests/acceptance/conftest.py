@@ -108,7 +108,7 @@ def run_playbook(tmp_path: Path, playbook: str, *args: str, extravars: dict | No
 
 def start_playbook(tmp_path: Path, playbook: str, extravars: dict, name: str) -> subprocess.Popen:
     """A playbook as an operator starts it (ansible-playbook, the test fleet's inventory), in a session
-    of its own so that the whole controller - it and every process it started - can be killed."""
+    of its own, its output in tmp_path/<name>.log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
                FLEETWAVE_AUDIT_PATH=str(ARTIFACTS / "audit" / ("%s-killed-%s-%d.jsonl"
@@ -125,20 +125,48 @@ def start_playbook(tmp_path: Path, playbook: str, extravars: dict, name: str) ->
 ON_A_STAND_IN = "podman\0exec\0-i\0"
 
 
-def session_runs(session: int, needle: str) -> bool:
-    """Whether a process of the session runs a command line (arguments joined by NUL) containing needle."""
+def descendants(root: int) -> list[int]:
+    """root and every process descending from it (Ansible's workers start sessions of their own, so
+    neither the session nor the process group holds the whole controller)."""
+    children = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry.name)) != session:
+        if entry.name.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry.name, encoding="utf-8", errors="replace") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            with open("/proc/%s/cmdline" % entry.name, "rb") as handle:
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def tree_runs(root: int, needle: str) -> bool:
+    """Whether a process of root's tree runs a command line (arguments joined by NUL) containing needle."""
+    for pid in descendants(root):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
                 if needle.encode() in handle.read():
                     return True
-        except (OSError, ProcessLookupError):
+        except OSError:
             continue
     return False
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL a controller as a crash does: root and all its descendants, stopped first so that
+    none of them forks or finishes a step meanwhile."""
+    pids = descendants(root)
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids + [p for p in descendants(root) if p not in pids]:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
 
 def journal_of(run_id: str) -> list[dict]:
@@ -155,9 +183,9 @@ def journal_of(run_id: str) -> list[dict]:
 
 def kill_when(proc: subprocess.Popen, ready, what: str, since: float, wave: str = "wave2", limit: float = 300,
               kill: bool = True) -> str:
-    """SIGKILL the whole controller of proc once ready(records of its run, its session) holds (with
-    kill=False, only wait for it): the run is the latest of the wave written since `since`.
-    Returns its run id."""
+    """SIGKILL the whole controller of proc (kill_tree) once ready(records of its run, its pid)
+    holds (with kill=False, only wait for it): the run is the latest of the wave written since
+    `since`. Returns its run id."""
     deadline = time.time() + limit
     while time.time() < deadline:
         assert proc.poll() is None, "the run ended (rc %s) before %s" % (proc.returncode, what)
@@ -165,11 +193,11 @@ def kill_when(proc: subprocess.Popen, ready, what: str, since: float, wave: str 
         run_id = max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
         if run_id and ready(journal_of(run_id), proc.pid):
             if kill:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_tree(proc.pid)
                 proc.wait()
             return run_id
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    kill_tree(proc.pid)
     proc.wait()
     raise AssertionError("never reached within %d s: %s" % (limit, what))
 

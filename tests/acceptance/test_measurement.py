@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import threading
 import time
 
@@ -18,7 +19,7 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate impor
 from tests.conftest import ROOT
 
 from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, ensure_legacy, env_flag, gather, kill_when, podman_exec,
-                       remember_legacy, run_playbook, session_runs, start_playbook, subject)
+                       remember_legacy, run_playbook, tree_runs, start_playbook, subject)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -179,10 +180,10 @@ def crash_after_verification(started_at: float, stop: threading.Event) -> None:
             return
 
 
-def mid_rollback(records, session):
+def mid_rollback(records, controller):
     """The automatic rollback is under way: decided, with a task of it running on the stand-ins
     (issue 9's fourth kill point)."""
-    return any(r.get("next_step") == "rollback" for r in records) and session_runs(session, ON_A_STAND_IN)
+    return any(r.get("next_step") == "rollback" for r in records) and tree_runs(controller, ON_A_STAND_IN)
 
 
 def test_a_crash_during_monitoring_rolls_the_wave_back_automatically(sandbox, wave1_go, tmp_path):
@@ -219,7 +220,9 @@ def test_a_crash_during_monitoring_rolls_the_wave_back_automatically(sandbox, wa
         fired_seq = next(r["seq"] for r in records if r.get("label") == rollback["label"] and r["step"] == "monitoring round")
         assert fired_seq < resume["seq"] < rollback["seq"], records
         assert resume["detail"]["after"].startswith("phase1: monitoring round %s" % rollback["label"]), resume
-        assert "then its rollback after %s" % rollback["label"] in run.stdout, run.stdout[-3000:]
+        # The console said so (the message as a person reads it: colours off, lines unwrapped).
+        shown = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", run.stdout).split())
+        assert "then its rollback after %s" % rollback["label"] in shown, run.stdout[-3000:]
         # From detection to legacy-only proven: under a minute of the tool's own time, the cut aside.
         assert float(detail["seconds_detection_to_completion"]) - resume["detail"]["interruption_seconds"] < 60, (
             rollback, resume)

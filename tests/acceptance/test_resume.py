@@ -17,7 +17,7 @@ import time
 import pytest
 
 from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, controller_connected, ensure_legacy, env_flag, journal_of,
-                       kill_when, podman_exec, roll_back_wave2, run_playbook, session_runs, start_playbook)
+                       kill_when, podman_exec, roll_back_wave2, run_playbook, tree_runs, start_playbook)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
@@ -34,19 +34,19 @@ def has(records, step, **match):
     return any(r["step"] == step and all(r.get(k) == v for k, v in match.items()) for r in records)
 
 
-def between_deploys(records, _session):
+def between_deploys(records, _controller):
     """At least one host of phase 1 deployed, not all: in a stagger or in the middle of the next deploy."""
     return 1 <= sum(1 for r in records if r["step"] == "deploy" and r["phase"] == "phase1") < len(HOSTS)
 
 
-def mid_probe(records, _session):
+def mid_probe(records, _controller):
     # In phase 1's watch the controller's only NATS connection is a round's probe.
     return has(records, "watch", phase="phase1") and controller_connected()
 
 
-def mid_observation(records, session):
+def mid_observation(records, controller):
     # In phase 2's watch the only task on the stand-ins is a round's observation of the units.
-    return has(records, "watch", phase="phase2") and session_runs(session, ON_A_STAND_IN)
+    return has(records, "watch", phase="phase2") and tree_runs(controller, ON_A_STAND_IN)
 
 
 def wave2_backups(since: str) -> dict:
@@ -71,7 +71,7 @@ def test_a_wave_killed_three_times_goes_on_and_flips_every_host_once(sandbox, wa
             proc = start_playbook(tmp_path, "wave2.yml", SCHEDULE, name)
             if not run_ids:
                 # A second operator's wave 2 while the first holds the lock: refused, naming it, changing nothing.
-                first = kill_when(proc, lambda records, _s: has(records, "lock"), "the first run's lock", since,
+                first = kill_when(proc, lambda records, _controller: has(records, "lock"), "the first run's lock", since,
                                   kill=False)
                 second = run_playbook(tmp_path / "second", "wave2.yml", extravars=SCHEDULE)
                 assert second.rc != 0
