@@ -988,8 +988,8 @@ def test_journal_approval_needs_phase_and_label(journal_run):
 def test_journal_refuses_a_step_it_does_not_know(journal_run):
     result = journal_run["bad step"]
     assert result["failed"]
-    assert result["msg"] == ("wave_journal: value of step must be one of: run, preflight, deploy, approval, rollback, "
-                             "lock, got: checkpoint")
+    assert result["msg"] == ("wave_journal: value of step must be one of: run, resume, preflight, deploy, watch, "
+                             "approval, rollback, lock, got: checkpoint")
 
 
 def test_journal_names_missing_and_unknown_arguments(journal_run):
