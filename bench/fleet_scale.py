@@ -94,6 +94,8 @@ def main() -> int:
     try:
         for size in sizes:
             results[size] = measure(size, args.forks, args.timeout)
+            print("fleet of %d: %s" % (size, json.dumps({k: round(v, 1) for k, v in results[size].items()})),
+                  file=sys.stderr, flush=True)
     finally:
         sandbox(max(sizes), "down")
     small, large = results[sizes[0]], results[sizes[-1]]
