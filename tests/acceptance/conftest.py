@@ -78,18 +78,26 @@ class PlaybookRun:
                 if e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors")]
 
 
+def playbook_env(playbook: str, tag: str = "") -> dict:
+    """The environment of a playbook run on the test fleet: this repository's ansible.cfg (its
+    collections_path; criteria/ beside it) and no other ANSIBLE_ setting, and its audit trail in the
+    test fleet's artifacts (audit/<playbook>[-<tag>]-<UTC stamp>-<n>.jsonl), never in the working
+    directory's artifacts/audit (the repository's, the user's sandbox's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = "-".join(part for part in (Path(playbook).stem, tag, stamp) if part)
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+               FLEETWAVE_AUDIT_PATH=str(ARTIFACTS / "audit" / ("%s-%03d.jsonl" % (name, next(_RUNS)))))
+    return env
+
+
 def run_playbook(tmp_path: Path, playbook: str, *args: str, extravars: dict | None = None) -> PlaybookRun:
-    """Run a playbook of this repo against the test fleet's inventory with ansible-runner. Its audit
-    trail goes to the test fleet's artifacts (audit/<playbook>-<UTC stamp>-<n>.jsonl), never to the
-    working directory's artifacts/audit (the repository's, the user's sandbox's)."""
+    """Run a playbook of this repo against the test fleet's inventory with ansible-runner (playbook_env)."""
     private = tmp_path / ("runner-" + Path(playbook).stem)
     if private.exists():
         shutil.rmtree(private)
     private.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")  # collections_path; criteria/ beside it
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    env["FLEETWAVE_AUDIT_PATH"] = str(ARTIFACTS / "audit" / ("%s-%s-%03d.jsonl" % (Path(playbook).stem, stamp, next(_RUNS))))
+    env = playbook_env(playbook)
     runner = ansible_runner.run(
         private_data_dir=str(private),
         project_dir=str(ROOT),
@@ -109,10 +117,7 @@ def run_playbook(tmp_path: Path, playbook: str, *args: str, extravars: dict | No
 def start_playbook(tmp_path: Path, playbook: str, extravars: dict, name: str) -> subprocess.Popen:
     """A playbook as an operator starts it (ansible-playbook, the test fleet's inventory), in a session
     of its own, its output in tmp_path/<name>.log."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               FLEETWAVE_AUDIT_PATH=str(ARTIFACTS / "audit" / ("%s-killed-%s-%d.jsonl"
-                                                               % (Path(playbook).stem, name, time.time_ns()))))
+    env = playbook_env(playbook, "killed-" + name)
     given = tmp_path / ("%s.json" % name)
     given.write_text(json.dumps(extravars))
     with open(tmp_path / ("%s.log" % name), "w") as log:
