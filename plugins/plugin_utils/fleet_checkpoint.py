@@ -128,6 +128,13 @@ def _relative_pct(test, reference, digits=3):
     return round((test - reference) / reference * 100.0, digits)
 
 
+def _difference(test, reference, digits=3):
+    """test - reference, None without data on either side."""
+    if test is None or reference is None:
+        return None
+    return round(test - reference, digits)
+
+
 def _mean(values):
     values = [v for v in values if v is not None]
     return statistics.fmean(values) if values else None
@@ -249,6 +256,7 @@ def measure(hosts, test, reference, probe, info, baseline):
         memory_overhead_pct=_relative_pct(_mean(memory['test']), _mean(memory['reference'])),
         system_load=max(loads) if loads and None not in loads else None,
         latency_p50_degradation_pct=_relative_pct(_group_p50(p50['test']), _group_p50(p50['reference'])),
+        latency_p50_increase_ms=_difference(_group_p50(p50['test']), _group_p50(p50['reference'])),
         cpu_pct_test=_mean(cpu['test']), cpu_pct_reference=_mean(cpu['reference']),
         memory_bytes_test=_mean(memory['test']), memory_bytes_reference=_mean(memory['reference']),
         latency_p50_ms_test=_group_p50(p50['test']), latency_p50_ms_reference=_group_p50(p50['reference']))
@@ -275,14 +283,22 @@ def render_round_summary(head, verdict, gate, health, measurements, reference_ki
             result = 'no data' if row['fired'] is None else ('**FIRED**' if row['fired'] else 'quiet')
         else:
             result = 'pass' if row['passed'] else ('**FAIL**' if row['kind'] == 'primary' else 'fail (info)')
-        lines.append('| %s | %s | %s | %s %s | %s %s | %s |' % (
-            row['kind'], row['name'], row['agent'] or 'wave', _cell(row['measured']), row['unit'],
-            row['comparator'], row['threshold'], result))
+        measured = '%s %s' % (_cell(row['measured']), row['unit'])
+        limit = '%s %s' % (row['comparator'], row['threshold'])
+        also = row.get('also')
+        if also:  # the second condition, asked only once the first holds
+            limit += ' and %s %s %s %s' % (also['metric'], also['comparator'], also['threshold'], also['unit'])
+            if also['measured'] is not None:
+                measured += ', %s %s' % (_cell(also['measured']), also['unit'])
+        lines.append('| %s | %s | %s | %s | %s | %s |' % (
+            row['kind'], row['name'], row['agent'] or 'wave', measured, limit, result))
     lines += ['', '## Test vs %s' % reference_kind, '',
-              '| metric | n test | n reference | p | effect r | verdict |', '|---|---|---|---|---|---|']
+              '| metric | n test | n reference | p | effect r | medians apart | verdict |',
+              '|---|---|---|---|---|---|---|']
     for c in gate['comparisons']:
-        lines.append('| %s | %d | %d | %s | %s | %s |' % (c['metric'], c['n_test'], c['n_control'], _cell(c['p']),
-                                                         _cell(c['effect']), c['verdict']))
+        lines.append('| %s | %d | %d | %s | %s | %s | %s |' % (
+            c['metric'], c['n_test'], c['n_control'], _cell(c['p']), _cell(c['effect']), _cell(c.get('shift')),
+            c['verdict']))
     wave = measurements['wave']
     lines += ['', 'CPU %% of one core, test / reference: %s / %s. Memory bytes: %s / %s. Median latency ms: %s / %s.'
               % tuple(_cell(wave[k]) for k in ('cpu_pct_test', 'cpu_pct_reference', 'memory_bytes_test',

@@ -15,6 +15,7 @@ import collections.abc
 import math
 import operator
 import re
+import statistics
 
 import yaml  # ships with ansible-core; the gate runs on the controller
 
@@ -27,9 +28,17 @@ UNITS = ('%', 'ms', 'count', 'ratio', 'load')
 SCOPES = ('per_agent', 'wave')
 SECTIONS = ('primary', 'secondary', 'rollback_triggers')
 CRITERION_KEYS = ('name', 'metric', 'comparator', 'threshold', 'unit', 'scope', 'description')
+# A criterion may add a second condition on another figure of its scope, and holds only when both
+# hold: a relative change of a sub-millisecond median is scheduler noise unless the absolute change
+# is also large enough to matter.
+OPTIONAL_CRITERION_KEYS = ('also',)
+ALSO_KEYS = ('metric', 'comparator', 'threshold', 'unit')
 TOP_KEYS = SECTIONS + ('on_trigger', 'comparison')
 COMPARISON_KEYS = ('test', 'alpha', 'min_effect', 'min_samples', 'on_inconclusive', 'metrics')
 COMPARED_KEYS = ('metric', 'worse', 'required')
+# The smallest difference of the two sides' medians (in the metric's unit) that can count as
+# degraded or improved: with hundreds of samples a rank test calls a 0.1 ms shift significant.
+OPTIONAL_COMPARED_KEYS = ('min_shift',)
 # fullmatch: `$` would accept a trailing newline.
 METRIC_RE = re.compile(r'[a-z][a-z0-9_]*')
 
@@ -145,10 +154,11 @@ def _parse(source, source_name):
     return data, name
 
 
-def _check_keys(data, path, allowed, problems):
+def _check_keys(data, path, allowed, problems, optional=()):
     for key in data:
-        if key not in allowed:
-            problems.append('%s: unknown key %r (allowed: %s)' % (_join(path, key), key, ', '.join(allowed)))
+        if key not in allowed + optional:
+            problems.append('%s: unknown key %r (allowed: %s)' % (_join(path, key), key,
+                                                                  ', '.join(allowed + optional)))
     for key in allowed:
         if key not in data:
             problems.append('%s: missing' % _join(path, key))
@@ -190,6 +200,13 @@ def _check_text(data, path, key, problems, pattern=None):
         problems.append('%s: %r is not a metric name (lower case, digits, _)' % (_join(path, key), value))
 
 
+def _check_condition(item, path, problems):
+    _check_text(item, path, 'metric', problems, METRIC_RE)
+    _check_choice(item, path, 'comparator', COMPARATORS, problems)
+    _check_number(item, path, 'threshold', problems)
+    _check_choice(item, path, 'unit', UNITS, problems)
+
+
 def _check_section(data, section, names, problems):
     items = data.get(section)
     if section not in data:
@@ -205,14 +222,19 @@ def _check_section(data, section, names, problems):
         if not isinstance(item, dict):
             problems.append('%s: expected a mapping, got %s' % (path, type(item).__name__))
             continue
-        _check_keys(item, path, CRITERION_KEYS, problems)
+        _check_keys(item, path, CRITERION_KEYS, problems, OPTIONAL_CRITERION_KEYS)
+        _check_condition(item, path, problems)
         _check_text(item, path, 'name', problems)
-        _check_text(item, path, 'metric', problems, METRIC_RE)
-        _check_choice(item, path, 'comparator', COMPARATORS, problems)
-        _check_number(item, path, 'threshold', problems)
-        _check_choice(item, path, 'unit', UNITS, problems)
         _check_choice(item, path, 'scope', SCOPES, problems)
         _check_text(item, path, 'description', problems)
+        if 'also' in item:
+            also = item['also']
+            if not isinstance(also, dict):
+                problems.append('%s.also: expected a mapping with %s, got %s' % (
+                    path, ', '.join(ALSO_KEYS), type(also).__name__))
+            else:
+                _check_keys(also, path + '.also', ALSO_KEYS, problems)
+                _check_condition(also, path + '.also', problems)
         # Names identify result rows across the file; a metric judged twice in one section is a
         # copy-paste slip. The same metric in two sections is deliberate (a limit and a trigger).
         name, metric = item.get('name'), item.get('metric')
@@ -252,9 +274,10 @@ def _check_comparison(data, problems):
         if not isinstance(item, dict):
             problems.append('%s: expected a mapping, got %s' % (path, type(item).__name__))
             continue
-        _check_keys(item, path, COMPARED_KEYS, problems)
+        _check_keys(item, path, COMPARED_KEYS, problems, OPTIONAL_COMPARED_KEYS)
         _check_text(item, path, 'metric', problems, METRIC_RE)
         _check_choice(item, path, 'worse', ('higher', 'lower'), problems)
+        _check_number(item, path, 'min_shift', problems, low=0)
         if 'required' in item and not isinstance(item['required'], bool):
             problems.append('%s.required: %s is not true or false' % (path, _fmt(item['required'])))
         metric = item.get('metric')
@@ -360,17 +383,29 @@ def _measured(value):
     return value, None
 
 
-def _judge(kind, criterion, agent, raw):
-    value, missing = _measured(raw)
-    comparator, threshold = criterion['comparator'], criterion['threshold']
-    row = dict(name=criterion['name'], kind=kind, metric=criterion['metric'], scope=criterion['scope'],
-               agent=agent, comparator=comparator, threshold=threshold, unit=criterion['unit'],
-               measured=value, passed=False, fired=None, reason=missing)
+def _condition(condition, figures):
+    """(holds, value, reason) of one condition on figures; holds is None without data."""
+    value, missing = _measured(figures.get(condition['metric']))
     if missing:
+        return None, None, missing
+    holds = COMPARATORS[condition['comparator']](value, condition['threshold'])
+    return holds, value, '%s %s %s %s' % (_fmt(value), condition['comparator'] if holds else
+                                          'is not ' + condition['comparator'], _fmt(condition['threshold']),
+                                          condition['unit'])
+
+
+def _judge(kind, criterion, agent, figures):
+    holds, value, reason = _condition(criterion, figures)
+    row = dict(name=criterion['name'], kind=kind, metric=criterion['metric'], scope=criterion['scope'],
+               agent=agent, comparator=criterion['comparator'], threshold=criterion['threshold'],
+               unit=criterion['unit'], measured=value, passed=False, fired=None, reason=reason,
+               also=dict(criterion['also'], measured=None) if 'also' in criterion else None)
+    if holds and row['also']:
+        # Both must hold; the second decides only once the first does.
+        holds, row['also']['measured'], also_reason = _condition(row['also'], figures)
+        row['reason'] = '%s and %s %s' % (reason, row['also']['metric'], also_reason)
+    if holds is None:
         return row
-    holds = COMPARATORS[comparator](value, threshold)
-    row['reason'] = '%s %s %s %s' % (_fmt(value), comparator if holds else 'is not ' + comparator,
-                                     _fmt(threshold), criterion['unit'])
     if kind == 'rollback_trigger':
         row.update(fired=holds, passed=not holds)  # the comparator states when it fires
     else:
@@ -383,32 +418,31 @@ def _rows(kind, criteria, measurements):
     wave = measurements.get('wave') or {}
     rows = []
     for criterion in criteria:
-        metric = criterion['metric']
         if criterion['scope'] == 'wave':
-            rows.append(_judge(kind, criterion, None, wave.get(metric)))
+            rows.append(_judge(kind, criterion, None, wave))
         elif not per_agent:
-            row = _judge(kind, criterion, None, None)
+            row = _judge(kind, criterion, None, {})
             row['reason'] = 'no data (no agent measured)'
             rows.append(row)
         else:
-            rows.extend(_judge(kind, criterion, agent, (per_agent[agent] or {}).get(metric))
-                        for agent in sorted(per_agent))
+            rows.extend(_judge(kind, criterion, agent, per_agent[agent] or {}) for agent in sorted(per_agent))
     return rows
 
 
-def _compare(settings, metric, worse, required, test, control):
+def _compare(settings, metric, worse, required, min_shift, test, control):
     mw = mann_whitney_u(test, control, settings['min_samples'])
     row = dict(metric=metric, worse=worse, required=required, n_test=mw.n_a, n_control=mw.n_b,
-               U=mw.u, p=mw.p, effect=mw.effect, verdict=None, reason=None)
+               U=mw.u, p=mw.p, effect=mw.effect, shift=None, min_shift=min_shift, verdict=None, reason=None)
     figures = 'n %d test / %d control' % (mw.n_a, mw.n_b)
     if mw.p is None:
         row.update(verdict='too few samples',
                    reason='%s, need %d on each side' % (figures, settings['min_samples']))
         return row
-    figures = 'p=%.3g, effect r=%+.2f, %s' % (mw.p, mw.effect, figures)
-    if mw.p >= settings['alpha'] or abs(mw.effect) < settings['min_effect']:
-        row.update(verdict='no difference', reason='%s (alpha %s, min effect %s)' % (
-            figures, _fmt(settings['alpha']), _fmt(settings['min_effect'])))
+    row['shift'] = statistics.median(_finite(test, metric)) - statistics.median(_finite(control, metric))
+    figures = 'p=%.3g, effect r=%+.2f, medians %+.3g apart, %s' % (mw.p, mw.effect, row['shift'], figures)
+    if mw.p >= settings['alpha'] or abs(mw.effect) < settings['min_effect'] or abs(row['shift']) < min_shift:
+        row.update(verdict='no difference', reason='%s (alpha %s, min effect %s, min shift %s)' % (
+            figures, _fmt(settings['alpha']), _fmt(settings['min_effect']), _fmt(min_shift)))
         return row
     direction = 'higher' if mw.effect > 0 else 'lower'
     if worse is None:
@@ -426,7 +460,7 @@ def _comparisons(settings, samples):
     for metric in list(configured) + sorted((set(test) | set(control)) - set(configured)):
         spec = configured.get(metric, {})
         rows.append(_compare(settings, metric, spec.get('worse'), spec.get('required', False),
-                             test.get(metric), control.get(metric)))
+                             spec.get('min_shift', 0), test.get(metric), control.get(metric)))
     return rows
 
 

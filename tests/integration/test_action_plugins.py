@@ -268,7 +268,7 @@ def test_wave_plan_refuses_a_malformed_criteria_file_listing_every_problem(plan_
     assert result["problems"] == [
         "%s: primary[0].threshold: '99.9' is not a number" % path,
         "%s: secondary[2].colour: unknown key 'colour' (allowed: name, metric, comparator, threshold, unit, scope, "
-        "description)" % path]
+        "description, also)" % path]
     assert result["msg"] == ("the criteria file is refused (nothing was changed):\n  - "
                              + "\n  - ".join(result["problems"]))
 

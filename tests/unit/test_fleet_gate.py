@@ -29,7 +29,8 @@ AGENTS = ("network-expert", "tdd-expert")
 GOOD_AGENT = dict(uptime_pct=100.0, error_rate_pct=0.01, delivery_pct=100.0, latency_p50_ms=4.0,
                   latency_p99_ms=20.0, dual_publish_success_pct=100.0, unified_share_pct=50.0,
                   publish_time_ms=0.5, agent_crashes=0)
-GOOD_WAVE = dict(cpu_overhead_pct=1.0, memory_overhead_pct=2.0, system_load=0.3, latency_p50_degradation_pct=3.0)
+GOOD_WAVE = dict(cpu_overhead_pct=1.0, memory_overhead_pct=2.0, system_load=0.3, latency_p50_degradation_pct=3.0,
+                 latency_p50_increase_ms=0.12)
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +287,9 @@ def test_secondary_failure_alone_keeps_go(criteria):
     ("wave", "system_load", 4.5, "system_instability"),
 ])
 def test_each_trigger_rolls_back_naming_it(criteria, scope, metric, value, trigger):
-    measurements = with_agent(metric, value) if scope == "agent" else good(**{metric: value})
+    # 25 % of a 4 ms median: 1 ms apart is the floor, so 1.2 ms is a degradation.
+    measurements = with_agent(metric, value) if scope == "agent" else good(**{metric: value},
+                                                                            latency_p50_increase_ms=1.2)
     result = judge(criteria, measurements)
     assert (result["outcome"], result["next_step"]) == (ROLLBACK, "rollback")
     where = " on tdd-expert" if scope == "agent" else ""
@@ -311,6 +314,44 @@ def test_trigger_without_data_holds_but_does_not_roll_back(criteria):
     assert (result["outcome"], result["next_step"]) == (NO_GO, "stop") and result["fired"] == []
     assert result["reasons"] == ["trigger performance_degradation cannot be ruled out: "
                                  "latency_p50_degradation_pct no data"]
+
+
+def test_a_relative_rise_within_the_noise_floor_is_no_degradation(criteria):
+    result = judge(criteria, good(latency_p50_degradation_pct=21.2, latency_p50_increase_ms=0.27))
+    assert result["outcome"] == GO and result["reasons"] == []
+    [row] = rows(result, "performance_degradation")
+    assert row["fired"] is False and row["reason"] == (
+        "21.2 > 20 % and latency_p50_increase_ms 0.27 is not > 1 ms")
+    assert row["also"]["measured"] == 0.27
+
+
+def test_the_floor_cannot_be_ruled_out_without_data_once_the_rise_is_seen(criteria):
+    result = judge(criteria, good(latency_p50_degradation_pct=30.0, latency_p50_increase_ms=None))
+    assert (result["outcome"], result["next_step"]) == (NO_GO, "stop") and result["fired"] == []
+    assert result["reasons"] == ["trigger performance_degradation cannot be ruled out: latency_p50_degradation_pct "
+                                 "30 > 20 % and latency_p50_increase_ms no data"]
+
+
+def test_the_floor_is_not_asked_while_the_rise_is_within_bounds(criteria):
+    result = judge(criteria, good(latency_p50_degradation_pct=5.0, latency_p50_increase_ms=None))
+    assert result["outcome"] == GO
+    assert rows(result, "performance_degradation")[0]["reason"] == "5 is not > 20 %"
+
+
+@pytest.mark.parametrize("also, problem", [
+    ("1 ms", "rollback_triggers[3].also: expected a mapping with metric, comparator, threshold, unit, got str"),
+    (dict(metric="x_ms", comparator=">", threshold=1), "rollback_triggers[3].also.unit: missing"),
+    (dict(metric="x_ms", comparator=">", threshold=float("inf"), unit="ms"),
+     "rollback_triggers[3].also.threshold: inf is not a number"),
+    (dict(metric="x_ms", comparator="~", threshold=1, unit="ms", scope="wave"),
+     "rollback_triggers[3].also.scope: unknown key 'scope' (allowed: metric, comparator, threshold, unit)"),
+])
+def test_a_malformed_second_condition_is_refused_naming_where(also, problem):
+    data = yaml.safe_load(DEFAULT.read_text())
+    data["rollback_triggers"][3]["also"] = also
+    with pytest.raises(CriteriaError) as error:
+        load_criteria(data, "mine.yml")
+    assert "mine.yml: " + problem in error.value.problems
 
 
 def single(comparator, threshold=100):
@@ -421,8 +462,30 @@ def test_shifted_latency_is_no_go_naming_the_comparison(criteria):
     assert result["outcome"] == NO_GO
     [line] = result["reasons"]
     assert line.startswith("comparison latency_ms degraded: test higher than control: p=")
-    assert "effect r=+1.00, n 40 test / 40 control" in line
+    assert "effect r=+1.00, medians +49.9 apart, n 40 test / 40 control" in line
     assert result["comparisons"][0]["verdict"] == "degraded" and result["comparisons"][0]["U"] == 1600
+
+
+def test_a_significant_shift_below_the_minimum_is_no_difference(criteria):
+    # 400 samples each, half a millisecond apart: significant, an effect above min_effect, and
+    # still scheduler noise.
+    measurements = good()
+    measurements["samples"] = dict(test=dict(latency_ms=latency(3, shift=0.5, n=400)),
+                                   control=dict(latency_ms=latency(4, n=400)))
+    result = judge(criteria, measurements)
+    [comparison] = result["comparisons"]
+    assert comparison["p"] < 0.001 and comparison["effect"] > criteria["comparison"]["min_effect"]
+    assert result["outcome"] == GO and comparison["verdict"] == "no difference"
+    assert comparison["shift"] == pytest.approx(0.5, abs=0.2) and comparison["min_shift"] == 1
+    assert "min shift 1)" in comparison["reason"]
+
+
+def test_a_negative_minimum_shift_is_refused():
+    data = yaml.safe_load(DEFAULT.read_text())
+    data["comparison"]["metrics"][0]["min_shift"] = -1
+    with pytest.raises(CriteriaError) as error:
+        load_criteria(data, "mine.yml")
+    assert error.value.problems == ["mine.yml: comparison.metrics[0].min_shift: -1 is below 0"]
 
 
 def test_faster_test_group_is_not_a_degradation(criteria):
@@ -462,10 +525,10 @@ def test_inconclusive_yields_to_a_failed_primary(criteria):
 def test_every_row_has_the_documented_shape(criteria):
     result = evaluate(criteria, good())
     keys = {"name", "kind", "metric", "scope", "agent", "comparator", "threshold", "unit", "measured", "passed",
-            "fired", "reason"}
+            "fired", "reason", "also"}
     assert all(set(r) == keys for r in result["criteria"])
-    assert all(set(c) == {"metric", "worse", "required", "n_test", "n_control", "U", "p", "effect", "verdict",
-                          "reason"} for c in result["comparisons"])
+    assert all(set(c) == {"metric", "worse", "required", "n_test", "n_control", "U", "p", "effect", "shift",
+                          "min_shift", "verdict", "reason"} for c in result["comparisons"])
     # Findings only: the outcome and the next step are the policy's (fleet_policy.decide_round).
     assert set(result) == {"fired", "unknown", "failed", "degraded", "short", "n_primary", "n_comparisons", "reasons",
                            "notes", "criteria", "comparisons"}
