@@ -359,8 +359,8 @@ def test_no_reference_group_leaves_the_comparisons_without_data(obs):
     result = run(obs)
     wave = result["wave"]
     assert wave["cpu_pct_test"] == pytest.approx(1.0) and wave["memory_bytes_test"] == 104_000_000
-    for key in ("cpu_overhead_pct", "memory_overhead_pct", "latency_p50_degradation_pct", "cpu_pct_reference",
-                "memory_bytes_reference", "latency_p50_ms_reference"):
+    for key in ("cpu_overhead_pct", "memory_overhead_pct", "latency_p50_degradation_pct", "latency_p50_increase_ms",
+                "cpu_pct_reference", "memory_bytes_reference", "latency_p50_ms_reference"):
         assert wave[key] is None, key
     assert result["samples"]["control"] == dict(latency_ms=[])
 
@@ -407,10 +407,20 @@ def test_latency_degradation_compares_the_groups_hdr_p50s(obs):
     wave = run(obs)["wave"]
     assert wave["latency_p50_ms_test"] == 6.5 and wave["latency_p50_ms_reference"] == 2.0
     assert wave["latency_p50_degradation_pct"] == pytest.approx(225.0)
+    assert wave["latency_p50_increase_ms"] == pytest.approx(4.5)
+
+
+def test_a_faster_test_group_has_a_negative_increase(obs):
+    for h in HOSTS:
+        probe_instance(obs, h)["latency_ms"] = dict(p50=1.0, p99=2.0)
+        probe_instance(obs, h, "graph-expert")["latency_ms"] = dict(p50=1.25, p99=2.0)
+    wave = run(obs)["wave"]
+    assert wave["latency_p50_increase_ms"] == -0.25 and wave["latency_p50_degradation_pct"] == -20.0
 
 
 def test_equal_latency_is_no_degradation(obs):
-    assert run(obs)["wave"]["latency_p50_degradation_pct"] == 0.0
+    wave = run(obs)["wave"]
+    assert wave["latency_p50_degradation_pct"] == 0.0 and wave["latency_p50_increase_ms"] == 0.0
 
 
 def test_latency_degradation_ignores_the_downsampled_raw_samples(obs):
@@ -422,7 +432,7 @@ def test_a_group_p50_needs_every_instance(obs):
     probe_instance(obs, "dgx-2", "graph-expert")["latency_ms"] = {}
     wave = run(obs)["wave"]
     assert wave["latency_p50_ms_reference"] is None and wave["latency_p50_degradation_pct"] is None
-    assert wave["latency_p50_ms_test"] == pytest.approx(0.55)
+    assert wave["latency_p50_increase_ms"] is None and wave["latency_p50_ms_test"] == pytest.approx(0.55)
 
 
 def test_samples_are_test_and_control_latency_points(obs):
