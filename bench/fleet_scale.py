@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,8 +67,16 @@ def rounds_of_latest_wave2() -> list[float]:
             if r["step"] in ("checkpoint", "monitoring round")]
 
 
+def latest_rollback() -> dict:
+    """The record of the latest rollback.yml run on the bench fleet."""
+    records = sorted((ARTIFACTS / "rollbacks").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(records[-1].read_text()) if records else {}
+
+
 def measure(size: int, forks: int, timeout: float) -> dict:
     print("fleet of %d: starting the stand-ins (untimed)" % size, file=sys.stderr, flush=True)
+    # The bench fleet's own artifacts (an earlier size or run) go first: every figure is this run's.
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
     sandbox(size, "reset", FLEETWAVE_SKIP_INSTALL="1")
     figures = {}
     print("fleet of %d: site.yml" % size, file=sys.stderr, flush=True)
@@ -78,6 +88,14 @@ def measure(size: int, forks: int, timeout: float) -> dict:
     figures["rounds"] = len(rounds)
     print("fleet of %d: rollback.yml" % size, file=sys.stderr, flush=True)
     figures["rollback"] = playbook("rollback.yml", forks, timeout, {"rollback_wave": "wave2"})
+    # What the figures are of: the wave's decision and the rollback's proof, for --json.
+    decision = json.loads((ARTIFACTS / "checkpoints/wave2/decision.json").read_text())
+    rollback = latest_rollback().get("detail") or {}
+    figures["outcome"] = dict(
+        wave2=decision.get("outcome"), hosts=size,
+        racks=sorted(set(re.findall(r"^        (rack\d+):$", INVENTORY.read_text(), re.M))),
+        rolled_back_legacy_only=(rollback.get("legacy_only") or {}).get("proven"),
+        post_rollback_stable=(rollback.get("post_rollback") or {}).get("stable"))
     return figures
 
 
@@ -86,6 +104,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="3,48", help="fleet sizes, comma-separated (default 3,48)")
     parser.add_argument("--forks", type=int, default=50, help="ansible forks (default 50: one per host up to 50)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed to each playbook")
+    parser.add_argument("--json", type=Path, help="also write the figures and what they are of to this file")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if os.geteuid() != 0:
@@ -94,10 +113,11 @@ def main() -> int:
     try:
         for size in sizes:
             results[size] = measure(size, args.forks, args.timeout)
-            print("fleet of %d: %s" % (size, json.dumps({k: round(v, 1) for k, v in results[size].items()})),
-                  file=sys.stderr, flush=True)
+            print("fleet of %d: %s" % (size, json.dumps(results[size])), file=sys.stderr, flush=True)
     finally:
         sandbox(max(sizes), "down")
+    if args.json:
+        args.json.write_text(json.dumps(dict(forks=args.forks, sizes=results), indent=2))
     small, large = results[sizes[0]], results[sizes[-1]]
     print("fleet size                        %s" % "".join("%10d" % s for s in sizes) + "     ratio")
     for key, label in (("site", "site.yml (install) s"), ("wave2", "wave 2, compressed s"),

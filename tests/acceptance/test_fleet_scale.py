@@ -1,0 +1,53 @@
+"""The fleet-size bench at a small size (issue 9): bench/fleet_scale.py on a bench fleet of six
+stand-ins in two racks of three (its own nats-server and artifacts, beside the test fleet), timed
+through site, a compressed wave 2, its checkpoint rounds and a full rollback. The 48-host run is the
+bench's, outside the suite; this keeps the script, the bench fleet and the playbooks' many-host paths
+working. Timings are printed by the bench, never asserted here."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(1200)]
+
+SIZE, RACK_SIZE = 6, 3
+SANDBOX_SETTINGS = ("FLEETWAVE_FLEET", "FLEETWAVE_HOSTS", "FLEETWAVE_NATS_PORT", "FLEETWAVE_NATS_MONITOR_PORT",
+                    "FLEETWAVE_CONTAINER_PREFIX", "FLEETWAVE_SKIP_INSTALL")
+
+
+def test_the_bench_takes_six_hosts_in_two_racks_through_a_wave_and_back(tmp_path):
+    figures_file = tmp_path / "fleet_scale.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench/fleet_scale.py"), "--sizes", str(SIZE), "--forks", str(SIZE),
+         "--timeout", "600", "--json", str(figures_file)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1100,
+        # The bench fleet's own names and ports, whatever the user set for the sandbox.
+        env=dict({k: v for k, v in os.environ.items() if k not in SANDBOX_SETTINGS}, FLEETWAVE_RACK_SIZE=str(RACK_SIZE)))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+
+    figures = json.loads(figures_file.read_text())["sizes"][str(SIZE)]
+    # What was timed is what the bench claims: a wave 2 that went GO over six hosts in two racks,
+    # rolled back, proven legacy-only and stable through the watch after it.
+    assert figures["outcome"] == dict(wave2="GO", hosts=SIZE, racks=["rack01", "rack02"],
+                                      rolled_back_legacy_only=True, post_rollback_stable=True), figures
+    # One checkpoint per phase, after each phase's verification window: four rounds judged.
+    assert figures["rounds"] == 4, figures
+    for key in ("site", "wave2", "round", "rollback"):
+        assert figures[key] > 0, (key, figures)
+    # The printed table carries the same figures.
+    table = {m.group(1).strip(): float(m.group(2)) for m in
+             re.finditer(r"^(\S.*?)\s{2,}(\d+\.\d)\s+1\.00x$", done.stdout, re.M)}
+    assert sorted(table) == ["checkpoint round, median s", "full rollback s", "site.yml (install) s",
+                             "wave 2, compressed s"], done.stdout
+    assert table["full rollback s"] == round(figures["rollback"], 1), (table, figures)
+    # The bench fleet is gone afterwards: no stand-in of it left running.
+    left = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True).stdout
+    assert not [n for n in left.split() if n.startswith("fleetwave-bench-")], left
