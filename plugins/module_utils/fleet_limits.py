@@ -45,6 +45,9 @@ LIMITS = {
     'fleet_lock_lease_seconds': _range(10, DAY_S, 'seconds', 'inventory, `fleet_lock` `lease_seconds`'),
     # the criteria file
     'comparison.min_samples': _range(2, 100_000, 'samples per side', 'criteria file', integer=True),
+    # medians closer than this are no difference (fleet_gate); a million ms is over 16 minutes
+    'comparison.metrics[].min_shift': _range(0, 1_000_000, "in the compared metric's unit",
+                                             'criteria file (optional, default 0)'),
     # the loss budget of each failure mode of the readiness run (plugin_utils/fleet_ledger)
     'max_lost_pct': _range(0, 100, 'percent', _BUDGET),
     'max_lost_outside_window': _range(0, 1_000_000, 'items', _BUDGET, integer=True),

@@ -277,7 +277,10 @@ def _check_comparison(data, problems):
         _check_keys(item, path, COMPARED_KEYS, problems, OPTIONAL_COMPARED_KEYS)
         _check_text(item, path, 'metric', problems, METRIC_RE)
         _check_choice(item, path, 'worse', ('higher', 'lower'), problems)
-        _check_number(item, path, 'min_shift', problems, low=0)
+        if 'min_shift' in item:
+            bad = out_of_range('comparison.metrics[].min_shift', item['min_shift'])
+            if bad:
+                problems.append('%s.min_shift: %s' % (path, bad))
         if 'required' in item and not isinstance(item['required'], bool):
             problems.append('%s.required: %s is not true or false' % (path, _fmt(item['required'])))
         metric = item.get('metric')

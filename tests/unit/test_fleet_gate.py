@@ -485,7 +485,8 @@ def test_a_negative_minimum_shift_is_refused():
     data["comparison"]["metrics"][0]["min_shift"] = -1
     with pytest.raises(CriteriaError) as error:
         load_criteria(data, "mine.yml")
-    assert error.value.problems == ["mine.yml: comparison.metrics[0].min_shift: -1 is below 0"]
+    assert error.value.problems == ["mine.yml: comparison.metrics[0].min_shift: must be a number in "
+                                    "[0, 1,000,000] in the compared metric's unit, got -1"]
 
 
 def test_faster_test_group_is_not_a_degradation(criteria):
