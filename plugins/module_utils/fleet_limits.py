@@ -74,6 +74,14 @@ MAX_YAML_NODES = 5_000
 MAX_YAML_DEPTH = 20
 
 
+# Rows of the README table for values checked elsewhere (fleet_gate validates min_shift), placed
+# after the LIMITS row they belong with so the table stays in one place.
+_RELATED_ROWS = {
+    'comparison.min_samples': ['| `comparison.metrics[].min_shift` | criteria file (optional, default 0) | >= 0, in '
+                               "the metric's unit: medians closer than this are no difference |"],
+}
+
+
 def _fmt(number):
     return '{:,}'.format(number) if isinstance(number, int) else '{:g}'.format(number)
 
@@ -81,7 +89,9 @@ def _fmt(number):
 def markdown_table():
     """The README's table of ranges and caps (tests/unit/test_fleet_limits.py keeps them equal)."""
     rows = ['| value | where | allowed |', '| --- | --- | --- |']
-    rows += ['| `%s` | %s | %s |' % (name, LIMITS[name].where, describe(name)) for name in LIMITS]
+    for name in LIMITS:
+        rows.append('| `%s` | %s | %s |' % (name, LIMITS[name].where, describe(name)))
+        rows.extend(_RELATED_ROWS.get(name, ()))
     rows += [
         '| checkpoints and monitoring rounds of one wave | `wave_plan` | at most %s |' % _fmt(MAX_ROUNDS_PER_WAVE),
         '| rate x window x targets + emit_events x agents x hosts | `nats_probe` | at most %s |'
