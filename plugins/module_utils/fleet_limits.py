@@ -129,10 +129,10 @@ def markdown_table():
         % _fmt(MAX_PROBE_LOAD),
         '| requests, replies and event copies of one failure mode | `fleet_ledger` | at most %s |'
         % _fmt(MAX_LEDGER_ITEMS),
-        '| scenarios, stages of one scenario, thresholds of one scenario | `readiness_load_scenarios` | at most %d, %d, %d |'
-        % (MAX_LOAD_SCENARIOS, MAX_LOAD_STAGES, MAX_LOAD_THRESHOLDS),
-        '| duration / interval_seconds, window_seconds / interval_seconds | `readiness_load_scenarios` | at most %s, %s |'
-        % (_fmt(MAX_LOAD_INTERVALS), _fmt(MAX_WINDOW_INTERVALS)),
+        '| scenarios, stages of one scenario, thresholds of one scenario | `readiness_load_scenarios` '
+        '| at most %d, %d, %d |' % (MAX_LOAD_SCENARIOS, MAX_LOAD_STAGES, MAX_LOAD_THRESHOLDS),
+        '| duration / interval_seconds, window_seconds / interval_seconds | `readiness_load_scenarios` '
+        '| at most %s, %s |' % (_fmt(MAX_LOAD_INTERVALS), _fmt(MAX_WINDOW_INTERVALS)),
         '| criteria file size | `wave_plan` `criteria_file` | at most %s bytes |' % _fmt(MAX_CRITERIA_BYTES),
         '| criteria file values, nesting | `wave_plan` `criteria_file` | at most %s values, %d levels, no aliases |'
         % (_fmt(MAX_YAML_NODES), MAX_YAML_DEPTH),
