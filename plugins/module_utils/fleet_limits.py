@@ -24,6 +24,7 @@ def _range(low, high, unit, where, low_open=False, integer=False):
 
 
 _BUDGET = 'inventory, each failure mode of `readiness_loss_budgets`'
+_LOAD = 'inventory, each scenario of `readiness_load_scenarios`'
 
 LIMITS = {
     # wave_plan: the inventory's timings
@@ -56,6 +57,27 @@ LIMITS = {
     'max_late': _range(0, 1_000_000, 'replies', _BUDGET, integer=True),
     'max_detection_seconds': _range(0, DAY_S, 'seconds', _BUDGET, low_open=True),
     'max_recovery_seconds': _range(0, DAY_S, 'seconds', _BUDGET, low_open=True),
+    # the load scenarios of the readiness run (module_utils/fleet_load); production soak runs for hours
+    'load_duration_seconds': _range(0, 7 * DAY_S, 'seconds', _LOAD + ': `duration`, the sum of `stages[].duration`',
+                                    low_open=True),
+    'load_stage_duration_seconds': _range(0, 7 * DAY_S, 'seconds', _LOAD + ': `stages[].duration`'),
+    'load_vus': _range(1, 1_000, 'VUs', _LOAD + ': `vus` (constant-vus)', integer=True),
+    'load_stage_vus': _range(0, 1_000, 'VUs', _LOAD + ': `start_vus`, `stages[].target` (ramping-vus)', integer=True),
+    'load_rate': _range(0, 10_000, 'requests per second', _LOAD + ': `rate` (constant-arrival-rate)', low_open=True),
+    'load_stage_rate': _range(0, 10_000, 'requests per second',
+                              _LOAD + ': `start_rate`, `stages[].target` (ramping-arrival-rate)'),
+    'load_max_vus': _range(1, 10_000, 'requests in flight', _LOAD + ': `max_vus` (arrival-rate executors)',
+                           integer=True),
+    'load_interval_seconds': _range(0, 3_600, 'seconds', _LOAD + ': `interval_seconds` (time series step)',
+                                    low_open=True),
+    'load_window_seconds': _range(0, DAY_S, 'seconds', _LOAD + ': `thresholds[].window_seconds`', low_open=True),
+    'load_min_samples': _range(1, 1_000_000, 'samples', _LOAD + ': `thresholds[].min_samples`', integer=True),
+    'load_threshold_pct': _range(0, 100, 'percent', _LOAD + ': `thresholds[].threshold` of a `_pct` metric'),
+    'load_threshold_ms': _range(0, 60_000, 'ms', _LOAD + ': `thresholds[].threshold` of a latency metric'),
+    'load_threshold_count': _range(0, 1_000_000_000, 'requests', _LOAD + ': `thresholds[].threshold` of `dropped`'),
+    'load_threshold_rps': _range(0, 1_000_000, 'requests per second',
+                                 _LOAD + ': `thresholds[].threshold` of `throughput_rps`'),
+    'load_compress_factor': _range(1, 1_000_000, 'times shorter', '`fleet_load.compress` (the sandbox\'s durations)'),
 }
 
 # Monitoring rounds and checkpoints of one wave together: production wave 2 plans ~320; a week
@@ -67,6 +89,15 @@ MAX_PROBE_LOAD = 1_000_000
 # Requests, replies, published and received event copies of one failure mode's data-integrity ledger
 # (fleet_ledger): what it holds while matching them, one small entry each.
 MAX_LEDGER_ITEMS = 1_000_000
+# The load scenarios of one readiness run, the stages of one scenario and the thresholds of one
+# scenario (the contract has 6 scenarios of at most 5 stages and a few thresholds each).
+MAX_LOAD_SCENARIOS = 20
+MAX_LOAD_STAGES = 100
+MAX_LOAD_THRESHOLDS = 20
+# One scenario's time series (duration / interval_seconds: the points of its charts) and one sliding
+# window (window_seconds / interval_seconds): a window holds one ~20 KB histogram per interval.
+MAX_LOAD_INTERVALS = 3_600
+MAX_WINDOW_INTERVALS = 600
 # The criteria file: criteria/default.yml is ~6 KB with ~250 values. Read only under this size,
 # and parsed only up to MAX_YAML_NODES values: PyYAML's pure-Python parser takes seconds over a
 # few hundred KB of dense values; these keep the worst refusal well under a second.
@@ -91,6 +122,10 @@ def markdown_table():
         % _fmt(MAX_PROBE_LOAD),
         '| requests, replies and event copies of one failure mode | `fleet_ledger` | at most %s |'
         % _fmt(MAX_LEDGER_ITEMS),
+        '| scenarios, stages of one scenario, thresholds of one scenario | `readiness_load_scenarios` '
+        '| at most %d, %d, %d |' % (MAX_LOAD_SCENARIOS, MAX_LOAD_STAGES, MAX_LOAD_THRESHOLDS),
+        '| duration / interval_seconds, window_seconds / interval_seconds | `readiness_load_scenarios` '
+        '| at most %s, %s |' % (_fmt(MAX_LOAD_INTERVALS), _fmt(MAX_WINDOW_INTERVALS)),
         '| criteria file size | `wave_plan` `criteria_file` | at most %s bytes |' % _fmt(MAX_CRITERIA_BYTES),
         '| criteria file values, nesting | `wave_plan` `criteria_file` | at most %s values, %d levels, no aliases |'
         % (_fmt(MAX_YAML_NODES), MAX_YAML_DEPTH),

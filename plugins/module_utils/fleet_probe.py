@@ -37,6 +37,7 @@ from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats impor
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
+PERCENTILES = (50, 90, 99)  # those of latency_summary, unless asked for others
 
 MAX_SAMPLES = 1000          # raw latencies kept per target, for rank tests
 SETTLE_S = 0.25             # after the window, wait at least this long for late event copies
@@ -233,20 +234,25 @@ async def generate(schedule, send, t0, clock=time.monotonic, sleep=asyncio.sleep
 
 # ------------------------------------------------------------------------------ latency
 
-def _histogram():
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+def _histogram(significant_digits=SIGNIFICANT_DIGITS):
+    return HdrHistogram(LOWEST_US, HIGHEST_US, significant_digits)
 
 
 class Latency:
     """Latencies of one target (or a merge of several): an HDR histogram in microseconds for the
-    percentiles, exact count/sum/max, and the raw samples in milliseconds."""
+    percentiles, exact count/sum/max, and the raw samples in milliseconds.
 
-    def __init__(self):
-        self.hist = _histogram()
+    A long load run keeps no raw samples (keep_samples=False: samples_ms is None), and its per-interval
+    histograms take 2 significant digits (~20 KB each instead of ~140 KB); only histograms of the same
+    precision merge quickly.
+    """
+
+    def __init__(self, significant_digits=SIGNIFICANT_DIGITS, keep_samples=True):
+        self.hist = _histogram(significant_digits)
         self.count = 0
         self.sum_s = 0.0
         self.max_s = 0.0
-        self.samples_ms = []
+        self.samples_ms = [] if keep_samples else None
 
     def record(self, seconds):
         seconds = max(0.0, seconds)
@@ -254,7 +260,8 @@ class Latency:
         self.count += 1
         self.sum_s += seconds
         self.max_s = max(self.max_s, seconds)
-        self.samples_ms.append(seconds * 1000.0)
+        if self.samples_ms is not None:
+            self.samples_ms.append(seconds * 1000.0)
 
     def merge(self, other):
         if other.count:
@@ -262,23 +269,33 @@ class Latency:
             self.count += other.count
             self.sum_s += other.sum_s
             self.max_s = max(self.max_s, other.max_s)
-            self.samples_ms.extend(other.samples_ms)
+            if self.samples_ms is not None:
+                self.samples_ms.extend(other.samples_ms or ())
         return self
 
-    def summary(self):
-        return latency_summary(self)
+    def percentiles_ms(self, percentiles):
+        """{percentile: ms} (HDR precision), found in one pass over the histogram; None without data."""
+        if not self.count:
+            return {p: None for p in percentiles}
+        values = self.hist.get_percentile_to_value_dict(list(percentiles))
+        return {p: round(values[p] / 1000.0, 3) for p in percentiles}
+
+    def percentile_ms(self, percentile):
+        return self.percentiles_ms((percentile,))[percentile]
+
+    def summary(self, percentiles=PERCENTILES):
+        return latency_summary(self, percentiles)
 
 
-def latency_summary(latency):
-    """{p50, p90, p99, max, mean, count} in ms; every value null (count 0) without data."""
+def latency_summary(latency, percentiles=PERCENTILES):
+    """{p50, p90, p99, max, mean, count} in ms (the p<N> keys those of percentiles: the load run adds
+    p95); every value null (count 0) without data."""
+    values = latency.percentiles_ms(percentiles)
+    figures = {'p%g' % p: values[p] for p in percentiles}
     if not latency.count:
-        return dict(p50=None, p90=None, p99=None, max=None, mean=None, count=0)
-
-    def at(percentile):
-        return round(latency.hist.get_value_at_percentile(percentile) / 1000.0, 3)
-
-    return dict(p50=at(50), p90=at(90), p99=at(99), max=round(latency.max_s * 1000.0, 3),
-                mean=round(latency.sum_s / latency.count * 1000.0, 3), count=latency.count)
+        return dict(figures, max=None, mean=None, count=0)
+    return dict(figures, max=round(latency.max_s * 1000.0, 3), mean=round(latency.sum_s / latency.count * 1000.0, 3),
+                count=latency.count)
 
 
 # ------------------------------------------------------------------------------ counters

@@ -38,7 +38,9 @@ performance
     primary criteria on ``error_rate_pct`` (errors / requests), ``latency_p50_ms``, ``latency_p95_ms``,
     ``latency_p99_ms``, its achieved rate against ``min_rate_ratio`` x requested, ``dropped`` against
     ``max_dropped``, and its own thresholds (each must carry its measured value, and a ``passed``
-    that its comparator confirms).
+    that its comparator confirms). A closed-model scenario (``model`` ``closed``, as
+    ``module_utils/fleet_load`` writes them) has no requested rate (``null``): its VUs set the
+    concurrency, so the rate check does not apply to it; its achieved rate must still be there.
 compliance
     ``evidence_dir``: the evidence folder, whose ``evidence-index.json`` must match it
     (``fleet_attest.check_index``); ``audit_trails``: the audit trails (paths inside it), each
@@ -812,7 +814,13 @@ def _scenario_problems(scenario, criteria, min_rate_ratio, max_dropped, figures)
             problems.append('%s %s %s, the criterion %s is %s %s' % (
                 criterion['metric'], _fmt(round(value, 4)), criterion['unit'], criterion['name'],
                 criterion['comparator'], _fmt(criterion['threshold'])))
-    if requested is None or achieved is None or requested <= 0:
+    if scenario.get('model') == 'closed' and scenario.get('requested_rate') is None:
+        # A closed model's VUs set the concurrency, not the rate (fleet_load): there is no requested
+        # rate to reach, but its achieved rate is still evidence.
+        figures['rate_check'] = 'not applicable (closed model)'
+        if achieved is None:
+            problems.append('no data for the achieved rate')
+    elif requested is None or achieved is None or requested <= 0:
         problems.append('no data for the requested and achieved rates')
     elif achieved < min_rate_ratio * requested:
         problems.append('achieved %s/s of the requested %s/s (%s%%; at least %s%% required)' % (

@@ -315,6 +315,17 @@ def test_performance_fails_without_its_evidence(tmp_path):
     failed(fg.performance_gate(write(tmp_path / "x.json", {"runs": []}), CRITERIA), "no scenarios")
 
 
+def test_performance_does_not_ask_a_closed_model_for_a_requested_rate_but_for_its_achieved_rate(tmp_path):
+    closed = scenario(model="closed", requested_rate=None, achieved_rate=480.0)
+    record = passed(fg.performance_gate(load_results(tmp_path, **{"10-concurrent": closed}), CRITERIA))
+    assert record["measured"]["10-concurrent"]["rate_check"] == "not applicable (closed model)"
+    failed(fg.performance_gate(load_results(tmp_path, **{"10-concurrent": dict(closed, achieved_rate=None)}),
+                               CRITERIA), "load scenario 10-concurrent", "no data for the achieved rate")
+    # an open model (or one that does not say) still needs its requested rate
+    failed(fg.performance_gate(load_results(tmp_path, spike=scenario(requested_rate=None)), CRITERIA),
+           "load scenario spike", "no data for the requested and achieved rates")
+
+
 @pytest.mark.parametrize("change, expected", [
     (dict(latency_ms={"p50": 2.0, "p95": 8.0, "p99": 250.0}), ("latency_p99_ms 250 ms", "latency_p99 is < 200")),
     (dict(latency_ms={"p50": 120.0, "p95": 150.0, "p99": 190.0}), ("latency_p50_ms 120",)),
