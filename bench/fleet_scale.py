@@ -43,7 +43,9 @@ def sandbox(size: int, command: str, **env: str) -> None:
                                                                 done.stderr[-3000:]))
 
 
-def playbook(name: str, forks: int, timeout: float, extravars: dict | None = None) -> float:
+def playbook(name: str, forks: int, timeout: float, extravars: dict | None = None, may_stop: bool = False) -> float:
+    """Wall clock of one playbook run; a failure ends the bench, except a wave stopped at its go/no-go
+    (may_stop), whose decision is then read like a GO's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORKS=str(forks),
                FLEETWAVE_AUDIT_PATH=str(ARTIFACTS / "audit" / ("%s-%d.jsonl" % (Path(name).stem, time.time_ns()))))
@@ -53,18 +55,21 @@ def playbook(name: str, forks: int, timeout: float, extravars: dict | None = Non
     started = time.monotonic()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     elapsed = time.monotonic() - started
-    if done.returncode != 0:
+    stopped = may_stop and "NO-GO for wave2" in done.stdout and (ARTIFACTS / "checkpoints/wave2/decision.json").exists()
+    if done.returncode != 0 and not stopped:
         sys.exit("%s failed (rc=%d) after %.0f s:\n%s" % (name, done.returncode, elapsed, done.stdout[-4000:]))
     return elapsed
 
 
-def rounds_of_latest_wave2() -> list[float]:
-    """Seconds each checkpoint round of the latest wave 2 run took, from its journal."""
-    from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import epoch_of
+def latest_wave2() -> tuple[dict, list[dict]]:
+    """The latest wave 2 run's decision and journal records."""
     decision = json.loads((ARTIFACTS / "checkpoints/wave2/decision.json").read_text())
-    records = [json.loads(line) for line in (ARTIFACTS / decision["journal"]).read_text().splitlines() if line]
-    return [epoch_of(r["finished"]) - epoch_of(r["started"]) for r in records
-            if r["step"] in ("checkpoint", "monitoring round")]
+    return decision, [json.loads(line) for line in (ARTIFACTS / decision["journal"]).read_text().splitlines() if line]
+
+
+def seconds(record: dict) -> float:
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import epoch_of
+    return epoch_of(record["finished"]) - epoch_of(record["started"])
 
 
 def latest_rollback() -> dict:
@@ -82,20 +87,29 @@ def measure(size: int, forks: int, timeout: float) -> dict:
     print("fleet of %d: site.yml" % size, file=sys.stderr, flush=True)
     figures["site"] = playbook("site.yml", forks, timeout)
     print("fleet of %d: wave 2" % size, file=sys.stderr, flush=True)
-    figures["wave2"] = playbook("wave2.yml", forks, timeout, WAVE2)
-    rounds = rounds_of_latest_wave2()
-    figures["round"] = statistics.median(rounds)
+    figures["wave2"] = playbook("wave2.yml", forks, timeout, WAVE2, may_stop=True)
+    decision, journal = latest_wave2()
+    rounds = [seconds(r) for r in journal if r["step"] in ("checkpoint", "monitoring round")]
+    figures["round"] = statistics.median(rounds) if rounds else None
     figures["rounds"] = len(rounds)
+    outcome = figures["outcome"] = dict(
+        wave2=decision.get("outcome"), hosts=size,
+        racks=sorted(set(re.findall(r"^        (rack\d+):$", INVENTORY.read_text(), re.M))))
+    if decision.get("outcome") != "GO":
+        # Stopped at a go/no-go: its reasons, and the automatic rollback's time when one was taken;
+        # rollback.yml would find little left to do, so it is not timed.
+        outcome["reasons"] = [reason[:300] for reason in (decision.get("reasons") or [])[:5]]
+        automatic = [r for r in journal if r["step"] == "rollback"]
+        figures["rollback"] = (automatic[-1].get("detail") or {}).get("seconds_detection_to_completion") \
+            if automatic else None
+        outcome["rollback"] = "automatic, after %s" % automatic[-1].get("label") if automatic else "none"
+        return figures
     print("fleet of %d: rollback.yml" % size, file=sys.stderr, flush=True)
     figures["rollback"] = playbook("rollback.yml", forks, timeout, {"rollback_wave": "wave2"})
-    # What the figures are of: the wave's decision and the rollback's proof, for --json.
-    decision = json.loads((ARTIFACTS / "checkpoints/wave2/decision.json").read_text())
+    # What the figures are of: the rollback's proof, for --json.
     rollback = latest_rollback().get("detail") or {}
-    figures["outcome"] = dict(
-        wave2=decision.get("outcome"), hosts=size,
-        racks=sorted(set(re.findall(r"^        (rack\d+):$", INVENTORY.read_text(), re.M))),
-        rolled_back_legacy_only=(rollback.get("legacy_only") or {}).get("proven"),
-        post_rollback_stable=(rollback.get("post_rollback") or {}).get("stable"))
+    outcome.update(rollback="rollback.yml", rolled_back_legacy_only=(rollback.get("legacy_only") or {}).get("proven"),
+                   post_rollback_stable=(rollback.get("post_rollback") or {}).get("stable"))
     return figures
 
 
@@ -122,11 +136,19 @@ def main() -> int:
     print("fleet size                        %s" % "".join("%10d" % s for s in sizes) + "     ratio")
     for key, label in (("site", "site.yml (install) s"), ("wave2", "wave 2, compressed s"),
                        ("round", "checkpoint round, median s"), ("rollback", "full rollback s")):
-        print("%-33s %s %9.2fx" % (label, "".join("%10.1f" % results[s][key] for s in sizes),
-                                    large[key] / small[key]))
+        cells = "".join("%10s" % ("n/a" if results[s][key] is None else "%.1f" % results[s][key]) for s in sizes)
+        ratio = large[key] / small[key] if large[key] is not None and small[key] else None
+        print("%-33s %s %10s" % (label, cells, "n/a" if ratio is None else "%.2fx" % ratio))
+    print("wave 2 outcome                    %s" % "".join("%10s" % results[s]["outcome"]["wave2"] for s in sizes))
     print("(forks %d; rounds per wave %s; goals: round at the largest size within 2x of the smallest, "
           "rollback of 48 under 180 s)" % (args.forks, "/".join(str(results[s]["rounds"]) for s in sizes)))
-    return 0
+    for size in sizes:
+        outcome = results[size]["outcome"]
+        if outcome["wave2"] != "GO":
+            print("fleet of %d: wave 2 stopped (%s; rollback %s): %s" % (
+                size, outcome["wave2"], outcome["rollback"], "; ".join(outcome["reasons"])))
+    # Figures of a wave that did not go through are not the figures asked for.
+    return 0 if all(results[s]["outcome"]["wave2"] == "GO" for s in sizes) else 1
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def test_the_bench_takes_six_hosts_in_two_racks_through_a_wave_and_back(tmp_path
     figures = json.loads(figures_file.read_text())["sizes"][str(SIZE)]
     # What was timed is what the bench claims: a wave 2 that went GO over six hosts in two racks,
     # rolled back, proven legacy-only and stable through the watch after it.
-    assert figures["outcome"] == dict(wave2="GO", hosts=SIZE, racks=["rack01", "rack02"],
+    assert figures["outcome"] == dict(wave2="GO", hosts=SIZE, racks=["rack01", "rack02"], rollback="rollback.yml",
                                       rolled_back_legacy_only=True, post_rollback_stable=True), figures
     # One checkpoint per phase, after each phase's verification window: four rounds judged.
     assert figures["rounds"] == 4, figures
