@@ -92,7 +92,7 @@ def test_nats_py_exception_quoting_the_url_is_redacted(monkeypatch):
     assert str(exc.value) == "cannot connect to NATS at ***@host within 0.1 s: cannot reach ***@host:4222 as svc/***"
 
 
-@pytest.mark.parametrize("module", ["nats_request", "nats_probe"])
+@pytest.mark.parametrize("module", ["nats_request", "nats_probe", "nats_load"])
 def test_url_and_secrets_are_no_log(module):
     spec = _argument_spec(module)
     assert {name for name, option in spec.items() if option.get("no_log")} == {"url", "password", "token"}

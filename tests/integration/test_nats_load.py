@@ -1,0 +1,116 @@
+"""plugins/modules/nats_load.py run in-process against a real nats-server and a real reference agent on
+loopback: an open-model scenario that holds its rate, one that cannot (a slow agent, a small in-flight
+cap: the drops are counted and said), a closed model, error replies and no responders counted by kind,
+check mode sending nothing, a bad scenario refused before anything is sent, and the record accepted
+by the readiness run's performance gate. Short windows (at most 1.5 s each)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.unit.conftest import run_module  # noqa: F401  (the fixture, shared with the unit tests)
+
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gates import performance_gate
+
+pytestmark = pytest.mark.integration
+
+PING = "agent.network-expert.cmd.ping"
+FAIL = "agent.network-expert.cmd.fail"
+
+
+@pytest.fixture
+def load(run_module, nats_server):  # noqa: F811
+    def run(subject, scenario, check=False, **options):
+        return run_module("nats_load", dict(dict(url=nats_server.url, timeout=1.0, name="probe-load"),
+                                            subject=subject, scenario=scenario, **options), check=check)
+    return run
+
+
+def test_an_open_model_scenario_holds_its_rate_and_measures_from_the_intended_time(reference_agent, load):
+    reference_agent()
+    result = load(PING, dict(executor="constant-arrival-rate", rate=100, duration=1.0, max_vus=50))
+    assert not result.get("failed"), result.get("msg")
+    record = result["record"]
+    assert record["model"] == "open" and record["requested_rate"] == pytest.approx(100, rel=0.02)
+    assert record["requests"] == record["answered"] == record["scheduled"] and record["requests"] >= 98
+    assert record["dropped"] == 0 and record["errors"] == 0 and record["rate_reached"] is True
+    assert record["latency_from"] == "intended send time"
+    assert 0 < record["latency_ms"]["p50"] <= record["latency_ms"]["p95"] <= record["latency_ms"]["p99"]
+    assert sum(point["sent"] for point in record["series"]) == record["requests"]
+    assert result["summary"] == record["summary"] and "none dropped" in result["summary"]
+    assert result["changed"] is False and result["subject"] == PING
+
+
+def test_a_rate_the_agent_cannot_carry_is_said_with_what_was_dropped(reference_agent, load):
+    # 200 ms per reply and 2 in flight carry 10 requests/s at most: 50/s is asked.
+    reference_agent(FAULT_REPLY_DELAY_MS="200")
+    result = load(PING, dict(executor="constant-arrival-rate", rate=50, duration=1.0, max_vus=2))
+    record = result["record"]
+    assert record["dropped"] > 0 and record["dropped_reasons"]["max_vus"] > 0, record["dropped_reasons"]
+    assert record["achieved_rate"] < 0.5 * record["requested_rate"] and record["rate_reached"] is False
+    assert record["requests"] + record["dropped"] == record["scheduled"]
+    assert "DID NOT REACH the requested rate" in result["summary"]
+    # Each request waited its turn: latency from the intended time exceeds the agent's own 200 ms.
+    assert record["latency_ms"]["p50"] >= 200
+
+
+def test_a_closed_model_loops_its_virtual_users(reference_agent, load):
+    reference_agent()
+    result = load(PING, dict(executor="constant-vus", vus=3, duration=0.5))
+    record = result["record"]
+    assert record["model"] == "closed" and record["requested_rate"] is None
+    assert record["requests"] > 10 and record["errors"] == 0 and record["max_in_flight"] <= 3
+
+
+def test_error_replies_and_silence_are_errors_by_kind(reference_agent, load):
+    reference_agent()
+    failed = load(FAIL, dict(executor="constant-arrival-rate", rate=20, duration=0.5, max_vus=10))["record"]
+    assert failed["requests"] >= 9 and failed["error_replies"] == failed["requests"] == failed["errors"]
+    assert failed["error_rate_pct"] == 100.0
+    nobody = "agents.nobody.%s.cmd.ping" % uuid.uuid4()
+    silent = load(nobody, dict(executor="constant-arrival-rate", rate=20, duration=0.5, max_vus=10))["record"]
+    assert silent["answered"] == 0 and silent["errors"] == silent["requests"] >= 9
+    assert sum(silent["failures"].values()) == silent["requests"] and silent["error_replies"] == 0, silent["failures"]
+
+
+def test_check_mode_validates_and_sends_nothing(nats_server, load):
+    # Nobody listens here: a single request sent would come back as no responders.
+    nobody = "agents.nobody.%s.cmd.ping" % uuid.uuid4()
+    result = load(nobody, dict(executor="constant-vus", vus=2, duration=0.5), check=True)
+    assert not result.get("failed") and result["record"] is None and "check mode, no request sent" in result["summary"]
+    bad = load(nobody, dict(executor="constant-vus", vus=float("inf"), duration=0.5), check=True)
+    assert bad["failed"]
+
+
+def test_a_bad_scenario_is_refused_naming_where_and_the_range(load):
+    result = load(PING, dict(executor="constant-arrival-rate", rate=float("inf"), duration=-1, max_vus=5, colour=1),
+                  url="nats://127.0.0.1:1")
+    assert result["failed"] and result["msg"].startswith("the load scenario is refused (nothing was sent):")
+    problems = result["problems"]
+    assert any(p.startswith("readiness_load_scenarios.probe-load.rate: must be a number in") and "got inf" in p
+               for p in problems), problems
+    assert any(p.startswith("readiness_load_scenarios.probe-load.duration:") for p in problems), problems
+    assert any("colour" in p for p in problems), problems
+
+
+def test_an_unreachable_server_fails_without_its_credentials(load):
+    result = load(PING, dict(executor="constant-vus", vus=1, duration=0.2), url="svc:s3/cret@127.0.0.1:1",
+                  connect_timeout=0.5)
+    assert result["failed"] and result["msg"].startswith("cannot connect to NATS at ***@127.0.0.1:1")
+    assert "s3/cret" not in json.dumps(result)
+
+
+def test_the_record_is_what_the_performance_gate_reads(reference_agent, load, tmp_path):
+    reference_agent()
+    scenario = dict(executor="constant-arrival-rate", rate=50, duration=1.0, max_vus=20, thresholds=[
+        dict(name="p99", metric="latency_p99_ms", comparator="<", threshold=200)])
+    record = load(PING, scenario)["record"]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"scenarios": {"spike": record}}))
+    gate = performance_gate(str(results), str(ROOT / "criteria/default.yml"), scenarios=("spike",))
+    assert gate["outcome"] == "PASS", gate["reasons"]
+    assert gate["measured"]["spike"]["requests"] == record["requests"]
