@@ -128,6 +128,29 @@ class Layout:
     def failure_ledger(folder, mode):
         return os.path.join(folder, checked_name('failure mode', mode), Layout.LEDGER)
 
+    # The production-readiness run (issue 10) writes under artifacts/readiness/<run>/: one folder per
+    # area, and at the top the status record with its two pages (fleet_status) and the `complete`
+    # markers: an area's in its folder, a phase's and the run's beside the status record.
+    READINESS_DIR = 'readiness'
+    STATUS_RECORD = 'status.json'
+    STATUS_HTML = 'status.html'
+    STATUS_MARKDOWN = 'status.md'
+    COMPLETE_MARKER = 'complete'
+
+    @staticmethod
+    def readiness_run(run):
+        return os.path.join(Layout.READINESS_DIR, checked_name('readiness run', run))
+
+    @staticmethod
+    def area_marker(area):
+        """An area's completion marker, relative to the readiness run's folder."""
+        return os.path.join(checked_name('area', area), Layout.COMPLETE_MARKER)
+
+    @staticmethod
+    def phase_marker(phase):
+        """A phase's completion marker (phase: its number), relative to the readiness run's folder."""
+        return '%s-phase-%d' % (Layout.COMPLETE_MARKER, int(phase))
+
     @staticmethod
     def run_dir(run_id):
         return os.path.join('runs', run_id)
