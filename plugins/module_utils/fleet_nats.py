@@ -111,6 +111,21 @@ def protect_secrets(module):
         module.no_log_values.discard(module.params['url'])
 
 
+def run_or_fail(module, coroutine, doing, **result):
+    """asyncio.run(coroutine) for a NATS module. A server that cannot be reached, or that fails after
+    connecting, ends the module with a message naming the server without its credentials ("<doing>
+    through NATS at <url> failed after connecting: <why>"), result's keys beside it: caught here, not
+    left to a traceback on stderr, so that its text is redacted too."""
+    params = module.params
+    try:
+        return asyncio.run(coroutine)
+    except NatsUnreachable as exc:
+        module.fail_json(msg=str(exc), **result)
+    except (nats.errors.Error if HAS_NATS else Exception, asyncio.TimeoutError, OSError) as exc:
+        module.fail_json(msg=redact('%s through NATS at %s failed after connecting: %s' % (
+            doing, redact_url(params['url']), str(exc) or type(exc).__name__), params), **result)
+
+
 def check_nats_library(module):
     if not HAS_NATS:
         from ansible.module_utils.basic import missing_required_lib

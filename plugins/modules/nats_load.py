@@ -101,14 +101,13 @@ subject:
   sample: agent.network-expert.cmd.ping
 '''
 
-import asyncio
 import json
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import out_of_range
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
-    NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, connect, protect_secrets, redact, redact_url)
+    NATS_ARGUMENT_SPEC, check_nats_library, connect, protect_secrets, run_or_fail)
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import HAS_HDRH, HDRH_IMPORT_ERROR, reply_is_error
 
 try:
@@ -117,11 +116,6 @@ try:
 except ImportError:  # pragma: no cover - hdrh missing; reported below
     fleet_load = None
     LOAD_IMPORT_ERROR = traceback.format_exc()
-
-try:
-    from nats.errors import Error as NatsError
-except ImportError:  # pragma: no cover - reported by check_nats_library
-    NatsError = Exception
 
 
 async def run(params):
@@ -174,14 +168,7 @@ def main():
         module.exit_json(changed=False, record=None, subject=params['subject'],
                          summary='%s: valid; check mode, no request sent' % params['name'])
     params['headers'] = {str(k): str(v) for k, v in params['headers'].items()}
-    try:
-        record = asyncio.run(run(params))
-    except NatsUnreachable as exc:
-        module.fail_json(msg=str(exc), subject=params['subject'])
-    except (NatsError, asyncio.TimeoutError, OSError) as exc:
-        module.fail_json(msg=redact('load on %s through NATS at %s failed after connecting: %s' % (
-            params['subject'], redact_url(params['url']), str(exc) or type(exc).__name__), params),
-            subject=params['subject'])
+    record = run_or_fail(module, run(params), 'load on %s' % params['subject'], subject=params['subject'])
     module.exit_json(changed=False, record=record, summary=record['summary'], subject=params['subject'])
 
 

@@ -511,17 +511,10 @@ connection:
   sample: {"client_id": 17, "published": 2412, "received": 3624}
 '''
 
-import asyncio
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
-    NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, protect_secrets, redact, redact_url)
+    NATS_ARGUMENT_SPEC, check_nats_library, protect_secrets, run_or_fail)
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import HAS_HDRH, HDRH_IMPORT_ERROR, run_probe, validate
-
-try:
-    from nats.errors import Error as NatsError
-except ImportError:  # pragma: no cover - reported by check_nats_library
-    NatsError = Exception
 
 
 def main():
@@ -550,13 +543,8 @@ def main():
     problem = validate(params)
     if problem:
         module.fail_json(msg=problem)
-    try:
-        result = asyncio.run(run_probe(params))
-    except NatsUnreachable as exc:
-        module.fail_json(msg=str(exc))
-    except (NatsError, asyncio.TimeoutError, OSError) as exc:
-        module.fail_json(msg=redact('probe through NATS at %s failed after connecting (window %g s, grace %g s): %s' % (
-            redact_url(params['url']), params['window'], params['timeout'], str(exc) or type(exc).__name__), params))
+    result = run_or_fail(module, run_probe(params), 'probe (window %g s, grace %g s)' % (params['window'],
+                                                                                          params['timeout']))
     module.exit_json(changed=False, **result)
 
 

@@ -121,13 +121,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import out_of_range
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
-    NATS_ARGUMENT_SPEC, NatsUnreachable, check_nats_library, connect, is_no_responders, protect_secrets, redact,
-    redact_url)
-
-try:
-    from nats.errors import Error as NatsError
-except ImportError:  # pragma: no cover - reported by check_nats_library
-    NatsError = Exception
+    NATS_ARGUMENT_SPEC, check_nats_library, connect, is_no_responders, protect_secrets, redact_url, run_or_fail)
 
 
 def _decode(data):
@@ -220,15 +214,8 @@ def main():
         if bad:
             module.fail_json(msg='%s %s' % (name, bad), subject=params['subject'])
     params['headers'] = {str(k): str(v) for k, v in params['headers'].items()}
-    try:
-        replies, no_responders, elapsed_ms = asyncio.run(gather(params))
-    except NatsUnreachable as exc:
-        module.fail_json(msg=str(exc), subject=params['subject'])
-    except (NatsError, asyncio.TimeoutError, OSError) as exc:
-        # Caught, not left to a traceback on stderr, so that its text is redacted too.
-        module.fail_json(msg=redact('request on %s through NATS at %s failed after connecting: %s' % (
-            params['subject'], redact_url(params['url']), str(exc) or type(exc).__name__), params),
-            subject=params['subject'])
+    replies, no_responders, elapsed_ms = run_or_fail(module, gather(params), 'request on %s' % params['subject'],
+                                                     subject=params['subject'])
 
     hosts = sorted({r['host'] for r in replies if r['host']})
     result = dict(changed=False, replies=replies, hosts=hosts, no_responders=no_responders,

@@ -103,3 +103,42 @@ def test_module_failure_message_carries_no_password(run_module):
     result = run_module("nats_request", dict(url="svc:s3/cret@127.0.0.1:1", subject="x", connect_timeout=0.5))
     assert result["failed"] and result["msg"].startswith("cannot connect to NATS at ***@127.0.0.1:1 within 0.5 s")
     assert "s3/cret" not in str(result)
+
+
+@pytest.mark.parametrize("module, args, doing", [
+    ("nats_request", dict(subject="agent.x.cmd.ping"), "request on agent.x.cmd.ping"),
+    ("nats_load", dict(subject="agent.x.cmd.ping", scenario=dict(executor="constant-vus", vus=1, duration=0.2)),
+     "load on agent.x.cmd.ping"),
+])
+@pytest.mark.parametrize("error", [OSError, asyncio.TimeoutError, fleet_nats.nats.errors.ConnectionClosedError])
+def test_a_failure_after_connecting_is_named_without_credentials(run_module, monkeypatch, module, args, doing, error):
+    class Connection:  # connects, then breaks at the first use, its error quoting the URL
+        def new_inbox(self):
+            return "_INBOX.test"
+
+        async def request(self, *a, **k):
+            raise error("lost svc:s3/cret@127.0.0.1:4222 mid-request")
+
+        async def subscribe(self, *a, **k):
+            raise error("lost svc:s3/cret@127.0.0.1:4222 mid-request")
+
+        async def close(self):
+            pass
+
+    async def connected(params):
+        return Connection()
+
+    monkeypatch.setattr(fleet_nats, "connect", connected)
+    monkeypatch.setattr("ansible_collections.fleetwave.rollout.plugins.modules.%s.connect" % module, connected,
+                        raising=False)
+    result = run_module(module, dict(args, url="svc:s3/cret@127.0.0.1:4222"))
+    if module == "nats_load":  # the engine counts a failing request as an error; the record says so
+        assert not result.get("failed") and result["record"]["errors"] == result["record"]["requests"] > 0
+        assert "s3/cret" not in str(result)
+        return
+    # nats-py's own errors have a fixed text; the others quote the URL, redacted.
+    why = "nats: connection closed" if error is fleet_nats.nats.errors.ConnectionClosedError else \
+        "lost ***@127.0.0.1:4222 mid-request"
+    assert result["failed"] and result["msg"] == (
+        "%s through NATS at ***@127.0.0.1:4222 failed after connecting: %s" % (doing, why)), result["msg"]
+    assert result["subject"] == "agent.x.cmd.ping" and "s3/cret" not in str(result)
