@@ -251,15 +251,16 @@ def measure(hosts, test, reference, probe, info, baseline):
                     journal_errors=(unit or {}).get('journal_errors'),
                     requests=instance.get('sent'))
     loads = [(info.get(h) or {}).get('load_per_cpu') for h in hosts]
+    p50_test, p50_reference = _group_p50(p50['test']), _group_p50(p50['reference'])
     wave = dict(
         cpu_overhead_pct=_relative_pct(_mean(cpu['test']), _mean(cpu['reference'])),
         memory_overhead_pct=_relative_pct(_mean(memory['test']), _mean(memory['reference'])),
         system_load=max(loads) if loads and None not in loads else None,
-        latency_p50_degradation_pct=_relative_pct(_group_p50(p50['test']), _group_p50(p50['reference'])),
-        latency_p50_increase_ms=_difference(_group_p50(p50['test']), _group_p50(p50['reference'])),
+        latency_p50_degradation_pct=_relative_pct(p50_test, p50_reference),
+        latency_p50_increase_ms=_difference(p50_test, p50_reference),
         cpu_pct_test=_mean(cpu['test']), cpu_pct_reference=_mean(cpu['reference']),
         memory_bytes_test=_mean(memory['test']), memory_bytes_reference=_mean(memory['reference']),
-        latency_p50_ms_test=_group_p50(p50['test']), latency_p50_ms_reference=_group_p50(p50['reference']))
+        latency_p50_ms_test=p50_test, latency_p50_ms_reference=p50_reference)
     return dict(per_agent=per_agent, wave=wave,
                 samples=dict(test=dict(latency_ms=latency['test']), control=dict(latency_ms=latency['reference'])))
 

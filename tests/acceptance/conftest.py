@@ -47,10 +47,10 @@ AGENTS = CONTRACT["fleet_agents"]
 QUICK_WAVE2 = {"wave_stagger_seconds": 0, "wave_verify_window_seconds": 1,
                "wave_schedule": {"wave2": {"phase1": [{"label": "phase1-T+2h", "at": 1}],
                                            "phase2": [{"label": "T+24h", "at": 1}]}}}
-# scripts/sandbox on the test fleet, with its own names and ports whatever the user set for the sandbox.
-FLEET_ENV = dict({k: v for k, v in os.environ.items()
-                  if k not in ("FLEETWAVE_NATS_PORT", "FLEETWAVE_NATS_MONITOR_PORT", "FLEETWAVE_CONTAINER_PREFIX")},
-                 FLEETWAVE_FLEET="test")
+# What the user may set for the sandbox's names and ports (scripts/sandbox): left out when the tests
+# run scripts/sandbox on a fleet of their own, so that it keeps its own.
+SANDBOX_SETTINGS = ("FLEETWAVE_NATS_PORT", "FLEETWAVE_NATS_MONITOR_PORT", "FLEETWAVE_CONTAINER_PREFIX")
+FLEET_ENV = dict({k: v for k, v in os.environ.items() if k not in SANDBOX_SETTINGS}, FLEETWAVE_FLEET="test")
 _RUNS = itertools.count(1)
 
 

@@ -16,11 +16,11 @@ import pytest
 
 from tests.conftest import ROOT
 
+from .conftest import SANDBOX_SETTINGS
+
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(1200)]
 
 SIZE, RACK_SIZE = 6, 3
-SANDBOX_SETTINGS = ("FLEETWAVE_FLEET", "FLEETWAVE_HOSTS", "FLEETWAVE_NATS_PORT", "FLEETWAVE_NATS_MONITOR_PORT",
-                    "FLEETWAVE_CONTAINER_PREFIX", "FLEETWAVE_SKIP_INSTALL")
 
 
 def test_the_bench_takes_six_hosts_in_two_racks_through_a_wave_and_back(tmp_path):
@@ -29,7 +29,8 @@ def test_the_bench_takes_six_hosts_in_two_racks_through_a_wave_and_back(tmp_path
         [sys.executable, str(ROOT / "bench/fleet_scale.py"), "--sizes", str(SIZE), "--forks", str(SIZE),
          "--timeout", "600", "--json", str(figures_file)],
         cwd=ROOT, capture_output=True, text=True, timeout=1100,
-        # The bench fleet's own names and ports, whatever the user set for the sandbox.
+        # The bench fleet's own names and ports, whatever the user set for the sandbox (fleet_scale.py
+        # sets FLEETWAVE_FLEET, FLEETWAVE_HOSTS and FLEETWAVE_SKIP_INSTALL itself).
         env=dict({k: v for k, v in os.environ.items() if k not in SANDBOX_SETTINGS}, FLEETWAVE_RACK_SIZE=str(RACK_SIZE)))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
