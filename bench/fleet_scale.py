@@ -61,6 +61,33 @@ def playbook(name: str, forks: int, timeout: float, extravars: dict | None = Non
     return elapsed
 
 
+def noop_task(forks: int, timeout: float) -> float:
+    """Wall clock of one no-op task (ansible.builtin.ping) on every host, without Ansible's start-up
+    (the same run on localhost alone, subtracted): the floor under any step that touches each host."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    # The ad-hoc command loads no callback (bin_ansible_callbacks is off): no audit trail to write.
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORKS=str(forks))
+    walls = {}
+    for pattern in ("localhost", "dgx"):
+        argv = ["ansible", "-i", str(INVENTORY), pattern, "-m", "ansible.builtin.ping"]
+        started = time.monotonic()
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        walls[pattern] = time.monotonic() - started
+        if done.returncode != 0:
+            sys.exit("ansible %s -m ping failed (rc=%d):\n%s" % (pattern, done.returncode, done.stdout[-3000:]))
+    return max(0.0, walls["dgx"] - walls["localhost"])
+
+
+def bench_settings() -> dict:
+    """What scripts/sandbox chose for this size: the probe's load and the criteria judged."""
+    import yaml
+    settings = yaml.safe_load((INVENTORY.parent / "group_vars/all/60-bench.yml").read_text())
+    criteria = yaml.safe_load(Path(settings["wave_criteria_file"]).read_text())
+    return dict(probe_rate=settings["wave_probe_rate"], probe_events=settings["wave_probe_emit_events"],
+                criteria=sorted(c["name"] for kind in ("primary", "secondary", "rollback_triggers")
+                                for c in criteria[kind]))
+
+
 def latest_wave2() -> tuple[dict, list[dict]]:
     """The latest wave 2 run's decision and journal records."""
     decision = json.loads((ARTIFACTS / "checkpoints/wave2/decision.json").read_text())
@@ -86,6 +113,7 @@ def measure(size: int, forks: int, timeout: float) -> dict:
     figures = {}
     print("fleet of %d: site.yml" % size, file=sys.stderr, flush=True)
     figures["site"] = playbook("site.yml", forks, timeout)
+    figures["noop"] = statistics.median(noop_task(forks, timeout) for _ in range(3))
     print("fleet of %d: wave 2" % size, file=sys.stderr, flush=True)
     figures["wave2"] = playbook("wave2.yml", forks, timeout, WAVE2, may_stop=True)
     decision, journal = latest_wave2()
@@ -94,7 +122,8 @@ def measure(size: int, forks: int, timeout: float) -> dict:
     figures["rounds"] = len(rounds)
     outcome = figures["outcome"] = dict(
         wave2=decision.get("outcome"), hosts=size,
-        racks=sorted(set(re.findall(r"^        (rack\d+):$", INVENTORY.read_text(), re.M))))
+        racks=sorted(set(re.findall(r"^        (rack\d+):$", INVENTORY.read_text(), re.M))),
+        **bench_settings())
     if decision.get("outcome") != "GO":
         # Stopped at a go/no-go: its reasons, and the automatic rollback's time when one was taken;
         # rollback.yml would find little left to do, so it is not timed.
@@ -135,13 +164,18 @@ def main() -> int:
     small, large = results[sizes[0]], results[sizes[-1]]
     print("fleet size                        %s" % "".join("%10d" % s for s in sizes) + "     ratio")
     for key, label in (("site", "site.yml (install) s"), ("wave2", "wave 2, compressed s"),
-                       ("round", "checkpoint round, median s"), ("rollback", "full rollback s")):
+                       ("round", "checkpoint round, median s"), ("noop", "no-op task on every host s"),
+                       ("rollback", "full rollback s")):
         cells = "".join("%10s" % ("n/a" if results[s][key] is None else "%.1f" % results[s][key]) for s in sizes)
         ratio = large[key] / small[key] if large[key] is not None and small[key] else None
         print("%-33s %s %10s" % (label, cells, "n/a" if ratio is None else "%.2fx" % ratio))
     print("wave 2 outcome                    %s" % "".join("%10s" % results[s]["outcome"]["wave2"] for s in sizes))
     print("(forks %d; rounds per wave %s; goals: round at the largest size within 2x of the smallest, "
           "rollback of 48 under 180 s)" % (args.forks, "/".join(str(results[s]["rounds"]) for s in sizes)))
+    # A round observes every host once (agent_host_info): on stand-ins that share this machine's
+    # cores, that step cannot be faster than a no-op task on every host.
+    print("(no-op task: ansible.builtin.ping on every host, median of 3, Ansible's start-up subtracted; "
+          "a round's per-host observation cannot cost less)")
     for size in sizes:
         outcome = results[size]["outcome"]
         if outcome["wave2"] != "GO":
