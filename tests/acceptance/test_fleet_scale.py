@@ -1,5 +1,5 @@
-"""The fleet-size bench at a small size (issue 9): bench/fleet_scale.py on a bench fleet of six
-stand-ins in two racks of three (its own nats-server and artifacts, beside the test fleet), timed
+"""The fleet-size bench at a small size (issue 9): bench/fleet_scale.py on a bench fleet of four
+stand-ins in two racks of two (its own nats-server and artifacts, beside the test fleet), timed
 through site, a compressed wave 2, its checkpoint rounds and a full rollback. The 48-host run is the
 bench's, outside the suite; this keeps the script, the bench fleet and the playbooks' many-host paths
 working. Timings are printed by the bench, never asserted here."""
@@ -21,10 +21,11 @@ from .conftest import SANDBOX_SETTINGS
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(1200)]
 
-SIZE, RACK_SIZE = 6, 3
+# Two racks, the smallest fleet with more hosts than the contract's three (six took 4.4 to 8 minutes).
+SIZE, RACK_SIZE = 4, 2
 
 
-def test_the_bench_takes_six_hosts_in_two_racks_through_a_wave_and_back(tmp_path):
+def test_the_bench_takes_four_hosts_in_two_racks_through_a_wave_and_back(tmp_path):
     figures_file = tmp_path / "fleet_scale.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench/fleet_scale.py"), "--sizes", str(SIZE), "--forks", str(SIZE),
@@ -36,7 +37,7 @@ def test_the_bench_takes_six_hosts_in_two_racks_through_a_wave_and_back(tmp_path
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     figures = json.loads(figures_file.read_text())["sizes"][str(SIZE)]
-    # What was timed is what the bench claims: a wave 2 that went GO over six hosts in two racks,
+    # What was timed is what the bench claims: a wave 2 that went GO over four hosts in two racks,
     # rolled back, proven legacy-only and stable through the watch after it.
     outcome = dict(figures["outcome"])
     criteria = outcome.pop("criteria")
