@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_load
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import identity, subject_prefix
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import fleet_view
 
@@ -188,6 +191,50 @@ def post_rollback_round(probe, hosts, server, before, after, number, at_seconds)
                 restarts=restarts)
 
 
+def readiness_load_plan(scenarios, factor=1, max_seconds=None):
+    """The readiness run's load scenarios as they will run: readiness_load_scenarios validated (every
+    problem at once, naming its key and the allowed range) and, for the sandbox, compressed by factor
+    (every duration, window and interval divided by it, none longer than max_seconds)."""
+    problems = fleet_load.validate_scenarios(scenarios)
+    if problems:
+        raise AnsibleFilterError('readiness_load_scenarios is refused (nothing was sent):\n  - '
+                                 + '\n  - '.join(problems))
+    # Given with -e key=value, a number arrives as text.
+    try:
+        factor = float(factor)
+        max_seconds = None if max_seconds in (None, '') else float(max_seconds)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError('readiness_load_compress_factor (%r) and readiness_load_max_seconds (%r) must be '
+                                 'numbers (max_seconds may be null)' % (factor, max_seconds))
+    if factor == 1 and max_seconds is None:
+        return scenarios
+    try:
+        return fleet_load.compress(scenarios, factor, max_seconds)
+    except ValueError as exc:
+        raise AnsibleFilterError('readiness_load_compress_factor/readiness_load_max_seconds: %s' % exc)
+
+
+def readiness_load_targets(files_by_host, names, catalog, env_dir, subject_legacy, subject_unified, verb='ping'):
+    """Where the readiness run's load goes, per agent: its unified command subject when its env file has
+    the flag on on every host (the state being certified), else its legacy one, with each host's flag as
+    read (agent_env_info's `files` per host). Returns [{agent, via, subject, flags: {host: bool|None}}]."""
+    targets = []
+    for name in names:
+        path = fleet_env_path(name, env_dir)
+        flags = {host: ((files or {}).get(path) or {}).get('unified') for host, files in sorted(files_by_host.items())}
+        via = 'unified' if flags and all(flag is True for flag in flags.values()) else 'legacy'
+        pattern = subject_unified if via == 'unified' else subject_legacy
+        targets.append(dict(agent=name, via=via, subject=fleet_command_subject(pattern, name, catalog, verb),
+                            flags=flags))
+    return targets
+
+
+def readiness_load_compare(current, previous):
+    """Per scenario and figure, the change from the previous readiness run's load results (None: there is
+    none) to this run's (fleet_load.compare_with_previous); no verdict."""
+    return fleet_load.compare_with_previous(current, previous)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -199,4 +246,7 @@ class FilterModule:
             'legacy_only_proof': legacy_only_proof,
             'server_proof': server_proof,
             'post_rollback_round': post_rollback_round,
+            'readiness_load_plan': readiness_load_plan,
+            'readiness_load_targets': readiness_load_targets,
+            'readiness_load_compare': readiness_load_compare,
         }

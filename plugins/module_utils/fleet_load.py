@@ -21,8 +21,9 @@ k6's do. A threshold is ``{name, metric, comparator, threshold}`` plus optionall
 (also judged over every sliding window of that length), ``abort`` (stop the scenario when breached)
 and ``min_samples`` (default ``MIN_SAMPLES``: a window or an abort check with fewer samples is not
 judged). Metrics: ``METRICS``; comparators state the PASS condition: ``<``, ``<=``, ``>``, ``>=``.
-``production_scenarios()`` holds the contract's six (endurance and soak last hours);
-``compress(scenarios, factor)`` shortens every duration, window and interval for the sandbox.
+The contract's six, at production durations (endurance and soak last hours), are inventory data
+(``inventory/production/group_vars/all/00-contract.yml``); ``compress(scenarios, factor)`` shortens
+every duration, window and interval for the sandbox.
 
 The run (``run_scenario``)
 ==========================
@@ -150,44 +151,6 @@ EPS = 1e-9
 
 
 # ================================================================================ scenarios as data
-
-def _thresholds(window, abort_window):
-    """The contract's criteria as thresholds: error rate and p50 over the run, p99 over the run and every
-    `window`, and an abort when errors pass 5 % over `abort_window` (the fleet is failing: stop loading it)."""
-    return [
-        dict(name='error_rate', metric='error_rate_pct', comparator='<', threshold=0.1),
-        dict(name='latency_p50', metric='latency_p50_ms', comparator='<', threshold=100),
-        dict(name='latency_p99', metric='latency_p99_ms', comparator='<', threshold=200, window_seconds=window),
-        dict(name='abort_on_errors', metric='error_rate_pct', comparator='<', threshold=5,
-             window_seconds=abort_window, abort=True),
-    ]
-
-
-HOUR_S = 3600
-# The six scenarios of the contract at production durations (endurance and soak in hours); the
-# readiness run reads them from the inventory, the sandbox runs them through compress().
-PRODUCTION_SCENARIOS = {
-    '10-concurrent': dict(executor='constant-vus', vus=10, duration=600, thresholds=_thresholds(60, 30)),
-    '50-concurrent': dict(executor='constant-vus', vus=50, duration=600, thresholds=_thresholds(60, 30)),
-    'ramp-up': dict(executor='ramping-vus', start_vus=0,
-                    stages=[dict(duration=300, target=10), dict(duration=300, target=50),
-                            dict(duration=600, target=50), dict(duration=60, target=0)],
-                    thresholds=_thresholds(60, 30)),
-    'spike': dict(executor='ramping-arrival-rate', start_rate=20, max_vus=500,
-                  stages=[dict(duration=120, target=20), dict(duration=10, target=500), dict(duration=60, target=500),
-                          dict(duration=10, target=20), dict(duration=300, target=20)],
-                  thresholds=_thresholds(10, 10)),
-    'endurance': dict(executor='constant-arrival-rate', rate=100, duration=4 * HOUR_S, max_vus=200,
-                      thresholds=_thresholds(360, 120)),
-    'soak': dict(executor='constant-arrival-rate', rate=50, duration=12 * HOUR_S, max_vus=200,
-                 thresholds=_thresholds(720, 360)),
-}
-
-
-def production_scenarios():
-    """A copy of PRODUCTION_SCENARIOS."""
-    return copy.deepcopy(PRODUCTION_SCENARIOS)
-
 
 def scenario_seconds(scenario):
     """The planned length of a (valid) scenario: its duration, or the sum of its stages."""
@@ -1045,6 +1008,10 @@ def compare_with_previous(current, previous):
         differences = ['%s: %s now, %s before' % (key, _shown(config_a.get(key)), _shown(config_b.get(key)))
                        for key in sorted(set(config_a) | set(config_b), key=str)
                        if key != 'thresholds' and config_a.get(key) != config_b.get(key)]
+        # Where the load went (nats_load's subjects): legacy and unified subjects are not the same test.
+        if now[name].get('subjects') != before[name].get('subjects'):
+            differences.append('subjects: %s now, %s before' % (_shown(now[name].get('subjects')),
+                                                               _shown(before[name].get('subjects'))))
         compared[name] = dict(status='compared', same_configuration=not differences, differences=differences,
                               metrics=metrics)
     return dict(previous=about or {}, note=None, scenarios=compared)

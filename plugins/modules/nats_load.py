@@ -30,9 +30,17 @@ extends_documentation_fragment:
   - fleetwave.rollout.nats
 options:
   subject:
-    description: Subject every request is sent to, e.g. an agent's C(ping) command subject.
+    description:
+      - Subject every request is sent to, e.g. an agent's C(ping) command subject.
+      - Exactly one of O(subject) and O(subjects).
     type: str
-    required: true
+  subjects:
+    description:
+      - Subjects the requests go to in turn (request i to subject i modulo their number), to load
+        several agents in one scenario, e.g. every agent's C(ping) command subject.
+      - Exactly one of O(subject) and O(subjects).
+    type: list
+    elements: str
   scenario:
     description:
       - The scenario, as one entry of C(readiness_load_scenarios) (format and ranges in
@@ -94,11 +102,12 @@ summary:
   returned: always
   type: str
   sample: "soak: open model (constant-arrival-rate, max 100 in flight): 3000 requests at 49.98/s, the requested 50/s, none dropped; ..."
-subject:
-  description: The subject the requests were sent to.
+subjects:
+  description: The subjects the requests were sent to, in turn (also in RV(record.subjects)).
   returned: always
-  type: str
-  sample: agent.network-expert.cmd.ping
+  type: list
+  elements: str
+  sample: [agent.network-expert.cmd.ping]
 '''
 
 import json
@@ -127,9 +136,11 @@ async def run(params):
         payload = payload.encode('utf-8')
     headers = params['headers'] or None
 
+    subjects = params['subjects']
+
     async def send(index):
         # Raises on a timeout, no responders or a broken connection: fleet_load counts each by kind.
-        reply = await nc.request(params['subject'], payload, timeout=params['timeout'], headers=headers)
+        reply = await nc.request(subjects[index % len(subjects)], payload, timeout=params['timeout'], headers=headers)
         return not reply_is_error(reply.headers, reply.data)
 
     try:
@@ -141,13 +152,16 @@ async def run(params):
 def main():
     module = AnsibleModule(
         argument_spec=NATS_ARGUMENT_SPEC | dict(
-            subject=dict(type='str', required=True),
+            subject=dict(type='str'),
+            subjects=dict(type='list', elements='str'),
             scenario=dict(type='dict', required=True),
             name=dict(type='str', default='scenario'),
             payload=dict(type='raw', default=''),
             headers=dict(type='dict', default={}),
             timeout=dict(type='float', default=2.0),
         ),
+        mutually_exclusive=[('subject', 'subjects')],
+        required_one_of=[('subject', 'subjects')],
         supports_check_mode=True,
     )
     check_nats_library(module)
@@ -155,21 +169,27 @@ def main():
         module.fail_json(msg=missing_required_lib('hdrh'), exception=HDRH_IMPORT_ERROR or LOAD_IMPORT_ERROR)
     protect_secrets(module)
     params = module.params
+    params['subjects'] = [params['subject']] if params['subject'] is not None else params['subjects']
     # Before connecting: every problem of the scenario at once, with where and the allowed range.
     problems = fleet_load.scenario_problems(params['name'], params['scenario'])
     for name in ('connect_timeout', 'timeout'):
         bad = out_of_range(name, params[name])
         if bad:
             problems.append('%s %s' % (name, bad))
+    if not params['subjects'] or not all(isinstance(s, str) and s.strip() for s in params['subjects']):
+        problems.append('subjects must name at least one subject, none empty (got %r)' % (params['subjects'],))
     if problems:
         module.fail_json(msg='the load scenario is refused (nothing was sent):\n  - ' + '\n  - '.join(problems),
-                         problems=problems, subject=params['subject'])
+                         problems=problems, subjects=params['subjects'])
     if module.check_mode:
-        module.exit_json(changed=False, record=None, subject=params['subject'],
+        module.exit_json(changed=False, record=None, subjects=params['subjects'],
                          summary='%s: valid; check mode, no request sent' % params['name'])
     params['headers'] = {str(k): str(v) for k, v in params['headers'].items()}
-    record = run_or_fail(module, run(params), 'load on %s' % params['subject'], subject=params['subject'])
-    module.exit_json(changed=False, record=record, summary=record['summary'], subject=params['subject'])
+    shown = ', '.join(params['subjects'][:3]) + (' and %d more' % (len(params['subjects']) - 3)
+                                                  if len(params['subjects']) > 3 else '')
+    record = run_or_fail(module, run(params), 'load on %s' % shown, subjects=params['subjects'])
+    record['subjects'] = params['subjects']
+    module.exit_json(changed=False, record=record, summary=record['summary'], subjects=params['subjects'])
 
 
 if __name__ == '__main__':

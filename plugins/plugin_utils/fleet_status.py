@@ -232,6 +232,11 @@ def update(run_dir, area, **changes):
     return record
 
 
+def check(run_dir, area, **changes):
+    """The record update() would write, without writing anything (check mode); ValueError as update."""
+    return apply(read(run_dir), area, changes, _where(run_dir, area))
+
+
 def mark_complete(run_dir, area, outcome):
     """The area is complete with outcome: its `complete` marker, and the phase's and the run's once
     every area of them is complete. Never removes a marker."""

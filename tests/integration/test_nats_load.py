@@ -25,8 +25,9 @@ FAIL = "agent.network-expert.cmd.fail"
 @pytest.fixture
 def load(run_module, nats_server):  # noqa: F811
     def run(subject, scenario, check=False, **options):
+        targets = {} if subject is None else dict(subject=subject)
         return run_module("nats_load", dict(dict(url=nats_server.url, timeout=1.0, name="probe-load"),
-                                            subject=subject, scenario=scenario, **options), check=check)
+                                            scenario=scenario, **targets, **options), check=check)
     return run
 
 
@@ -42,7 +43,31 @@ def test_an_open_model_scenario_holds_its_rate_and_measures_from_the_intended_ti
     assert 0 < record["latency_ms"]["p50"] <= record["latency_ms"]["p95"] <= record["latency_ms"]["p99"]
     assert sum(point["sent"] for point in record["series"]) == record["requests"]
     assert result["summary"] == record["summary"] and "none dropped" in result["summary"]
-    assert result["changed"] is False and result["subject"] == PING
+    assert result["changed"] is False and result["subjects"] == record["subjects"] == [PING]
+
+
+def test_requests_go_to_several_subjects_in_turn(reference_agent, load):
+    # Every other request goes where nobody listens: half answered, half no responders.
+    reference_agent()
+    nobody = "agents.nobody.%s.cmd.ping" % uuid.uuid4()
+    result = load(None, dict(executor="constant-arrival-rate", rate=20, duration=1.0, max_vus=10),
+                  subjects=[PING, nobody])
+    record = result["record"]
+    assert record["subjects"] == result["subjects"] == [PING, nobody]
+    assert record["requests"] >= 18 and record["answered"] == (record["requests"] + 1) // 2, record
+    assert sum(record["failures"].values()) == record["requests"] // 2, record["failures"]
+
+
+@pytest.mark.parametrize("targets, why", [
+    (dict(subject=PING, subjects=[PING]), "mutually exclusive"),
+    (dict(subjects=[]), "subjects must name at least one subject"),
+    (dict(subjects=[PING, " "]), "none empty"),
+    (dict(), "one of the following is required"),
+])
+def test_the_subjects_are_one_subject_or_a_list_of_them(run_module, targets, why):  # noqa: F811
+    result = run_module("nats_load", dict(url="nats://127.0.0.1:1", scenario=dict(executor="constant-vus", vus=1,
+                                                                                  duration=0.2), **targets))
+    assert result["failed"] and why in result["msg"], result["msg"]
 
 
 def test_a_rate_the_agent_cannot_carry_is_said_with_what_was_dropped(reference_agent, load):

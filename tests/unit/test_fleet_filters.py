@@ -126,7 +126,10 @@ def test_filter_plugin_exports_its_filters():
                        "fleet_probe_agents": fleet.fleet_probe_agents,
                        "legacy_only_proof": fleet.legacy_only_proof,
                        "server_proof": fleet.server_proof,
-                       "post_rollback_round": fleet.post_rollback_round}
+                       "post_rollback_round": fleet.post_rollback_round,
+                       "readiness_load_plan": fleet.readiness_load_plan,
+                       "readiness_load_targets": fleet.readiness_load_targets,
+                       "readiness_load_compare": fleet.readiness_load_compare}
 
 
 def test_identities_are_built_as_the_wave_plan_builds_them():
@@ -359,3 +362,54 @@ def test_a_round_whose_proof_fails_is_unstable_with_the_proofs_reasons():
     before = units(**{"tdd_expert@dgx-1": ("active", 0, 10), "tdd_expert@dgx-2": ("active", 0, 20)})
     round_ = fleet.post_rollback_round(probe, ["dgx-1", "dgx-2"], None, before, before, 1, 1)
     assert not round_["stable"] and round_["reasons"] == ["tdd-expert@dgx-1: 3 answer(s) on its unified subject"]
+
+
+# --- the readiness run's load -------------------------------------------------------------------
+
+SCENARIO = dict(executor="constant-arrival-rate", rate=50, duration=600, max_vus=20,
+                thresholds=[dict(name="p99", metric="latency_p99_ms", comparator="<", threshold=200, window_seconds=60)])
+CATALOG = {"network-expert": dict(id="01936f88-d2a9-7000-8000-000000000008", cluster="infrastructure"),
+           "tdd-expert": dict(id="01936faa-f4cb-7000-8000-00000000000a", cluster="quality-assurance")}
+
+
+def test_the_load_plan_is_the_inventory_as_written_in_production():
+    assert fleet.readiness_load_plan({"soak": SCENARIO}) == {"soak": SCENARIO}
+
+
+def test_the_load_plan_compresses_durations_and_caps_them_for_the_sandbox():
+    plan = fleet.readiness_load_plan({"soak": SCENARIO}, 60, 6)
+    assert plan["soak"]["duration"] == 6 and plan["soak"]["rate"] == 50
+    assert plan["soak"]["compressed"] == dict(factor=100, production_seconds=600)
+    assert plan["soak"]["thresholds"][0]["window_seconds"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("scenarios, factor, message", [
+    ({"soak": dict(SCENARIO, rate=float("inf"))}, 1,
+     r"refused \(nothing was sent\):\n  - readiness_load_scenarios\.soak\.rate: must be a number in \(0, 10,000\]"),
+    ({}, 1, r"readiness_load_scenarios: must be a mapping of 1 to"),
+    ({"soak": SCENARIO}, 0.5, r"readiness_load_compress_factor/readiness_load_max_seconds: factor: must be a number"),
+])
+def test_a_load_plan_out_of_range_is_refused_naming_the_key_and_the_range(scenarios, factor, message):
+    from ansible.errors import AnsibleFilterError
+    with pytest.raises(AnsibleFilterError, match=message):
+        fleet.readiness_load_plan(scenarios, factor)
+
+
+def test_the_load_goes_to_unified_subjects_only_where_every_host_has_the_flag_on():
+    by_host = {"dgx-1": files(network_expert=info(True), tdd_expert=info(True)),
+               "dgx-2": files(network_expert=info(True), tdd_expert=info(False)),
+               "dgx-3": files(network_expert=info(True))}
+    targets = fleet.readiness_load_targets(by_host, ["network-expert", "tdd-expert"], CATALOG, ENV_DIR,
+                                           "agent.{name}", "agents.{cluster}.{id}")
+    assert targets == [
+        dict(agent="network-expert", via="unified",
+             subject="agents.infrastructure.01936f88-d2a9-7000-8000-000000000008.cmd.ping",
+             flags={"dgx-1": True, "dgx-2": True, "dgx-3": True}),
+        dict(agent="tdd-expert", via="legacy", subject="agent.tdd-expert.cmd.ping",
+             flags={"dgx-1": True, "dgx-2": False, "dgx-3": None}),
+    ]
+
+
+def test_the_load_comparison_says_when_there_is_no_previous_run():
+    compared = fleet.readiness_load_compare({"scenarios": {"soak": {"requests": 10}}}, None)
+    assert compared["previous"] is None and compared["scenarios"] == {"soak": {"status": "no previous run"}}

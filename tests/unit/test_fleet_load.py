@@ -16,6 +16,7 @@ import json
 import math
 
 import pytest
+import yaml
 from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_load as fl
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import Latency, Schedule
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_gates
@@ -26,6 +27,12 @@ pytestmark = pytest.mark.unit
 
 CRITERIA = str(REPO / "criteria/default.yml")
 VAR = "readiness_load_scenarios"
+CONTRACT = REPO / "inventory/production/group_vars/all/00-contract.yml"
+
+
+def production_scenarios():
+    """The contract's six scenarios at production durations, as the production inventory holds them."""
+    return yaml.safe_load(CONTRACT.read_text())[VAR]
 
 
 # --- virtual time for many tasks ---------------------------------------------------------------
@@ -146,8 +153,8 @@ def totals_match_series(record):
 
 # ================================================================================ scenarios as data
 
-def test_production_scenarios_are_the_contracts_six_valid_with_endurance_and_soak_in_hours():
-    scenarios = fl.production_scenarios()
+def test_the_production_inventory_holds_the_contracts_six_valid_with_endurance_and_soak_in_hours():
+    scenarios = production_scenarios()
     assert tuple(scenarios) == fleet_gates.LOAD_SCENARIOS
     assert fl.validate_scenarios(scenarios) == []
     assert (scenarios["10-concurrent"]["executor"], scenarios["10-concurrent"]["vus"]) == ("constant-vus", 10)
@@ -156,12 +163,10 @@ def test_production_scenarios_are_the_contracts_six_valid_with_endurance_and_soa
     assert scenarios["spike"]["executor"] == "ramping-arrival-rate"
     for name in ("endurance", "soak"):
         assert scenarios[name]["executor"] == "constant-arrival-rate" and scenarios[name]["duration"] >= 3600
-    scenarios["soak"]["duration"] = 1
-    assert fl.production_scenarios()["soak"]["duration"] >= 3600  # a copy each time
 
 
 def test_compress_shortens_durations_windows_and_intervals_but_keeps_the_load():
-    production = fl.production_scenarios()
+    production = production_scenarios()
     before = copy.deepcopy(production)
     short = fl.compress(production, 60)
     assert production == before
@@ -186,15 +191,15 @@ def test_compress_shortens_durations_windows_and_intervals_but_keeps_the_load():
 
 def test_compress_refuses_a_factor_or_scenarios_out_of_range():
     with pytest.raises(ValueError, match=r"factor: must be a number in \[1, 1,000,000\] times shorter, got 0.5"):
-        fl.compress(fl.production_scenarios(), 0.5)
-    bad = fl.production_scenarios()
+        fl.compress(production_scenarios(), 0.5)
+    bad = production_scenarios()
     bad["soak"]["rate"] = float("inf")
     with pytest.raises(ValueError, match=r"soak\.rate: must be a number in \(0, 10,000\]"):
         fl.compress(bad, 10)
 
 
 def scenarios_with(name, change=None, remove=(), **top):
-    data = fl.production_scenarios()
+    data = production_scenarios()
     data[name].update(change or {})
     for key in remove:
         del data[name][key]
@@ -272,7 +277,7 @@ def scenarios_with(name, change=None, remove=(), **top):
            "min_samples})"),
     (scenarios_with("soak", dict(thresholds="p99 < 200")),
      VAR + ".soak.thresholds: must be a list of at most 20 thresholds, got 'p99 < 200'"),
-    (dict(fl.production_scenarios(), **{"../etc": dict(executor="constant-vus", vus=1, duration=1)}),
+    (dict(production_scenarios(), **{"../etc": dict(executor="constant-vus", vus=1, duration=1)}),
      VAR + '.../etc: a scenario name is 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit'),
     (dict(("s%d" % n, dict(executor="constant-vus", vus=1, duration=1)) for n in range(21)),
      VAR + ": 21 scenarios, at most 20"),
@@ -631,7 +636,7 @@ def write_results(tmp_path, records):
 
 def test_the_records_of_the_six_scenarios_pass_the_performance_gate_when_good(tmp_path):
     vt = VirtualTime()
-    scenarios = fl.compress(fl.production_scenarios(), 60, max_seconds=0.5)
+    scenarios = fl.compress(production_scenarios(), 60, max_seconds=0.5)
     records = run_all(vt, scenarios, vt_server(vt, service=0.02))
     for record in records:
         assert record["thresholds_passed"] and not record["aborted"] and record["dropped"] == 0, record["summary"]
@@ -645,7 +650,7 @@ def test_the_records_of_the_six_scenarios_pass_the_performance_gate_when_good(tm
 
 def test_the_gate_fails_naming_the_scenario_that_could_not_reach_its_rate(tmp_path):
     vt = VirtualTime()
-    scenarios = fl.compress(fl.production_scenarios(), 60, max_seconds=0.5)
+    scenarios = fl.compress(production_scenarios(), 60, max_seconds=0.5)
     good = run_all(vt, {n: s for n, s in scenarios.items() if n != "spike"}, vt_server(vt, service=0.02))
     spike = vt.scenario(dict(scenarios["spike"], max_vus=2), vt_server(vt, workers=1, service=0.15), name="spike")
     assert spike["dropped"] > 0 and spike["rate_reached"] is False
@@ -660,7 +665,7 @@ def test_the_gate_fails_naming_the_scenario_that_could_not_reach_its_rate(tmp_pa
 
 def test_the_gate_fails_a_scenario_whose_sliding_window_threshold_failed(tmp_path):
     vt = VirtualTime()
-    scenarios = fl.compress(fl.production_scenarios(), 60, max_seconds=0.5)
+    scenarios = fl.compress(production_scenarios(), 60, max_seconds=0.5)
     records = run_all(vt, scenarios, vt_server(vt, service=0.02))
     blip = vt.scenario(dict(BLIP, thresholds=[threshold("p99 windowed", "latency_p99_ms", "<", 50,
                                                         window_seconds=0.1)]), blip_server(vt), name="endurance")
@@ -696,6 +701,12 @@ def test_compare_with_previous_gives_the_change_per_scenario_and_figure_without_
     compressed = dict(after, config=dict(after["config"], rate=100))
     differs = fl.compare_with_previous({"scenarios": {"soak": compressed}}, {"scenarios": {"soak": before}})
     assert differs["scenarios"]["soak"]["differences"] == ["rate: 100 now, 50 before"]
+    # so is a run whose load went to other subjects (legacy before, unified now)
+    moved = fl.compare_with_previous({"scenarios": {"soak": dict(after, subjects=["agents.x.1.cmd.ping"])}},
+                                     {"scenarios": {"soak": dict(before, subjects=["agent.x.cmd.ping"])}})
+    assert moved["scenarios"]["soak"]["same_configuration"] is False
+    assert moved["scenarios"]["soak"]["differences"] == [
+        "subjects: ['agents.x.1.cmd.ping'] now, ['agent.x.cmd.ping'] before"]
 
 
 def test_compare_without_a_previous_run_says_so():

@@ -177,6 +177,8 @@ READ_BY = {
     "wave_journal": [("action/wave_journal.py", None), ("plugin_utils/fleet_journal.py", {"record_step"})],
     "wave_decision": [("action/wave_decision.py", None)],
     "fleet_lock": [("action/fleet_lock.py", None)],
+    "readiness_status": [("action/readiness_status.py", None)],
+    "readiness_gate": [("action/readiness_gate.py", None)],
 }
 
 
