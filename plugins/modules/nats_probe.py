@@ -13,14 +13,18 @@ description:
     what the rollout criteria need - delivery, error rate, latency percentiles, dual-publishing
     success, unified (agent-ref) traffic share and the agents' own publish time.
   - The generator is open loop - request i of a target is due at M(start + i/rate) whether or not
-    earlier requests were answered, and its latency is measured from that intended time - so a
-    stalled agent shows up as latency and timeouts instead of as a lower request rate
-    (coordinated-omission safe). Latencies go into HDR histograms (1 us to 60 s, 3 significant digits).
+    earlier requests were answered - so a stalled agent shows up as latency and timeouts instead of
+    as a lower request rate (coordinated-omission safe). A request is timed from when it left, or,
+    when it left more than 5 ms late (a stall of the probe, not its timer's wake-up error), from its
+    intended time plus those 5 ms, so the stall counts. Latencies go into HDR histograms (1 us to
+    60 s, 3 significant digits).
   - Each request carries C(Agent-Target) so each instance is measured on its own. Replies are
     matched by a per-request inbox; NATS "no responders" statuses are counted apart from timeouts
     (no reply within the window plus O(timeout)) and error replies (C(Agent-Error) header or C(ok=false)).
-  - At the start of the window each instance is asked to C(emit) O(emit_events) events; the legacy
-    and unified copies of every event seen in the window are paired by C(Nats-Msg-Id) and attributed
+  - Before the first request each instance is asked to C(emit) O(emit_events) events, and the
+    requests start once every emit is confirmed (or after O(timeout)), so the agents' publishing
+    burst does not land in the request latencies. The legacy
+    and unified copies of every event seen from the emits to the end of the window are paired by C(Nats-Msg-Id) and attributed
     to their instance by C(Agent-Host), so dual publishing and unified share are reported per agent
     and per instance (agent x host).
   - After the window each instance is asked for its C(status), whose C(publish_time_ms) and
@@ -79,7 +83,7 @@ options:
     default: 2
   emit_events:
     description: >-
-      Events each instance is asked to emit at the start of the window, for a large and deterministic dual-publishing
+      Events each instance is asked to emit before the requests start, for a large and deterministic dual-publishing
       sample (0 to skip). In [0, 10,000] (the reference agent's cap on one emit).
     type: int
     default: 200
@@ -215,7 +219,9 @@ targets:
       type: float
       sample: 0.0
     latency_ms:
-      description: Reply latency from the intended send time, in ms; values null and count 0 without replies.
+      description: >-
+        Reply latency in ms, from the send time (from the intended time when the request left more than 5 ms late);
+        values null and count 0 without replies.
       returned: always
       type: dict
       sample: {"p50": 0.61, "p90": 0.93, "p99": 1.8, "max": 3.2, "mean": 0.66, "count": 200}
@@ -479,10 +485,13 @@ totals:
            "events": {"legacy": 1206, "unified": 603, "paired": 603}, "dual_publish_success": 1.0,
            "unified_share": 0.33, "unmatched_replies": 0}
 window:
-  description: When the measurement window started and ended (UTC, ISO 8601) and its length.
+  description: >-
+    When the measurement window started (the emits, or the first request without them) and ended (UTC, ISO 8601),
+    its length, and the seconds of sending requests within it.
   returned: always
   type: dict
-  sample: {"started": "2025-01-01T10:00:00.000+00:00", "ended": "2025-01-01T10:00:10.001+00:00", "seconds": 10.001}
+  sample: {"started": "2025-01-01T10:00:00.000+00:00", "ended": "2025-01-01T10:00:10.051+00:00", "seconds": 10.051,
+           "requests_seconds": 10.001}
 achieved_rate:
   description: >-
     Requests actually sent per second over all targets; compare with RV(requested_rate) to see that the generator kept
@@ -497,7 +506,8 @@ requested_rate:
   sample: 240.0
 send_lag_ms:
   description: >-
-    How late requests left compared with their intended time (p50, p99, max in ms); part of the measured latency.
+    How late requests left compared with their intended time (p50, p99, max in ms); only what is above 5 ms counts in
+    the measured latency.
   returned: always
   type: dict
   sample: {"p50": 0.5, "p99": 1.1, "max": 2.3}

@@ -407,9 +407,81 @@ def test_probe_measures_each_instance_from_the_intended_send_time():
     assert agent["publish_time_ms"] == dict(p50=0.04, p99=0.3, max=0.5, count=20)
     assert [i["answered"] for i in agent["instances"]] == [True, True]
     assert result["achieved_rate"] == pytest.approx(40.0) and result["requested_rate"] == 40.0
-    assert result["window"]["seconds"] == pytest.approx(2.0)
+    # Two seconds of requests, after one 10 ms poll for the emits' confirmations.
+    assert result["window"]["requests_seconds"] == pytest.approx(2.0)
+    assert result["window"]["seconds"] == pytest.approx(2.01)
     assert result["connection"]["published"] == 80 + 2 + 2  # pings, emits, status requests
     assert result["totals"]["unmatched_replies"] == 0
+
+
+class LateClock(FakeClock):
+    """A fake clock whose sleeps wake up `late` seconds after they were due (the asyncio timer's
+    error), and once, at the first sleep after `stall_at`, `stall` seconds late (a probe stalled)."""
+
+    def __init__(self, late, stall_at=None, stall=0.0):
+        super().__init__()
+        self.late, self.stall_at, self.stall = late, stall_at, stall
+
+    async def sleep(self, seconds):
+        extra = self.late
+        if self.stall_at is not None and self.now >= self.stall_at:
+            extra, self.stall_at = self.stall, None
+        await super().sleep(seconds + extra)
+
+
+def probe_on(clock, respond, **overrides):
+    nc = FakeNats(clock, respond)
+
+    async def connect(_params):
+        return nc
+
+    return asyncio.run(run_probe(params(**overrides), connect=connect, clock=clock, sleep=clock.sleep)), nc
+
+
+def test_a_request_its_timer_sent_a_millisecond_late_is_timed_from_when_it_left():
+    result, _ = probe_on(LateClock(late=0.001), fleet(latency={"dgx-1": 0.002, "dgx-2": 0.005}), rate=5.0)
+    lags = result["send_lag_ms"]
+    assert lags["p50"] == pytest.approx(1.0, rel=1e-2)  # every request left 1 ms late...
+    by = {t["host"]: t["latency_ms"] for t in result["targets"] if t["via"] == "legacy"}
+    assert by["dgx-1"]["p50"] == pytest.approx(2.0, rel=2e-3)  # ...and the agents' 2 and 5 ms are what is measured
+    assert by["dgx-2"]["max"] == pytest.approx(5.0, rel=2e-3)
+
+
+def test_a_stalled_probe_still_counts_its_stall_beyond_the_timer_tolerance():
+    # The probe stalls 300 ms once, 0.5 s into the window: the requests due meanwhile leave late,
+    # and their latency counts from their intended time (less the 5 ms tolerance), as in wrk2.
+    clock = LateClock(late=0.0, stall_at=1000.5, stall=0.3)
+    result, _ = probe_on(clock, fleet(latency={"dgx-1": 0.002, "dgx-2": 0.002}), rate=10.0)
+    latencies = [t["latency_ms"] for t in result["targets"]]
+    worst = max(lat["max"] for lat in latencies)
+    assert worst > 250  # a ~300 ms stall, not hidden as a 2 ms reply
+    assert worst == pytest.approx(300 - 5 + 2, abs=30)
+    assert min(lat["p50"] for lat in latencies) == pytest.approx(2.0, rel=2e-3)
+
+
+def test_emits_are_confirmed_before_the_first_request_and_their_events_still_count():
+    result, nc = probe_on(FakeClock(), fleet(), emit_events=50)
+    emits = [p[0] for p in nc.published if p[1].endswith(".cmd.emit")]
+    pings = [p[0] for p in nc.published if p[1].endswith(".cmd.ping")]
+    # The fake fleet confirms an emit 2 ms after it and sends its events 1 ms after it.
+    assert len(emits) == 2 and max(emits) + 0.002 <= min(pings)
+    assert result["agents"][0]["events"] == dict(legacy=100, unified=100, paired=100, emitted=100)
+
+
+def test_an_emit_never_confirmed_holds_the_requests_back_at_most_the_grace_period():
+    respond = fleet()
+
+    def no_emit_replies(subject, headers, payload):
+        answers = respond(subject, headers, payload)
+        if subject.endswith(".cmd.emit"):
+            return [a for a in answers if a[1] != "REPLY"]
+        return answers
+
+    result, nc = probe_on(FakeClock(), no_emit_replies, emit_events=5, timeout=0.5)
+    emits = [p[0] for p in nc.published if p[1].endswith(".cmd.emit")]
+    pings = [p[0] for p in nc.published if p[1].endswith(".cmd.ping")]
+    assert min(pings) - max(emits) == pytest.approx(0.5, abs=0.011)
+    assert result["targets"][0]["sent"] == 20 and result["agents"][0]["events"]["emitted"] is None
 
 
 def test_probe_counts_no_responders_timeouts_and_errors_apart():
@@ -433,8 +505,9 @@ def test_probe_counts_unanswered_requests_as_timeouts_and_nulls_what_it_cannot_m
     assert agent["unified_share"] is None and agent["events"]["emitted"] is None
     assert agent["publish_time_ms"] == dict(p50=None, p99=None, max=None, count=0)
     assert [i["answered"] for i in agent["instances"]] == [False, False]
-    # Window 2 s + 1.5 s grace for replies + 1.5 s for the status replies, then it gives up.
-    assert clock() - 1000.0 == pytest.approx(5.0, abs=0.05)
+    # 1.5 s for the unconfirmed emits, window 2 s, 1.5 s grace for replies, 1.5 s for the status
+    # replies, then it gives up.
+    assert clock() - 1000.0 == pytest.approx(6.5, abs=0.05)
 
 
 def test_probe_dual_publish_success_counts_dropped_unified_copies():
