@@ -214,6 +214,12 @@ def readiness_load_plan(scenarios, factor=1, max_seconds=None):
         raise AnsibleFilterError('readiness_load_compress_factor/readiness_load_max_seconds: %s' % exc)
 
 
+def readiness_load_seconds(scenarios):
+    """The planned seconds of the longest of the (validated) scenarios, 0 for none: the readiness run
+    renews the fleet lock before each scenario, so its lease must outlast the longest."""
+    return max([fleet_load.scenario_seconds(scenario) for scenario in (scenarios or {}).values()] or [0.0])
+
+
 def readiness_load_targets(files_by_host, names, catalog, env_dir, subject_legacy, subject_unified, verb='ping'):
     """Where the readiness run's load goes, per agent: its unified command subject when its env file has
     the flag on on every host (the state being certified), else its legacy one, with each host's flag as
@@ -247,6 +253,7 @@ class FilterModule:
             'server_proof': server_proof,
             'post_rollback_round': post_rollback_round,
             'readiness_load_plan': readiness_load_plan,
+            'readiness_load_seconds': readiness_load_seconds,
             'readiness_load_targets': readiness_load_targets,
             'readiness_load_compare': readiness_load_compare,
         }

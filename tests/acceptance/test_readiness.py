@@ -13,11 +13,23 @@ import shutil
 
 import pytest
 
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_state
+
 from .conftest import ARTIFACTS, AGENTS, HOSTS, env_flag, run_playbook, subject
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
 SIX = ["10-concurrent", "50-concurrent", "ramp-up", "spike", "endurance", "soak"]
+
+
+def lock_holder():
+    """The test fleet's fleet lock as its store holds it (None when free)."""
+    return fleet_state.FleetLock(fleet_state.DirStore(str(ARTIFACTS / "state")), "fleet").peek()
+
+
+def tasks_ok(done, task_prefix: str) -> list:
+    return [e for e in done.events
+            if e.get("event") == "runner_on_ok" and e["event_data"].get("task", "").startswith(task_prefix)]
 
 
 def read(run: str, relpath: str):
@@ -63,6 +75,12 @@ def test_the_load_area_runs_the_six_scenarios_against_every_agent(first_run):
         assert record["summary"].startswith("%s: %s model" % (name, record["model"]))
     assert results["previous"] is None
     assert results["comparison"]["scenarios"] == {name: {"status": "no previous run"} for name in SIX}
+    # It held the fleet lock as readiness.yml, renewed it before each scenario and gave it up at the end.
+    [taken] = tasks_ok(done, "Take the fleet lock")
+    assert taken["event_data"]["res"]["holder"]["run_id"] == run
+    assert taken["event_data"]["res"]["holder"]["playbook"] == "readiness.yml"
+    assert len(tasks_ok(done, "Renew the fleet lock before scenario")) == len(SIX)
+    assert lock_holder() is None
 
 
 def test_the_load_goes_where_the_env_files_say(first_run):
@@ -157,6 +175,7 @@ def test_bad_scenarios_are_refused_before_anything_is_sent(sandbox, tmp_path, sc
     assert any("refused (nothing was sent)" in m and message in m for m in done.failed_messages()), \
         done.failed_messages() or done.stdout[-3000:]
     assert not (ARTIFACTS / "readiness" / run).exists()
+    assert lock_holder() is None  # given up on the way out
 
 
 def test_check_mode_validates_the_scenarios_and_sends_nothing(sandbox, tmp_path):
@@ -174,3 +193,4 @@ def test_a_host_left_out_stops_the_run_before_anything_is_sent(sandbox, tmp_path
     assert any("certifies the whole fleet, but dgx-2, dgx-3 was not read" in m for m in done.failed_messages()), \
         done.failed_messages() or done.stdout[-3000:]
     assert not (ARTIFACTS / "readiness" / run).exists()
+    assert lock_holder() is None  # given up on the way out

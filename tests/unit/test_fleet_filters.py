@@ -128,6 +128,7 @@ def test_filter_plugin_exports_its_filters():
                        "server_proof": fleet.server_proof,
                        "post_rollback_round": fleet.post_rollback_round,
                        "readiness_load_plan": fleet.readiness_load_plan,
+                       "readiness_load_seconds": fleet.readiness_load_seconds,
                        "readiness_load_targets": fleet.readiness_load_targets,
                        "readiness_load_compare": fleet.readiness_load_compare}
 
@@ -381,6 +382,13 @@ def test_the_load_plan_compresses_durations_and_caps_them_for_the_sandbox():
     assert plan["soak"]["duration"] == 6 and plan["soak"]["rate"] == 50
     assert plan["soak"]["compressed"] == dict(factor=100, production_seconds=600)
     assert plan["soak"]["thresholds"][0]["window_seconds"] == pytest.approx(0.6)
+
+
+def test_the_longest_scenario_sets_how_long_the_readiness_run_holds_the_fleet_lock():
+    ramp = {"executor": "ramping-arrival-rate", "stages": [{"duration": 30, "target": 10}, {"duration": 90, "target": 50}]}
+    assert fleet.readiness_load_seconds({"soak": SCENARIO, "ramp-up": ramp}) == 600.0
+    assert fleet.readiness_load_seconds({"ramp-up": ramp}) == 120.0
+    assert fleet.readiness_load_seconds({}) == 0.0
 
 
 @pytest.mark.parametrize("scenarios, factor, message", [

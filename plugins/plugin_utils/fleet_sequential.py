@@ -1,0 +1,162 @@
+# -*- coding: utf-8 -*-
+"""Anytime-valid comparison of the test group's latencies with a reference, round after round (issue 12).
+
+A wave judges its test group hundreds of times (every monitoring round of a 27-hour wave). A test at
+a fixed alpha repeated that often raises a false "degraded" almost surely sooner or later; this one
+bounds the probability of a false "degraded" over the whole wave by alpha, however many rounds are
+judged, and may be asked after every round.
+
+The question asked of each latency x of the test group: is it above the reference's median raised by
+the tolerated effect, c = max(m x (1 + tolerance), m + min_shift)? If the test group is no worse
+than tolerated - its median at most c - such an exceedance has a probability p <= 1/2. The evidence
+against that is a mixture of likelihood ratios of alternatives p_j > 1/2 against 1/2:
+
+    E(s, n) = mean over j of (2 p_j)^s (2 (1 - p_j))^(n - s)     (s exceedances among n latencies)
+
+For any p <= 1/2 every term, hence the mean, is a nonnegative supermartingale starting at 1, so by
+Ville's inequality the probability that E ever reaches 1/alpha is at most alpha. Only the running
+counts (n, s) are kept from round to round. "Improved" is the mirror question (below
+min(m / (1 + tolerance), m - min_shift)); each direction gets alpha / 2.
+
+The same question is asked against two references, each with its own counts:
+  baseline  the same agents before their flip (a pre-flip probe): the agent compared with itself,
+            whatever its type; a fleet-wide drift would show here too;
+  control   the agents that keep the flag off, in the same round: drift shows in both groups and
+            cancels, but agents of different types differ for reasons of their own.
+The wave is "degraded" only when both say so - each bounds the false alarm by alpha on its own, so
+their conjunction does too - and "improved" likewise. A reference without data leaves its side
+"no data", and the verdict waits for it.
+
+What counts as one observation is the caller's choice:
+  update        every latency of the round: the most power, but the guarantee holds only when the
+                latencies are independent draws - a round whose every latency is shifted together (a
+                busy host, a GC pause, a noisy neighbour) counts hundreds of times;
+  update_round  the round's median, once: no less valid when whole rounds wobble, since a wobble
+                that favours neither group exceeds the tolerated effect at most half the time; it
+                needs about a dozen rounds to say "degraded" at alpha 0.01.
+bench/sequential.py shows both against the procedure in use, with and without such wobbles.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+# The alternatives mixed, equal weights: from slight (0.52: detects wide distributions shifted by the
+# tolerated effect and a little more) to gross (0.9).
+ALTERNATIVES = (0.52, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9)
+DIRECTIONS = ('up', 'down')
+REFERENCES = ('baseline', 'control')
+VERDICTS = ('no difference so far', 'degraded', 'improved', 'no data')
+
+
+def log_evidence(s, n, alternatives=ALTERNATIVES):
+    """log E(s, n): the evidence of s exceedances among n against p <= 1/2 (0 for n = 0)."""
+    if n <= 0:
+        return 0.0
+    terms = [s * math.log(2 * p) + (n - s) * math.log(2 * (1 - p)) for p in alternatives]
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
+
+
+def thresholds(reference, tolerance, min_shift=0.0):
+    """(low, high) of a reference sample: its median widened by the tolerated effect, relative and
+    absolute; None without a usable sample."""
+    values = [v for v in reference or () if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        return None
+    median = statistics.median(values)
+    return (min(median / (1 + tolerance), median - min_shift), max(median * (1 + tolerance), median + min_shift))
+
+
+def new_state():
+    return {ref: dict(n=0, up=0, down=0) for ref in REFERENCES}
+
+
+def update(state, samples, references, tolerance, min_shift=0.0):
+    """The counts after one more round: samples (the test group's latencies of the round) counted
+    against each reference of `references` ({baseline: [...], control: [...]}, either missing or
+    empty when there is none). Returns a new state; `state` is not changed."""
+    state = {ref: dict((state or new_state()).get(ref) or dict(n=0, up=0, down=0)) for ref in REFERENCES}
+    values = [v for v in samples or () if isinstance(v, (int, float)) and math.isfinite(v)]
+    for ref in REFERENCES:
+        bounds = thresholds((references or {}).get(ref), tolerance, min_shift)
+        if bounds is None or not values:
+            continue
+        low, high = bounds
+        counts = state[ref]
+        counts['n'] += len(values)
+        counts['up'] += sum(1 for v in values if v > high)
+        counts['down'] += sum(1 for v in values if v < low)
+    return state
+
+
+def update_round(state, samples, references, tolerance, min_shift=0.0):
+    """As update, with the round as one observation: its median against each reference's thresholds."""
+    values = [v for v in samples or () if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        return update(state, (), references, tolerance, min_shift)
+    return update(state, [statistics.median(values)], references, tolerance, min_shift)
+
+
+def share_bounds(s, n, alpha, alternatives=ALTERNATIVES, steps=200):
+    """An anytime-valid confidence interval for the share of exceedances: the p in [0, 1] not ruled
+    out at alpha by the same mixture recentred on p (a grid of `steps`), or None for n = 0."""
+    if n <= 0:
+        return None
+    limit = math.log(1 / alpha)
+    kept = []
+    for i in range(steps + 1):
+        p0 = i / steps
+        if p0 in (0.0, 1.0):
+            ruled_out = (p0 == 0.0 and s > 0) or (p0 == 1.0 and s < n)
+        else:
+            # alternatives on either side of p0, mapped from those around 1/2
+            terms = []
+            for q in alternatives:
+                for alt in (p0 + (q - 0.5) * 2 * (1 - p0), p0 - (q - 0.5) * 2 * p0):
+                    if 0 < alt < 1:
+                        terms.append(s * math.log(alt / p0) + (n - s) * math.log((1 - alt) / (1 - p0)))
+            top = max(terms)
+            ruled_out = top + math.log(sum(math.exp(t - top) for t in terms) / len(terms)) >= limit
+        if not ruled_out:
+            kept.append(p0)
+    return (min(kept), max(kept)) if kept else None
+
+
+def _verdict(counts, limit):
+    n = counts['n']
+    if not n:
+        return 'no data'
+    if log_evidence(counts['up'], n) >= limit:
+        return 'degraded'
+    if log_evidence(counts['down'], n) >= limit:
+        return 'improved'
+    return 'no difference so far'
+
+
+def verdict(state, alpha):
+    """The wave's verdict of the counts so far: degraded (improved) only when every reference says so,
+    no data while a reference has none; alpha / 2 per direction."""
+    limit = math.log(2 / alpha)
+    found = {_verdict((state or {}).get(ref) or dict(n=0, up=0, down=0), limit) for ref in REFERENCES}
+    if 'no data' in found:
+        return 'no data'
+    if len(found) == 1 and found <= {'degraded', 'improved'}:
+        return found.pop()
+    return 'no difference so far'
+
+
+def judge(state, alpha):
+    """The verdict with what it rests on: {verdict, threshold, references: {ref: {n, up, down,
+    evidence_up, evidence_down, share_up, share_up_bounds, verdict}}}."""
+    limit = math.log(2 / alpha)
+    rows = {}
+    for ref in REFERENCES:
+        counts = (state or {}).get(ref) or dict(n=0, up=0, down=0)
+        n = counts['n']
+        rows[ref] = dict(counts, evidence_up=math.exp(min(log_evidence(counts['up'], n), 700)),
+                         evidence_down=math.exp(min(log_evidence(counts['down'], n), 700)),
+                         share_up=counts['up'] / n if n else None,
+                         share_up_bounds=share_bounds(counts['up'], n, alpha / 2), verdict=_verdict(counts, limit))
+    return dict(verdict=verdict(state, alpha), threshold=2 / alpha, references=rows)
