@@ -83,13 +83,19 @@ def samples(rng, median, n, sigma=0.3):
     return [median * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
 
 
-def test_a_twenty_percent_slower_test_group_is_degraded_against_both_references():
-    rng = random.Random(11)
+def judged_after(rng, rounds, test_median, baseline_median, control_median):
+    """The judgement after `rounds` rounds of 200 latencies of each group, against one pre-flip
+    baseline of 600 latencies."""
+    baseline = samples(rng, baseline_median, 600)
     state = seq.new_state()
-    for _ in range(3):
-        state = seq.update(state, samples(rng, 12.0, 200), {"baseline": samples(rng, 10.0, 600),
-                                                             "control": samples(rng, 10.0, 200)}, 0.1)
-    verdict = seq.judge(state, 0.01)
+    for _ in range(rounds):
+        state = seq.update(state, samples(rng, test_median, 200),
+                           {"baseline": baseline, "control": samples(rng, control_median, 200)}, 0.1)
+    return seq.judge(state, 0.01)
+
+
+def test_a_twenty_percent_slower_test_group_is_degraded_against_both_references():
+    verdict = judged_after(random.Random(11), 3, 12.0, 10.0, 10.0)
     assert verdict["verdict"] == "degraded", verdict
     low, high = verdict["references"]["baseline"]["share_up_bounds"]
     assert 0.5 < low <= verdict["references"]["baseline"]["share_up"] <= high
@@ -98,12 +104,7 @@ def test_a_twenty_percent_slower_test_group_is_degraded_against_both_references(
 def test_drift_of_the_whole_fleet_is_not_the_flags_doing():
     # Everything 30 % slower than before the flip, test and control alike: the baseline says
     # degraded, the control does not, and the wave is not.
-    rng = random.Random(5)
-    state = seq.new_state()
-    for _ in range(5):
-        state = seq.update(state, samples(rng, 13.0, 200), {"baseline": samples(rng, 10.0, 600),
-                                                             "control": samples(rng, 13.0, 200)}, 0.1)
-    verdict = seq.judge(state, 0.01)
+    verdict = judged_after(random.Random(5), 5, 13.0, 10.0, 13.0)
     assert verdict["references"]["baseline"]["verdict"] == "degraded"
     assert verdict["references"]["control"]["verdict"] == "no difference so far"
     assert verdict["verdict"] == "no difference so far"
