@@ -243,6 +243,7 @@ def measure(hosts, test, reference, probe, info, baseline):
                     delivery_pct=_pct(instance.get('delivery')),
                     latency_p50_ms=lat.get('p50'),
                     latency_p99_ms=lat.get('p99'),
+                    latency_samples=lat.get('count'),
                     dual_publish_success_pct=_pct(events_of.get('dual_publish_success')),
                     unified_share_pct=_pct(events_of.get('unified_share')),
                     events_judged_per=('instance' if by_instance else 'agent type') if probe else None,
@@ -285,6 +286,8 @@ def render_round_summary(head, verdict, gate, health, measurements, reference_ki
         else:
             result = 'pass' if row['passed'] else ('**FAIL**' if row['kind'] == 'primary' else 'fail (info)')
         measured = '%s %s' % (_cell(row['measured']), row['unit'])
+        if row.get('samples') is not None:  # a latency percentile: of how many latencies
+            measured += ' (n=%d%s)' % (row['samples'], ', too few' if row['too_few'] else '')
         limit = '%s %s' % (row['comparator'], row['threshold'])
         also = row.get('also')
         if also:  # the second condition, asked only once the first holds

@@ -44,6 +44,12 @@ METRIC_RE = re.compile(r'[a-z][a-z0-9_]*')
 
 MannWhitney = collections.namedtuple('MannWhitney', 'u p effect n_a n_b')
 
+# A latency percentile is judged together with how many latencies it was taken from (the figure
+# `latency_samples` of the same scope): the p-th percentile of fewer than 100 / (100 - p) latencies
+# is only the largest of them (p99 needs 100), which the report says rather than let it pass as a p99.
+PERCENTILE_METRIC_RE = re.compile(r'latency_p(\d+(?:\.\d+)?)_ms')
+SAMPLES_METRIC = 'latency_samples'
+
 
 class CriteriaError(Exception):
     """Every problem found in one criteria source, each as '<file>: <key path>: <reason>'."""
@@ -397,16 +403,34 @@ def _condition(condition, figures):
                                           condition['unit'])
 
 
+def percentile_samples(metric, figures):
+    """(samples, needed) for a latency percentile metric: how many latencies it was taken from (None
+    when unknown) and how many it takes to estimate it; None for any other metric."""
+    match = PERCENTILE_METRIC_RE.fullmatch(metric)
+    if not match:
+        return None
+    percentile = float(match.group(1))
+    needed = int(math.ceil(100 / (100 - percentile) - 1e-9)) if percentile < 100 else None
+    samples = figures.get(SAMPLES_METRIC)
+    return (samples if isinstance(samples, int) and not isinstance(samples, bool) else None), needed
+
+
 def _judge(kind, criterion, agent, figures):
     holds, value, reason = _condition(criterion, figures)
     row = dict(name=criterion['name'], kind=kind, metric=criterion['metric'], scope=criterion['scope'],
                agent=agent, comparator=criterion['comparator'], threshold=criterion['threshold'],
                unit=criterion['unit'], measured=value, passed=False, fired=None, reason=reason,
                also=dict(criterion['also'], measured=None) if 'also' in criterion else None)
+    counted = percentile_samples(criterion['metric'], figures)
+    if counted is not None and counted[0] is not None:
+        samples, needed = counted
+        row.update(samples=samples, too_few=needed is not None and samples < needed)
+        row['reason'] += ' (of %d latencies%s)' % (
+            samples, ', too few to estimate it: the largest of them' if row['too_few'] else '')
     if holds and row['also']:
         # Both must hold; the second decides only once the first does.
         holds, row['also']['measured'], also_reason = _condition(row['also'], figures)
-        row['reason'] = '%s and %s %s' % (reason, row['also']['metric'], also_reason)
+        row['reason'] = '%s and %s %s' % (row['reason'], row['also']['metric'], also_reason)
     if holds is None:
         return row
     if kind == 'rollback_trigger':
@@ -471,6 +495,22 @@ def _where(row):
     return ' on %s' % row['agent'] if row['agent'] else ''
 
 
+def _too_few_notes(rows):
+    """One note per criterion whose percentile was taken from too few latencies to estimate it."""
+    notes = []
+    for name in dict.fromkeys(r['name'] for r in rows if r.get('too_few')):
+        flagged = [r for r in rows if r['name'] == name and r.get('too_few')]
+        counts = sorted(r['samples'] for r in flagged)
+        metric = flagged[0]['metric']
+        percentile = 'p' + PERCENTILE_METRIC_RE.fullmatch(metric).group(1)
+        notes.append('%s %s judged from too few latencies on %d instance%s (%s; a %s needs %d): each is the '
+                     'largest latency measured, not an estimate of the percentile' % (
+                         flagged[0]['kind'].replace('_', ' '), name, len(flagged), '' if len(flagged) == 1 else 's',
+                         '%d' % counts[0] if counts[0] == counts[-1] else '%d to %d' % (counts[0], counts[-1]),
+                         percentile, percentile_samples(metric, {})[1]))
+    return notes
+
+
 def evaluate(criteria, measurements):
     """Decide one checkpoint. criteria: as returned by load_criteria. measurements:
 
@@ -506,6 +546,7 @@ def evaluate(criteria, measurements):
              for r in secondary if not r['passed']]
     notes += ['comparison %s %s: %s' % (c['metric'], c['verdict'], c['reason']) for c in comparisons
               if c['verdict'] in ('improved', 'differs') or (c['verdict'] == 'too few samples' and not c['required'])]
+    notes += _too_few_notes(triggers + primary + secondary)
 
     return dict(fired=fired, unknown=unknown, failed=failed, degraded=degraded, short=short,
                 n_primary=len(primary), n_comparisons=len(comparisons), reasons=lines, notes=notes,

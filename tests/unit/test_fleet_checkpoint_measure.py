@@ -135,7 +135,7 @@ def test_every_test_agent_on_every_host_is_keyed(obs):
 def test_instance_figures_have_every_metric(obs):
     assert set(figures(obs)) == {"uptime_pct", "error_rate_pct", "delivery_pct", "latency_p50_ms", "latency_p99_ms",
                                  "dual_publish_success_pct", "unified_share_pct", "publish_time_ms", "agent_crashes",
-                                 "journal_errors", "requests", "events_judged_per"}
+                                 "journal_errors", "requests", "events_judged_per", "latency_samples"}
     assert figures(obs)["events_judged_per"] == "instance"
 
 
@@ -719,7 +719,7 @@ def test_round_summary_lists_every_criterion_with_its_instance(obs):
     lines = text.splitlines()
     assert lines[0] == "# wave2 T+1h: GO" and lines[2].startswith("- GO: ")
     assert "- health: %d checks, 0 failed" % len(health["checks"]) in lines
-    assert "| primary | latency_p50 | network-expert@dgx-2 | 0.55 ms | < 100 | pass |" in lines
+    assert "| primary | latency_p50 | network-expert@dgx-2 | 0.55 ms (n=600) | < 100 | pass |" in lines
     assert "| secondary | system_load | wave | 0.7 load | < 1.0 | pass |" in lines
     assert "| rollback_trigger | agent_crash | network-expert@dgx-1 | 0 count | > 0 | quiet |" in lines
     assert "## Test vs control" in lines

@@ -271,6 +271,33 @@ def test_failed_primary_is_no_go_naming_agent_and_figures(criteria):
     assert result["reasons"] == ["primary latency_p99 failed on network-expert: latency_p99_ms 250 is not < 200 ms"]
 
 
+def test_a_percentile_says_how_many_latencies_it_was_taken_from_and_flags_too_few(criteria):
+    measurements = good()
+    measurements["per_agent"]["network-expert"]["latency_samples"] = 40
+    measurements["per_agent"]["tdd-expert"]["latency_samples"] = 500
+    result = judge(criteria, measurements)
+    assert result["outcome"] == GO  # flagged, not failed: 20 ms is the largest of 40, under 200
+    by_agent = {r["agent"]: r for r in rows(result, "latency_p99")}
+    assert by_agent["network-expert"]["too_few"] is True and by_agent["network-expert"]["samples"] == 40
+    assert by_agent["network-expert"]["reason"] == (
+        "20 < 200 ms (of 40 latencies, too few to estimate it: the largest of them)")
+    assert by_agent["tdd-expert"]["too_few"] is False and by_agent["tdd-expert"]["reason"] == "20 < 200 ms (of 500 latencies)"
+    assert rows(result, "latency_p50")[0]["too_few"] is False  # a median needs 2
+    assert result["notes"] == ["primary latency_p99 judged from too few latencies on 1 instance (40; a p99 needs 100): "
+                               "each is the largest latency measured, not an estimate of the percentile"]
+
+
+def test_a_percentile_taken_from_too_few_latencies_still_fails_over_its_limit(criteria):
+    measurements = with_agent("latency_p99_ms", 250, agent="network-expert")
+    measurements["per_agent"]["network-expert"]["latency_samples"] = 30
+    measurements["per_agent"]["tdd-expert"]["latency_samples"] = 30
+    result = judge(criteria, measurements)
+    assert result["outcome"] == NO_GO
+    assert result["reasons"] == ["primary latency_p99 failed on network-expert: latency_p99_ms 250 is not < 200 ms "
+                                 "(of 30 latencies, too few to estimate it: the largest of them)"]
+    assert "on 2 instances (30; a p99 needs 100)" in result["notes"][0]
+
+
 def test_secondary_failure_alone_keeps_go(criteria):
     result = judge(criteria, good(cpu_overhead_pct=7.5))
     assert result["outcome"] == GO
