@@ -12,7 +12,8 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_actio
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import judge_round
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import CriteriaError
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, record_round, status_line
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import (
+    Journal, JournalError, record_round, sequential_state, status_line)
 
 
 class ActionModule(ControllerAction):
@@ -21,7 +22,14 @@ class ActionModule(ControllerAction):
     def act(self, args, result):
         started = args['started'] or time.time()
         try:
-            judged = judge_round(args)
+            # The sequential comparison goes on from the counts of the run's last judged round.
+            before = sequential_state(Journal(ArtifactStore(args['artifacts_dir']), args['run_id'],
+                                              self.evidence_key).records())
+        except (ArtifactError, JournalError, OSError) as exc:
+            return dict(result, failed=True, msg='wave_checkpoint: could not read the run journal under %s: %s '
+                        '(nothing was written)' % (args['artifacts_dir'], exc))
+        try:
+            judged = judge_round(args, before)
         except CriteriaError as exc:
             return dict(result, failed=True, msg='criteria refused:\n  - %s' % '\n  - '.join(exc.problems))
         except ArtifactError as exc:  # a wave or label that cannot name its folder (Layout)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_load
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import instance_key
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import identity, subject_prefix
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import fleet_view
 
@@ -191,6 +192,18 @@ def post_rollback_round(probe, hosts, server, before, after, number, at_seconds)
                 restarts=restarts)
 
 
+def fleet_latency_baseline(probe):
+    """{agent@host: median reply latency in ms} of a nats_probe result, for every instance that
+    replied: the pre-flip baseline each instance's sequential comparison is judged against."""
+    baseline = {}
+    for agent in (probe or {}).get('agents') or []:
+        for instance in agent.get('instances') or []:
+            p50 = (instance.get('latency_ms') or {}).get('p50')
+            if p50 is not None:
+                baseline[instance_key(agent['name'], instance['host'])] = p50
+    return baseline
+
+
 def readiness_load_plan(scenarios, factor=1, max_seconds=None):
     """The readiness run's load scenarios as they will run: readiness_load_scenarios validated (every
     problem at once, naming its key and the allowed range) and, for the sandbox, compressed by factor
@@ -249,6 +262,7 @@ class FilterModule:
             'fleet_command_subject': fleet_command_subject,
             'fleet_identities': fleet_identities,
             'fleet_probe_agents': fleet_probe_agents,
+            'fleet_latency_baseline': fleet_latency_baseline,
             'legacy_only_proof': legacy_only_proof,
             'server_proof': server_proof,
             'post_rollback_round': post_rollback_round,

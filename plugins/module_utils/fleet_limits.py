@@ -46,6 +46,8 @@ LIMITS = {
     'fleet_lock_lease_seconds': _range(10, DAY_S, 'seconds', 'inventory, `fleet_lock` `lease_seconds`'),
     # the criteria file
     'comparison.min_samples': _range(2, 100_000, 'samples per side', 'criteria file', integer=True),
+    # sequential: the tolerated relative effect (0.1: a median up to 10 % worse is no degradation)
+    'comparison.tolerance': _range(0, 10, 'fraction of the reference median', 'criteria file'),
     # medians closer than this are no difference (fleet_gate); a million ms is over 16 minutes
     'comparison.metrics[].min_shift': _range(0, 1_000_000, "in the compared metric's unit",
                                              'criteria file (optional, default 0)'),

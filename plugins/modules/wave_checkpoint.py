@@ -122,6 +122,19 @@ options:
   server_error:
     description: Why there is no server view, for the record.
     type: str
+  latency_baseline:
+    description:
+      - Each test instance's median reply latency (ms) before its flip, keyed C(agent@host), from the
+        pre-flip probe of pre-flight; the sequential comparison (C(comparison.test=sequential) in the
+        criteria) compares each instance with it. An instance without one has no baseline data, and
+        its comparison waits.
+      - The counts the comparison accumulated over the run's earlier rounds are read from the run
+        journal, so a resumed run goes on with them.
+    type: dict
+  tested:
+    description: How many instances the wave tests in all (every phase's agents on every host); the
+      sequential comparison shares its alpha among them. Default - the instances of O(test).
+    type: int
   complete:
     description: Whether O(hosts) are all the hosts the agents run on. Only then is a connection
       that is no instance an impostor; in a C(--limit) run it is recorded as unattributed.

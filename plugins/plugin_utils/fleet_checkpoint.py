@@ -10,8 +10,10 @@ import statistics
 import time
 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import Layout, utc
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import evaluate, load_criteria
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import (DEFAULT_TOLERANCE, evaluate,
+                                                                                  load_criteria)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import ASK, ROLL_BACK, decide_round, describe
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_sequential import compare_instances
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import fleet_view
 
 
@@ -209,12 +211,14 @@ def measure(hosts, test, reference, probe, info, baseline):
     info       {host: agent_host_info result} now; baseline: the same at the start of the watch
 
     Returns {per_agent: {'agent@host': {metric: value}}, wave: {metric: value},
-             samples: {test: {latency_ms: [...]}, control: {latency_ms: [...]}}}, every figure in
+             samples: {test: {latency_ms: [...]}, control: {latency_ms: [...]}},
+             instance_samples: {latency_ms: {'agent@host': [...]}}}, every figure in
     the units of criteria/default.yml, None where there is no data.
     """
     probe_agents = {a['name']: a for a in (probe or {}).get('agents') or []}
     per_agent = {}
     cpu, memory, latency, p50 = ({'test': [], 'reference': []} for _ in range(4))
+    instance_latency = {}  # the test instances' latencies, for the sequential comparison
     elapsed_on = {host: _elapsed(info, baseline, host) for host in hosts}
     for side, names in (('test', test), ('reference', reference)):
         for agent in names:
@@ -224,6 +228,8 @@ def measure(hosts, test, reference, probe, info, baseline):
                 cpu[side].append(_cpu_pct(unit, before, elapsed))
                 memory[side].append((unit or {}).get('memory_bytes'))
                 latency[side].extend(instance.get('samples_ms') or [])
+                if side == 'test':
+                    instance_latency[instance_key(agent, host)] = list(instance.get('samples_ms') or [])
                 lat = instance.get('latency_ms') or {}
                 p50[side].append(lat.get('p50'))
                 if side != 'test':
@@ -263,7 +269,8 @@ def measure(hosts, test, reference, probe, info, baseline):
         memory_bytes_test=_mean(memory['test']), memory_bytes_reference=_mean(memory['reference']),
         latency_p50_ms_test=p50_test, latency_p50_ms_reference=p50_reference)
     return dict(per_agent=per_agent, wave=wave,
-                samples=dict(test=dict(latency_ms=latency['test']), control=dict(latency_ms=latency['reference'])))
+                samples=dict(test=dict(latency_ms=latency['test']), control=dict(latency_ms=latency['reference'])),
+                instance_samples=dict(latency_ms=instance_latency))
 
 
 def _cell(value):
@@ -296,10 +303,29 @@ def render_round_summary(head, verdict, gate, health, measurements, reference_ki
                 measured += ', %s %s' % (_cell(also['measured']), also['unit'])
         lines.append('| %s | %s | %s | %s | %s | %s |' % (
             row['kind'], row['name'], row['agent'] or 'wave', measured, limit, result))
-    lines += ['', '## Test vs %s' % reference_kind, '',
-              '| metric | n test | n reference | p | effect r | medians apart | verdict |',
-              '|---|---|---|---|---|---|---|']
-    for c in gate['comparisons']:
+    sequential = [c for c in gate['comparisons'] if c.get('test') == 'sequential']
+    if sequential:
+        lines += ['', '## Sequential test: each instance against itself before its flip, and the %s' % reference_kind,
+                  '', '| metric | instance | median ms (n) | before flip | effect | reference median | '
+                  'above tolerated: baseline / reference (bounds) | verdict |', '|---|---|---|---|---|---|---|---|']
+        for c in sequential:
+            shares = []
+            for ref in ('baseline', 'control'):
+                counts = c['references'][ref]
+                bounds = counts['share_up_bounds']
+                shares.append('no data' if not counts['n'] else '%.0f %% (%.0f-%.0f) of %d' % (
+                    100 * counts['share_up'], 100 * bounds[0], 100 * bounds[1], counts['n']))
+            effect = '-' if c['shift_ms'] is None else '%+.4g ms%s' % (
+                c['shift_ms'], '' if c['shift_pct'] is None else ' (%+.3g %%)' % c['shift_pct'])
+            lines.append('| %s | %s | %s (%d) | %s | %s | %s | %s | %s |' % (
+                c['metric'], c['instance'], _cell(c['median_ms']), c['n_round'], _cell(c['baseline_median_ms']),
+                effect, _cell(c['control_median_ms']), ' / '.join(shares), c['verdict']))
+    ranked = [c for c in gate['comparisons'] if c.get('test') != 'sequential']
+    if ranked or not sequential:
+        lines += ['', '## Test vs %s' % reference_kind, '',
+                  '| metric | n test | n reference | p | effect r | medians apart | verdict |',
+                  '|---|---|---|---|---|---|---|']
+    for c in ranked:
         lines.append('| %s | %d | %d | %s | %s | %s | %s |' % (
             c['metric'], c['n_test'], c['n_control'], _cell(c['p']), _cell(c['effect']), _cell(c.get('shift')),
             c['verdict']))
@@ -314,9 +340,11 @@ def render_round_summary(head, verdict, gate, health, measurements, reference_ki
 # --- one round, judged ------------------------------------------------------------------------------
 
 def triggers_only(criteria):
-    """A monitoring round judges the rollback triggers only; criteria and comparisons are for
-    the scheduled checkpoints."""
-    return dict(criteria, primary=[], secondary=[], comparison=dict(criteria['comparison'], metrics=[]))
+    """A monitoring round judges the rollback triggers only; criteria and a fixed-alpha comparison are
+    for the scheduled checkpoints. A sequential comparison is judged every round: it may be."""
+    comparison = criteria['comparison']
+    return dict(criteria, primary=[], secondary=[],
+                comparison=comparison if comparison.get('test') == 'sequential' else dict(comparison, metrics=[]))
 
 
 def _probe(args):
@@ -341,8 +369,31 @@ def _server(args):
     return fleet_view(server, args['info'] or {}, args['agents'], args['hosts'], args.get('complete', True)), None
 
 
-def judge_round(args):
-    """Judge one checkpoint or monitoring round (args as wave_checkpoint takes them). Returns
+def _sequential(settings, measurements, args, before):
+    """Judge this round's sequential comparison into measurements['sequential'] (fleet_gate reads it)
+    and return the counts after it, for the next round ({metric: {instance: counts}}); None when the
+    criteria use a fixed-alpha test. before: the counts the run's last round left (None at its first);
+    args: latency_baseline ({instance: median before its flip}), tested (instances the wave tests in all)."""
+    if settings.get('test') != 'sequential':
+        return None
+    before = before or {}
+    tested = args.get('tested') or len(args['test']) * len(args['hosts'])
+    state, judged = {}, {}
+    for spec in settings.get('metrics') or []:
+        metric = spec['metric']
+        samples = (measurements.get('instance_samples') or {}).get(metric) or {}
+        control = ((measurements.get('samples') or {}).get('control') or {}).get(metric) or []
+        baselines = (args.get('latency_baseline') or {}) if metric == 'latency_ms' else {}
+        state[metric], judged[metric] = compare_instances(
+            before.get(metric), samples, baselines, control, settings.get('tolerance', DEFAULT_TOLERANCE),
+            spec.get('min_shift', 0), settings['alpha'], tested)
+    measurements['sequential'] = judged
+    return state
+
+
+def judge_round(args, sequential_state=None):
+    """Judge one checkpoint or monitoring round (args as wave_checkpoint takes them; sequential_state:
+    the sequential comparison's counts the run's last judged round left, from its journal). Returns
     result (what the task returns), decision (decision.json) and files (the folder's content)."""
     detected = time.time()  # every observation is in hand: what it shows is known from now
     criteria = load_criteria(args['criteria'], args.get('criteria_file') or '<criteria>')
@@ -350,6 +401,7 @@ def judge_round(args):
     hosts, info, baseline = args['hosts'], args['info'] or {}, args['baseline'] or {}
     probe, probe_error = _probe(args)
     measurements = measure(hosts, args['test'], args['reference'], probe, info, baseline)
+    state = _sequential(criteria['comparison'], measurements, args, sequential_state)
     gate = evaluate(triggers_only(criteria) if monitoring else criteria, measurements)
     per_type = sorted({key.split('@')[0] for key, f in measurements['per_agent'].items()
                        if f.get('events_judged_per') == 'agent type'})
@@ -375,7 +427,7 @@ def judge_round(args):
         next_step=verdict['next_step'], headline=verdict['headline'], reasons=verdict['reasons'],
         criteria_file=args.get('criteria_file'), test=args['test'], reference=args['reference'],
         reference_kind=reference_kind, criteria=gate['criteria'], comparisons=gate['comparisons'],
-        health=health['checks'])
+        health=health['checks'], sequential_state=state)
     head = '%s %s %s: %s' % (args['wave'], step, args['label'], verdict['outcome'])
     files = {
         'observations.json': dict(hosts=info, baseline=baseline, probe=probe, probe_error=probe_error,

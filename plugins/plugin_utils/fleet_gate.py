@@ -35,6 +35,13 @@ OPTIONAL_CRITERION_KEYS = ('also',)
 ALSO_KEYS = ('metric', 'comparator', 'threshold', 'unit')
 TOP_KEYS = SECTIONS + ('on_trigger', 'comparison')
 COMPARISON_KEYS = ('test', 'alpha', 'min_effect', 'min_samples', 'on_inconclusive', 'metrics')
+# The tests a comparison may use: `sequential` (fleet_sequential: each test instance against its own
+# pre-flip baseline and the reference group, anytime-valid over the whole wave, every round) or
+# `mann_whitney` (the test group against the reference group at each checkpoint, fixed alpha).
+COMPARISON_TESTS = ('sequential', 'mann_whitney')
+# sequential: the tolerated relative effect; absent, 0.1.
+OPTIONAL_COMPARISON_KEYS = ('tolerance',)
+DEFAULT_TOLERANCE = 0.1
 COMPARED_KEYS = ('metric', 'worse', 'required')
 # The smallest difference of the two sides' medians (in the metric's unit) that can count as
 # degraded or improved: with hundreds of samples a rank test calls a 0.1 ms shift significant.
@@ -261,8 +268,12 @@ def _check_comparison(data, problems):
     if not isinstance(block, dict):
         problems.append('comparison: expected a mapping, got %s' % type(block).__name__)
         return
-    _check_keys(block, 'comparison', COMPARISON_KEYS, problems)
-    _check_choice(block, 'comparison', 'test', ('mann_whitney',), problems)
+    _check_keys(block, 'comparison', COMPARISON_KEYS, problems, OPTIONAL_COMPARISON_KEYS)
+    _check_choice(block, 'comparison', 'test', COMPARISON_TESTS, problems)
+    if 'tolerance' in block:
+        bad = out_of_range('comparison.tolerance', block['tolerance'])
+        if bad:
+            problems.append('comparison.tolerance: %s' % bad)
     _check_number(block, 'comparison', 'alpha', problems, low=0, high=1, open_range=True)
     _check_number(block, 'comparison', 'min_effect', problems, low=0, high=1)
     if 'min_samples' in block:
@@ -480,7 +491,52 @@ def _compare(settings, metric, worse, required, min_shift, test, control):
     return row
 
 
-def _comparisons(settings, samples):
+def _sequential_reason(row):
+    """One instance's sequential judgement in words: the effect, then what it rests on."""
+    def ms(value):
+        return 'no data' if value is None else '%.4g ms' % value
+    missing = [ref for ref in sorted(row['references']) if not row['references'][ref]['n']]
+    if missing:  # the verdict waits for it
+        return 'nothing to compare with yet: %s (median %s now)' % (', '.join(
+            {'baseline': 'no latency of it before its flip', 'control': 'no latency of the reference group'}[ref]
+            for ref in missing), ms(row['median_ms']))
+    effect = 'median %s, %s before its flip' % (ms(row['median_ms']), ms(row['baseline_median_ms']))
+    if row['shift_ms'] is not None:
+        effect += ' (%+.4g ms%s)' % (row['shift_ms'], ', %+.3g %%' % row['shift_pct'] if row['shift_pct'] is not None else '')
+    effect += ', reference %s' % ms(row['control_median_ms'])
+    sides = []
+    for ref, counts in sorted(row['references'].items()):
+        if not counts['n']:
+            sides.append('%s: no data' % ref)
+            continue
+        low, high = counts['share_up_bounds'] or (0, 1)
+        sides.append('%s: %d of %d latencies above the tolerated (%.0f %%, bounds %.0f-%.0f %%), evidence %.3g of %.3g'
+                     % (ref, counts['up'], counts['n'], 100 * counts['share_up'], 100 * low, 100 * high,
+                        counts['evidence_up'], row['threshold']))
+    return '%s; %s' % (effect, '; '.join(sides))
+
+
+def _sequential_comparisons(settings, judged):
+    """Rows of the sequential comparison (fleet_sequential.compare_instances, one per test instance
+    and metric): degraded or improved only as the test decided, in the direction the metric is worse."""
+    configured = {m['metric']: m for m in settings.get('metrics') or []}
+    rows = []
+    for metric, spec in configured.items():
+        for found in (judged or {}).get(metric) or []:
+            verdict = found['verdict']
+            if spec.get('worse') == 'lower' and verdict in ('degraded', 'improved'):
+                verdict = 'improved' if verdict == 'degraded' else 'degraded'
+            if verdict == 'no data':
+                verdict = 'too few samples'  # the same next step as a rank test without samples
+            rows.append(dict(found, metric=metric, test='sequential', worse=spec.get('worse'),
+                             required=spec.get('required', False), agent=found['instance'], verdict=verdict,
+                             reason='%s: %s' % (found['instance'], _sequential_reason(found))))
+    return rows
+
+
+def _comparisons(settings, samples, judged=None):
+    if settings.get('test') == 'sequential':
+        return _sequential_comparisons(settings, judged)
     test, control = samples.get('test') or {}, samples.get('control') or {}
     configured = {m['metric']: m for m in settings.get('metrics') or []}
     rows = []
@@ -517,6 +573,7 @@ def evaluate(criteria, measurements):
       per_agent  {agent: {metric: value}}   the agents under test, for per_agent criteria
       wave       {metric: value}            one figure each, for wave criteria
       samples    {test: {metric: [..]}, control: {metric: [..]}}   raw points for test vs control
+      sequential {metric: [row, ...]}     fleet_sequential.compare_instances's rows, for test: sequential
 
     Returns the findings - triggers fired or that cannot be ruled out (no data), primary criteria
     failed, comparisons degraded, required comparisons short of samples - with one reason line
@@ -528,7 +585,7 @@ def evaluate(criteria, measurements):
     triggers = _rows('rollback_trigger', criteria['rollback_triggers'], measurements)
     primary = _rows('primary', criteria['primary'], measurements)
     secondary = _rows('secondary', criteria['secondary'], measurements)
-    comparisons = _comparisons(settings, measurements.get('samples') or {})
+    comparisons = _comparisons(settings, measurements.get('samples') or {}, measurements.get('sequential'))
 
     fired = [r for r in triggers if r['fired']]
     unknown = [r for r in triggers if r['fired'] is None]

@@ -31,6 +31,8 @@ RUN, RESUME, LOCK, PREFLIGHT, DEPLOY, WATCH, CHECKPOINT, MONITORING_ROUND, APPRO
     'gate', 'decision')
 STEPS = (RUN, RESUME, LOCK, PREFLIGHT, DEPLOY, WATCH, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE,
          DECISION)
+# The pre-flight record of the pre-flip probe (playbooks/wave/preflight.yml): each instance's latency baseline.
+PRE_FLIP_PROBE = 'pre-flip probe'
 FIELDS = ('phase', 'host', 'label', 'started', 'finished', 'outcome', 'next_step', 'reasons', 'artifact', 'detail')
 
 
@@ -148,6 +150,7 @@ def progress(records):
     """What a run has done, from its journal, for a re-run that goes on from there (resume):
 
     preflight [host, ...] whose pre-flight is recorded ok
+    latency_baseline  {agent@host: median ms} of the pre-flip probe, None when none is recorded
     deployed  {phase: {host: epoch its deploy started}}, the hosts whose deploy is recorded ok
     watch     {phase: {'t0': epoch, 'baseline': {...}}}, each watch whose clock started
     rounds    {phase: {label: next step}}, each round's last word (a person's answer, else the round)
@@ -155,11 +158,13 @@ def progress(records):
     pending   the last round when its next step (rollback, ask) was not taken before the run died,
               with what the automatic rollback or the question needs; else None
     """
-    preflight, deployed, watch, rounds, gates, pending = [], {}, {}, {}, {}, None
+    preflight, deployed, watch, rounds, gates, pending, latency_baseline = [], {}, {}, {}, {}, None, None
     for record in records:
         step, phase, detail = record['step'], record.get('phase'), record.get('detail') or {}
         if step == PREFLIGHT and record.get('host') and record.get('outcome') == 'ok':
             preflight.append(record['host'])
+        elif step == PREFLIGHT and record.get('label') == PRE_FLIP_PROBE and 'latency_baseline' in detail:
+            latency_baseline = detail['latency_baseline']
         elif step == DEPLOY and record.get('outcome') == 'ok':
             deployed.setdefault(phase, {})[record.get('host')] = epoch_of(record.get('started'))
         elif step == WATCH:
@@ -180,7 +185,19 @@ def progress(records):
             pending = None
         elif step == GATE:
             gates[phase] = record.get('next_step')
-    return dict(preflight=preflight, deployed=deployed, watch=watch, rounds=rounds, gates=gates, pending=pending)
+    return dict(preflight=preflight, deployed=deployed, watch=watch, rounds=rounds, gates=gates, pending=pending,
+                latency_baseline=latency_baseline)
+
+
+def sequential_state(records):
+    """The sequential comparison's counts the run's last judged round left (its journal record), or
+    None before the first: the next round goes on from them, in this run or a resumed one."""
+    for record in reversed(records):
+        if record['step'] in fleet_policy.ROUND_STEPS:
+            state = (record.get('detail') or {}).get('sequential_state')
+            if state is not None:
+                return state
+    return None
 
 
 def resumable(records):
@@ -229,6 +246,9 @@ def record_round(store, args, judged, started, key=None):
     """Write a judged round's folder (an earlier run's folder moved to history first, never
     overwritten) with its manifest, then append its journal record. Returns the folder's path."""
     folder, decision = judged['result']['folder'], judged['decision']
+    detail = dict(fired=judged['result']['fired'], detected_at=decision['detected_at'], decided_at=decision['decided_at'])
+    if decision.get('sequential_state') is not None:  # the next round's comparison goes on from it
+        detail['sequential_state'] = decision['sequential_state']
     previous = store.read_json(os.path.join(folder, 'decision.json'))
     if previous and previous.get('run_id') != args['run_id']:
         store.archive(folder, Layout.history_dir(args['wave'], previous.get('run_id'), args['label'],
@@ -243,8 +263,7 @@ def record_round(store, args, judged, started, key=None):
         args['wave'], decision['step'], phase=args['phase'], label=args['label'], started=started,
         finished=judged['result']['decided_epoch'], outcome=decision['outcome'], next_step=decision['next_step'],
         reasons=decision['reasons'], artifact=folder,
-        detail=dict(fired=judged['result']['fired'], detected_at=decision['detected_at'],
-                    decided_at=decision['decided_at']))
+        detail=detail)
     return store.path(folder)
 
 
@@ -376,6 +395,8 @@ def _what(record):
             detail.get('operator') or 'unknown', detail.get('interruption_seconds'), detail.get('after') or '-')
     if step == WATCH:
         return '%s: watch clock started' % record.get('phase')
+    if step == PREFLIGHT and record.get('label'):
+        return 'pre-flight: %s' % record['label']
     if step == PREFLIGHT:
         return 'pre-flight on %s' % (record.get('host') or 'the controller')
     if step == DEPLOY:
@@ -500,9 +521,11 @@ def render_checklist(records):
         return found[-1] if found else None
 
     lines += ['## Phase 0 — pre-deployment', '']
-    _item(lines, 'Controller: plan valid, previous wave GO, NATS reachable', find(PREFLIGHT, host=None))
+    _item(lines, 'Controller: plan valid, previous wave GO, NATS reachable', find(PREFLIGHT, host=None, label=None))
     for host in hosts:
         _item(lines, '%s: agents installed, units active, answering' % host, find(PREFLIGHT, host=host))
+    _item(lines, "Every agent instance's latency before its flip (the sequential comparison's baseline)",
+          find(PREFLIGHT, label=PRE_FLIP_PROBE))
     number = 0
     phases = plan['phases']
     for index, phase in enumerate(phases):

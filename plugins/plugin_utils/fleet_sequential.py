@@ -160,3 +160,42 @@ def judge(state, alpha):
                          share_up=counts['up'] / n if n else None,
                          share_up_bounds=share_bounds(counts['up'], n, alpha / 2), verdict=_verdict(counts, limit))
     return dict(verdict=verdict(state, alpha), threshold=2 / alpha, references=rows)
+
+
+def _median(values):
+    values = [v for v in values or () if isinstance(v, (int, float)) and math.isfinite(v)]
+    return statistics.median(values) if values else None
+
+
+def compare_instances(state, samples, baselines, control, tolerance, min_shift, alpha, tested):
+    """One round of the gate's sequential comparison, each test instance on its own.
+
+    state      {instance: counts as new_state} of the rounds before (None or {} at the first)
+    samples    {instance: [latency, ...]} of this round, the test group's instances
+    baselines  {instance: its median before its flip} (the pre-flip probe of pre-flight)
+    control    [latency, ...] of this round's reference group, every instance pooled
+    tested     how many instances the wave tests in all: alpha is shared among them (each gets
+               alpha / tested), so the false alarm over every instance and every round is at most alpha
+    Returns (state, rows): the counts after this round (instances of the earlier state kept) and one
+    row per instance of `samples`: verdict, the evidence and the share of latencies above the
+    tolerated latency against each reference, with its anytime-valid bounds, and the effect -
+    the round's median against the baseline's, in ms and %.
+    """
+    share = alpha / max(1, int(tested))
+    new = {key: value for key, value in (state or {}).items()}
+    rows = []
+    control_median = _median(control)
+    for instance in sorted(samples):
+        baseline = baselines.get(instance) if baselines else None
+        references = dict(baseline=[baseline] if baseline is not None else [], control=control or [])
+        new[instance] = update(new.get(instance), samples[instance], references, tolerance, min_shift)
+        judged = judge(new[instance], share)
+        median = _median(samples[instance])
+        shift = median - baseline if median is not None and baseline is not None else None
+        rows.append(dict(
+            instance=instance, verdict=judged['verdict'], alpha=share, threshold=judged['threshold'],
+            median_ms=median, baseline_median_ms=baseline, control_median_ms=control_median,
+            shift_ms=shift, shift_pct=100.0 * shift / baseline if shift is not None and baseline else None,
+            n_round=len([v for v in samples[instance] or () if isinstance(v, (int, float)) and math.isfinite(v)]),
+            references=judged['references']))
+    return new, rows

@@ -101,7 +101,7 @@ def test_the_checklist_and_report_show_every_step_with_its_real_time(wave2):
     run_id = decision()["run_id"]
     checklist = (ARTIFACTS / "runs" / run_id / "checklist.md").read_text()
     items = [line for line in checklist.splitlines() if line.startswith("- [")]
-    expected = 1 + len(HOSTS) + 2 * len(HOSTS) + len(LABELS) + 1 + 2 + 1 + 1  # see the headings below
+    expected = 1 + len(HOSTS) + 1 + 2 * len(HOSTS) + len(LABELS) + 1 + 2 + 1 + 1  # see the headings below
     assert len(items) == expected, checklist
     done = [line for line in items if line.startswith("- [x]")]
     assert len(done) == expected - 1 and items[-1] == "- [ ] Rollback: not needed (GO)", checklist

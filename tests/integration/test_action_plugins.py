@@ -345,6 +345,8 @@ HEALTHY = dict(
     baseline=fake_info(HOSTS, ["network-expert"], ["graph-expert"], uptime=1000.0),
     info=fake_info(HOSTS, ["network-expert"], ["graph-expert"], uptime=1600.0, cpu=16.0),
     probe=fake_probe(HOSTS, ["network-expert"], ["graph-expert"]),
+    # each instance's median before its flip, for the sequential comparison (criteria/default.yml)
+    latency_baseline={"network-expert@%s" % host: 0.55 for host in HOSTS},
 )
 # dual publishing below its primary limit on one instance: NO-GO, no trigger.
 LOW_DUAL = fake_probe(HOSTS, ["network-expert"], ["graph-expert"],
@@ -361,9 +363,10 @@ CONTROL_ON_UNIFIED = fake_probe(HOSTS, ["network-expert"], ["graph-expert"])
 for _t in CONTROL_ON_UNIFIED["targets"]:
     if _t["agent"] == "graph-expert" and _t["via"] == "unified" and _t["host"] == "dgx-1":
         _t.update(replies=300, no_responders=0)
-# five latency samples per instance: the required test-vs-control comparison cannot be made.
-FEW_SAMPLES = fake_probe(HOSTS, ["network-expert"], ["graph-expert"], samples=SAMPLES[:5])
-FEW_SAMPLES_REASON = "comparison latency_ms too few samples (required): n 10 test / 10 control, need 20 on each side"
+# no latency recorded before the flip (no pre-flip baseline): the required comparison cannot be made.
+NO_BASELINE = dict(latency_baseline={})
+FEW_SAMPLES_REASONS = ["comparison latency_ms too few samples (required): network-expert@%s: nothing to compare with "
+                       "yet: no latency of it before its flip (median 0.545 ms now)" % host for host in HOSTS]
 ARTIFACTS = ["MANIFEST.sha256", "MANIFEST.sha256.hmac", "comparison.json", "decision.json", "measurements.json", "observations.json",
              "summary.md"]
 
@@ -423,9 +426,9 @@ def checkpoint_run(tmp_path_factory):
         task("corrupt previous checkpoint", "wave_checkpoint", checkpoint(corrupt, "T+1h", "run-1")),
         # the next step the criteria ask for
         task("too few samples asks a person", "wave_checkpoint",
-             checkpoint(policy, "T+1h", "run-1", probe=FEW_SAMPLES)),
+             checkpoint(policy, "T+1h", "run-1", **NO_BASELINE)),
         task("too few samples rolls back when the criteria say so", "wave_checkpoint",
-             checkpoint(policy, "T+6h", "run-1", probe=FEW_SAMPLES, criteria=ON_INCONCLUSIVE_ROLLBACK)),
+             checkpoint(policy, "T+6h", "run-1", criteria=ON_INCONCLUSIVE_ROLLBACK, **NO_BASELINE)),
         task("a fired trigger stops when the criteria say so", "wave_checkpoint",
              checkpoint(policy, "T+12h", "run-1", info=RESTARTED, criteria=ON_TRIGGER_STOP)),
     ])
@@ -476,8 +479,14 @@ def test_checkpoint_measurements_and_comparison(checkpoint_run):
     comparison = read_json(folder / "comparison.json")
     assert (comparison["test"], comparison["reference"], comparison["reference_kind"]) == (
         ["network-expert"], ["graph-expert"], "control")
-    [latency] = [c for c in comparison["comparisons"] if c["metric"] == "latency_ms"]
-    assert (latency["n_test"], latency["n_control"], latency["verdict"]) == (60, 60, "no difference")
+    # Each instance against its own pre-flip median and the control group, counted over run-2's three
+    # rounds so far (30 latencies each).
+    latency = {c["instance"]: c for c in comparison["comparisons"] if c["metric"] == "latency_ms"}
+    assert sorted(latency) == ["network-expert@dgx-1", "network-expert@dgx-2"]
+    for row in latency.values():
+        assert (row["test"], row["verdict"], row["n_round"], row["baseline_median_ms"]) == (
+            "sequential", "no difference so far", 30, 0.55)
+        assert row["references"]["baseline"]["n"] == row["references"]["control"]["n"] == 90
 
 
 def test_checkpoint_decision_record(checkpoint_run):
@@ -505,7 +514,7 @@ def test_checkpoint_summary(checkpoint_run):
     assert summary.startswith("# wave2 checkpoint T+1h: NO-GO\n")
     assert "- %s" % LOW_DUAL_FAILURE in summary
     assert "| primary | dual_publish_success | network-expert@dgx-2 | 97 % | > 99 | **FAIL** |" in summary
-    assert "## Test vs control" in summary
+    assert "## Sequential test: each instance against itself before its flip, and the control" in summary
 
 
 def test_checkpoint_manifest_passes_sha256sum(checkpoint_run):
@@ -561,7 +570,7 @@ def test_checkpoint_with_a_failed_probe_is_no_go_and_says_why(checkpoint_run):
 def test_checkpoint_lacking_samples_for_a_required_comparison_asks_a_person(checkpoint_run):
     result = checkpoint_run["too few samples asks a person"]
     assert (result["outcome"], result["next_step"], result["reasons"]) == ("INCONCLUSIVE", "ask",
-                                                                             [FEW_SAMPLES_REASON])
+                                                                             FEW_SAMPLES_REASONS)
     decision = read_json(checkpoint_run.workdir / "policy/checkpoints/wave2/T+1h/decision.json")
     assert (decision["outcome"], decision["next_step"]) == ("INCONCLUSIVE", "ask")
 
@@ -597,7 +606,9 @@ def test_monitor_round_ignores_the_primary_criteria(checkpoint_run):
                          / "store/checkpoints/wave2/history/run-1/monitor/phase2-monitor-001/decision.json")
     assert decision["next_step"] == "proceed"
     assert {r["kind"] for r in decision["criteria"]} == {"rollback_trigger"}
-    assert not [c for c in decision["comparisons"] if c.get("required")]
+    # The sequential comparison is judged every round (anytime-valid); nothing else is compared.
+    assert decision["comparisons"] and all(c["test"] == "sequential" and c["verdict"] == "no difference so far"
+                                           for c in decision["comparisons"])
 
 
 def test_monitor_round_rolls_back_on_a_trigger(checkpoint_run):
@@ -642,9 +653,14 @@ def test_checkpoint_journals_every_round_of_its_run_in_order(checkpoint_run):
         assert (record["run_id"], record["wave"], record["host"]) == ("run-2", "wave2", None)
         assert (record["reasons"], record["artifact"]) == (result["reasons"], result["folder"]), name
         assert record["finished"] == result["decided_at"], name
-        assert record["detail"] == dict(fired=result["fired"], detected_at=result["detected_at"],
-                                        decided_at=result["decided_at"]), name
+        assert dict(record["detail"], sequential_state=None) == dict(
+            fired=result["fired"], detected_at=result["detected_at"], decided_at=result["decided_at"],
+            sequential_state=None), name
         assert UTC_RE.fullmatch(record["started"]) and record["started"] <= record["finished"], name
+    # The sequential comparison's counts go on from round to round of the run: 30 latencies per instance
+    # and round, none in the round whose probe failed.
+    assert [r["detail"]["sequential_state"]["latency_ms"]["network-expert@dgx-1"]["baseline"]["n"]
+            for r in records] == [30, 60, 90, 120, 150, 150, 180]
     assert [(r["label"], r["outcome"]) for r in journal(store, "run-1")] == [("T+1h", "GO"),
                                                                               ("phase2-monitor-001", "GO")]
 
@@ -708,8 +724,8 @@ def test_checkpoint_refuses_the_old_argument_names(checkpoint_run):
 def test_checkpoint_that_cannot_be_written_fails_naming_the_folder(checkpoint_run):
     result = checkpoint_run["store not writable"]
     blocked = checkpoint_run.workdir / "blocked"
-    assert result["failed"] and result["msg"].startswith("could not write checkpoint checkpoints/wave2/T+1h under %s: "
-                                                         % blocked)
+    assert result["failed"] and result["msg"].startswith(
+        "wave_checkpoint: could not read the run journal under %s: " % blocked), result["msg"]
     assert blocked.read_text() == "a file where the artifact store should be"
 
 
@@ -728,7 +744,7 @@ WAVE1 = dict(hosts=["dgx-1"], test=["nats-expert"], control=["tdd-expert"])
 WAVE1_HEALTHY = dict(
     WAVE1, wave="wave1", phase="phase1", reference=["tdd-expert"], criteria=PLAN_CRITERIA,
     baseline=fake_info(uptime=1000.0, **WAVE1), info=fake_info(uptime=1600.0, cpu=16.0, **WAVE1),
-    probe=fake_probe(**WAVE1))
+    probe=fake_probe(**WAVE1), latency_baseline={"nats-expert@dgx-1": 0.55})
 # nats-expert below the dual-publishing limit: NO-GO.
 WAVE1_FAILING = dict(probe=fake_probe(changed={("nats-expert", "dgx-1"): dict(dual_publish_success=0.97)}, **WAVE1))
 WAVE1_FAILURE = "primary dual_publish_success failed on nats-expert@dgx-1: dual_publish_success_pct 97 is not > 99 %"
@@ -737,8 +753,9 @@ WAVE1_RESTARTED = dict(info=fake_info(uptime=1600.0, cpu=16.0, changed={("nats-e
                                       **WAVE1))
 WAVE1_RESTART_REASONS = ["trigger agent_crash fired on nats-expert@dgx-1: agent_crashes 1 > 0 count",
                          "health: nats-expert no restarts on dgx-1: expected 0, measured 1"]
-# too few latency samples for the required comparison: INCONCLUSIVE, ask a person.
-WAVE1_FEW_SAMPLES = dict(probe=fake_probe(samples=SAMPLES[:5], **WAVE1))
+# too few latency samples for the rank test's required comparison: INCONCLUSIVE, ask a person.
+RANKED = "{{ __plan.plan.criteria | combine({'comparison': {'test': 'mann_whitney'}}, recursive=true) }}"
+WAVE1_FEW_SAMPLES = dict(probe=fake_probe(samples=SAMPLES[:5], **WAVE1), criteria=RANKED)
 WAVE1_FEW_SAMPLES_REASON = ("comparison latency_ms too few samples (required): n 5 test / 5 control, "
                             "need 20 on each side")
 # a person's answer keeps why the round asked, then says what was answered

@@ -12,6 +12,7 @@ import pathlib
 import re
 
 import pytest
+from ansible_collections.fleetwave.rollout.plugins.filter.fleet import fleet_latency_baseline
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_gate
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import (
     evaluate_health, instance_key, judge_round, measure, probe_pings, render_round_summary, triggers_only)
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.unit
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CRITERIA = fleet_gate.load_criteria(str(REPO / "criteria/default.yml"))
+# The fixed-alpha rank test of the same file, for the cases about it (the default is sequential).
+RANKED = dict(CRITERIA, comparison=dict(CRITERIA["comparison"], test="mann_whitney"))
 
 HOSTS = ["dgx-1", "dgx-2"]
 TEST = ["network-expert"]
@@ -653,7 +656,7 @@ def test_healthy_round_rules_out_every_trigger(obs):
 
 
 def test_healthy_round_compares_latency_of_test_and_reference(obs):
-    [latency] = [c for c in judge(obs)["comparisons"] if c["metric"] == "latency_ms"]
+    [latency] = [c for c in judge(obs, RANKED)["comparisons"] if c["metric"] == "latency_ms"]
     assert (latency["n_test"], latency["n_control"], latency["verdict"]) == (60, 60, "no difference")
 
 
@@ -768,7 +771,8 @@ def round_args(obs, kind="checkpoint", label="T+1h", criteria=CRITERIA, **change
     args = dict(criteria=copy.deepcopy(criteria), criteria_file="criteria/default.yml", kind=kind, hosts=obs["hosts"],
                 info=obs["info"], baseline=obs["baseline"], probe=obs["probe"], probe_error=None, test=obs["test"],
                 reference=obs["reference"], control=obs["reference"], wave="wave2", phase="phase2", label=label,
-                run_id="20250114T093000Z-abc123", reference_kind="control")
+                run_id="20250114T093000Z-abc123", reference_kind="control",
+                latency_baseline=fleet_latency_baseline(obs["probe"]))
     args.update(changes)
     return args
 
@@ -806,7 +810,7 @@ def test_judge_round_stops_on_a_fired_trigger_when_the_criteria_say_stop(obs):
 def test_judge_round_asks_when_a_required_comparison_lacks_samples(obs):
     for h in HOSTS:
         probe_instance(obs, h)["samples_ms"] = SAMPLES[:5]
-    result = judge_round(round_args(obs))["result"]
+    result = judge_round(round_args(obs, criteria=RANKED))["result"]
     assert (result["outcome"], result["next_step"]) == ("INCONCLUSIVE", "ask")
 
 
@@ -822,12 +826,63 @@ def test_a_monitoring_round_judges_the_triggers_only(obs):
 
 
 def test_triggers_only_keeps_the_triggers_and_leaves_the_criteria_untouched():
-    before = copy.deepcopy(CRITERIA)
-    monitor = triggers_only(CRITERIA)
+    before = copy.deepcopy(RANKED)
+    monitor = triggers_only(RANKED)
     assert monitor["primary"] == [] and monitor["secondary"] == [] and monitor["comparison"]["metrics"] == []
-    assert monitor["rollback_triggers"] == CRITERIA["rollback_triggers"] and monitor["on_trigger"] == "rollback"
-    assert monitor["comparison"]["min_samples"] == CRITERIA["comparison"]["min_samples"]
-    assert CRITERIA == before
+    assert monitor["rollback_triggers"] == RANKED["rollback_triggers"] and monitor["on_trigger"] == "rollback"
+    assert monitor["comparison"]["min_samples"] == RANKED["comparison"]["min_samples"]
+    assert RANKED == before
+    # A sequential comparison may be asked every round, so a monitoring round keeps it.
+    assert triggers_only(CRITERIA)["comparison"] == CRITERIA["comparison"]
+
+
+# --- the sequential comparison (criteria/default.yml's) ---------------------------------------------
+
+def sequential_rows(judged):
+    return {c["instance"]: c for c in judged["decision"]["comparisons"] if c.get("test") == "sequential"}
+
+
+def test_a_healthy_round_is_no_difference_so_far_for_every_instance(obs):
+    judged = judge_round(round_args(obs))
+    rows = sequential_rows(judged)
+    assert sorted(rows) == ["network-expert@dgx-1", "network-expert@dgx-2"]
+    assert all(r["verdict"] == "no difference so far" and r["baseline_median_ms"] == 0.55 for r in rows.values())
+    assert all(r["references"]["baseline"]["n"] == len(SAMPLES) for r in rows.values())
+    state = judged["decision"]["sequential_state"]["latency_ms"]
+    assert state["network-expert@dgx-1"]["baseline"] == dict(n=len(SAMPLES), up=0, down=0)
+    assert "## Sequential test: each instance against itself before its flip, and the control" in \
+        judged["files"]["summary.md"]
+
+
+def test_an_instance_slowed_by_150_ms_is_degraded_with_its_effect(obs):
+    probe_instance(obs, "dgx-2")["samples_ms"] = [v + 150 for v in SAMPLES]
+    judged = judge_round(round_args(obs))
+    slow = sequential_rows(judged)["network-expert@dgx-2"]
+    assert slow["verdict"] == "degraded" and slow["shift_ms"] == pytest.approx(150 - 0.005, abs=1e-6), slow
+    assert sequential_rows(judged)["network-expert@dgx-1"]["verdict"] == "no difference so far"
+    assert judged["result"]["outcome"] == "NO-GO"
+    [reason] = [r for r in judged["result"]["reasons"] if r.startswith("comparison latency_ms degraded")]
+    assert "network-expert@dgx-2: median 150.5 ms, 0.55 ms before its flip (+150 ms, +2.73e+04 %)" in reason
+    assert "| latency_ms | network-expert@dgx-2 | 150.545 (30) | 0.55 | +150 ms (+2.73e+04 %) |" in \
+        judged["files"]["summary.md"]
+
+
+def test_the_counts_go_on_from_the_last_round_and_a_monitoring_round_judges_them(obs):
+    first = judge_round(round_args(obs))["decision"]["sequential_state"]
+    judged = judge_round(round_args(obs, kind="monitor", label="phase2-monitor-001"), first)
+    state = judged["decision"]["sequential_state"]["latency_ms"]
+    assert state["network-expert@dgx-2"]["control"]["n"] == 2 * len(SAMPLES)
+    assert {r["verdict"] for r in sequential_rows(judged).values()} == {"no difference so far"}
+
+
+def test_alpha_is_shared_among_every_instance_the_wave_tests(obs):
+    rows = sequential_rows(judge_round(round_args(obs, tested=8)))
+    assert {r["alpha"] for r in rows.values()} == {CRITERIA["comparison"]["alpha"] / 8}
+
+
+def test_an_instance_without_a_pre_flip_baseline_makes_the_round_inconclusive(obs):
+    result = judge_round(round_args(obs, latency_baseline={"network-expert@dgx-1": 0.55}))["result"]
+    assert (result["outcome"], result["next_step"]) == ("INCONCLUSIVE", "ask")
 
 
 @pytest.mark.parametrize("probe, probe_error, reason", [

@@ -124,6 +124,7 @@ def test_filter_plugin_exports_its_filters():
                        "fleet_command_subject": fleet.fleet_command_subject,
                        "fleet_identities": fleet.fleet_identities,
                        "fleet_probe_agents": fleet.fleet_probe_agents,
+                       "fleet_latency_baseline": fleet.fleet_latency_baseline,
                        "legacy_only_proof": fleet.legacy_only_proof,
                        "server_proof": fleet.server_proof,
                        "post_rollback_round": fleet.post_rollback_round,
@@ -421,3 +422,13 @@ def test_the_load_goes_to_unified_subjects_only_where_every_host_has_the_flag_on
 def test_the_load_comparison_says_when_there_is_no_previous_run():
     compared = fleet.readiness_load_compare({"scenarios": {"soak": {"requests": 10}}}, None)
     assert compared["previous"] is None and compared["scenarios"] == {"soak": {"status": "no previous run"}}
+
+
+def test_the_latency_baseline_is_each_replying_instance_median():
+    probe = dict(agents=[
+        dict(name="network-expert", instances=[dict(host="dgx-1", latency_ms=dict(p50=0.8, count=40)),
+                                               dict(host="dgx-2", latency_ms=dict(p50=None, count=0)),
+                                               dict(host="dgx-3")]),
+        dict(name="tdd-expert", instances=[dict(host="dgx-1", latency_ms=dict(p50=1.25, count=40))])])
+    assert fleet.fleet_latency_baseline(probe) == {"network-expert@dgx-1": 0.8, "tdd-expert@dgx-1": 1.25}
+    assert fleet.fleet_latency_baseline(None) == {} and fleet.fleet_latency_baseline(dict(failed=True)) == {}

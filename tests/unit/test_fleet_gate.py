@@ -35,7 +35,10 @@ GOOD_WAVE = dict(cpu_overhead_pct=1.0, memory_overhead_pct=2.0, system_load=0.3,
 
 @pytest.fixture(scope="module")
 def criteria():
-    return load_criteria(str(DEFAULT))
+    """criteria/default.yml with its fixed-alpha rank test, which the comparison cases here are about
+    (the sequential test's are in test_fleet_checkpoint_measure and test_fleet_sequential)."""
+    loaded = load_criteria(str(DEFAULT))
+    return dict(loaded, comparison=dict(loaded["comparison"], test="mann_whitney"))
 
 
 def latency(seed, shift=0.0, n=40):
@@ -81,8 +84,31 @@ def test_default_criteria_load_with_the_contract_counts(criteria):
 
 
 def test_text_and_dict_sources_validate_like_the_file(criteria):
-    assert load_criteria(DEFAULT.read_text(), "criteria/default.yml") == criteria
+    from_file = load_criteria(str(DEFAULT))
+    assert load_criteria(DEFAULT.read_text(), "criteria/default.yml") == from_file
     assert load_criteria(copy.deepcopy(criteria)) == criteria
+
+
+def test_the_default_comparison_is_the_sequential_test_with_a_tolerance():
+    comparison = load_criteria(str(DEFAULT))["comparison"]
+    assert (comparison["test"], comparison["tolerance"]) == ("sequential", 0.1)
+
+
+@pytest.mark.parametrize("value, reason", [
+    (-0.1, "must be a number in [0, 10] fraction of the reference median, got -0.1"),
+    (float("inf"), "must be a number in [0, 10] fraction of the reference median, got inf"),
+    ("10%", "must be a number in [0, 10] fraction of the reference median, got '10%'"),
+])
+def test_a_tolerance_out_of_range_is_refused_with_the_range(value, reason):
+    with pytest.raises(CriteriaError) as raised:
+        load_criteria(mutated(lambda d: d["comparison"].update(tolerance=value)), "c.yml")
+    assert raised.value.problems == ["c.yml: comparison.tolerance: %s" % reason]
+
+
+def test_an_unknown_comparison_test_is_refused_naming_both():
+    with pytest.raises(CriteriaError) as raised:
+        load_criteria(mutated(lambda d: d["comparison"].update(test="t_test")), "c.yml")
+    assert raised.value.problems == ["c.yml: comparison.test: 't_test' is not one of sequential, mann_whitney"]
 
 
 def mutated(edit):

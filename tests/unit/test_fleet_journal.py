@@ -22,7 +22,7 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
                                                                                          ArtifactStore, Layout, utc)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import (
     FIELDS, STEPS, Journal, JournalError, main, plan_of, previous_outcome, progress, record_gate, record_round,
-    record_step, record_wave, render_checklist, render_report, render_timeline, resumable, unfinished)
+    record_step, record_wave, render_checklist, render_report, render_timeline, resumable, sequential_state, unfinished)
 
 pytestmark = pytest.mark.unit
 
@@ -95,6 +95,9 @@ class Run:
                       reasons=["Ensure the agent units are active: tdd-expert is failed"] if failed else [])
             if failed:
                 return False
+        self.step("preflight", label="pre-flip probe", outcome="ok",
+                  detail=dict(latency_baseline={"%s@%s" % (a, h): 0.8 for a in ("network-expert", "tdd-expert")
+                                                for h in self.hosts}))
         return True
 
     def deploy(self, phase, failed_host=None):
@@ -550,7 +553,7 @@ def test_a_complete_go_run_fills_every_phase_of_the_seed_checklist(store):
         "Phase 6 — rollback"]
     assert "- [!]" not in text
     assert [line for line in items(text) if line.startswith("- [ ]")] == ["- [ ] Rollback: not needed (GO)"]
-    assert len(items(text)) == 1 + 3 + 3 + 2 + 1 + 3 + 3 + 1 + 1 + 1 + 1  # every step of the seed checklist
+    assert len(items(text)) == 1 + 3 + 1 + 3 + 2 + 1 + 3 + 3 + 1 + 1 + 1 + 1  # every step of the seed checklist
     assert_times_are_record_times(text, records)
 
 
@@ -564,7 +567,10 @@ def test_every_item_has_the_real_times_and_outcome_of_its_step(store):
         deploy = find(records, "deploy", phase="phase2", host=host)
         assert "- [x] Flag on, restarted, dual subscription verified on %s — **ok** — %s → %s" % (
             host, deploy["started"], deploy["finished"]) in section(text, 3)
-    controller = find(records, "preflight", host=None)
+    probe = find(records, "preflight", label="pre-flip probe")
+    assert "- [x] Every agent instance's latency before its flip (the sequential comparison's baseline) — **ok** — %s → %s" % (
+        probe["started"], probe["finished"]) in section(text, 0)
+    controller = find(records, "preflight", host=None, label=None)
     assert "- [x] Controller: plan valid, previous wave GO, NATS reachable — **ok** — %s → %s" % (
         controller["started"], controller["finished"]) in section(text, 0)
     for label in ("phase2-verification", "T+1h", "T+6h"):
@@ -726,7 +732,7 @@ def test_hosts_come_from_the_records_when_the_run_record_has_none(store):
     for host in ("dgx-2", "dgx-1"):
         run.step("preflight", host=host, outcome="ok")
     text = render_checklist(run.records())
-    assert [line.split()[2] for line in items(section(text, 0))[1:]] == ["dgx-1:", "dgx-2:"]
+    assert [line.split()[2] for line in items(section(text, 0))[1:-1]] == ["dgx-1:", "dgx-2:"]
 
 
 def test_a_journal_without_its_run_record_cannot_be_rendered(store):
@@ -865,6 +871,25 @@ def test_progress_of_a_run_cut_off_between_two_hosts_deploys(store):
     assert done["watch"] == {} and done["rounds"] == {} and done["gates"] == {} and done["pending"] is None
     assert done["preflight"] == HOSTS and resumable(run.records()) is None
     assert phase["name"] == "phase1"
+
+
+def test_progress_keeps_the_pre_flip_latency_baseline_and_the_sequential_counts_go_on(store):
+    run = Run(store)
+    run.start()
+    assert progress(run.records())["latency_baseline"] is None
+    run.preflight()
+    done = progress(run.records())
+    assert done["latency_baseline"] == {"%s@%s" % (a, h): 0.8 for a in ("network-expert", "tdd-expert") for h in HOSTS}
+    # The controller's own pre-flight record (no label) carries no baseline.
+    assert [r.get("label") for r in run.records() if r["step"] == "preflight" and not r.get("host")] == [
+        None, "pre-flip probe"]
+    assert sequential_state(run.records()) is None
+    counts = {"latency_ms": {"network-expert@dgx-1": {"baseline": dict(n=80, up=2, down=0),
+                                                      "control": dict(n=80, up=1, down=0)}}}
+    Journal(store, RUN).append("wave2", "checkpoint", phase="phase1", label="phase1-verification", outcome="GO",
+                               next_step="proceed", detail=dict(fired=[], sequential_state=counts))
+    Journal(store, RUN).append("wave2", "gate", phase="phase1", outcome="GO", next_step="proceed")
+    assert sequential_state(Journal(store, RUN).records()) == counts
 
 
 def test_a_host_whose_pre_flight_failed_or_was_not_reached_is_not_in_the_progress(store):
