@@ -10,7 +10,8 @@ from ansible_collections.fleetwave.rollout.plugins.modules.wave_plan import DOCU
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError, ArtifactStore, Layout
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_evidence import HOW_TO_SET, EvidenceError
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import CriteriaError, load_criteria
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import (CriteriaError, load_criteria,
+                                                                                  with_thresholds)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, previous_outcome, unfinished
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import PlanError, build_plan
 
@@ -43,7 +44,8 @@ class ActionModule(ControllerAction):
                         % (args['wave'], '\n  - '.join(exc.problems)))
         if args['criteria_file']:
             try:
-                plan['criteria'] = load_criteria(args['criteria_file'])
+                plan['criteria'] = with_thresholds(load_criteria(args['criteria_file']), args['criteria_thresholds'],
+                                                   'wave_criteria_thresholds')
             except CriteriaError as exc:
                 return dict(result, failed=True, problems=exc.problems,
                             msg='the criteria file is refused (nothing was changed):\n  - %s'

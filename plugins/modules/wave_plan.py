@@ -76,6 +76,15 @@ options:
         The file is refused unread above 64 KiB, and while parsing at more than 5,000 values, nesting deeper
         than 20 levels or any YAML alias (aliases are never expanded).
     type: path
+  criteria_thresholds:
+    description:
+      - >-
+        Thresholds of the criteria file replaced for this inventory, a mapping of criterion name to
+        threshold (C(wave_criteria_thresholds)); the plan, and so the run journal, holds the criteria
+        as judged. A name that is no criterion of the file, or a threshold that is not a finite
+        number, fails the task naming it.
+    type: dict
+    default: {}
   artifacts_dir:
     description: Root of the artifact store, where the previous wave's decision is read (RV(plan.previous_outcome)).
     type: path

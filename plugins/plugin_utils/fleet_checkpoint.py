@@ -261,6 +261,7 @@ def measure(hosts, test, reference, probe, info, baseline):
     p50_test, p50_reference = _group_p50(p50['test']), _group_p50(p50['reference'])
     wave = dict(
         cpu_overhead_pct=_relative_pct(_mean(cpu['test']), _mean(cpu['reference'])),
+        cpu_increase_pct=_difference(_mean(cpu['test']), _mean(cpu['reference'])),
         memory_overhead_pct=_relative_pct(_mean(memory['test']), _mean(memory['reference'])),
         system_load=max(loads) if loads and None not in loads else None,
         latency_p50_degradation_pct=_relative_pct(p50_test, p50_reference),
@@ -296,11 +297,12 @@ def render_round_summary(head, verdict, gate, health, measurements, reference_ki
         if row.get('samples') is not None:  # a latency percentile: of how many latencies
             measured += ' (n=%d%s)' % (row['samples'], ', too few' if row['too_few'] else '')
         limit = '%s %s' % (row['comparator'], row['threshold'])
-        also = row.get('also')
-        if also:  # the second condition, asked only once the first holds
-            limit += ' and %s %s %s %s' % (also['metric'], also['comparator'], also['threshold'], also['unit'])
-            if also['measured'] is not None:
-                measured += ', %s %s' % (_cell(also['measured']), also['unit'])
+        for word, second in (('and', row.get('also')), ('or', row.get('alternative'))):
+            if second:  # the second condition, asked only once the first holds (and) or fails (or)
+                limit += ' %s %s %s %s %s' % (word, second['metric'], second['comparator'], second['threshold'],
+                                              second['unit'])
+                if second['measured'] is not None:
+                    measured += ', %s %s' % (_cell(second['measured']), second['unit'])
         lines.append('| %s | %s | %s | %s | %s | %s |' % (
             row['kind'], row['name'], row['agent'] or 'wave', measured, limit, result))
     sequential = [c for c in gate['comparisons'] if c.get('test') == 'sequential']
@@ -386,7 +388,7 @@ def _sequential(settings, measurements, args, before):
         baselines = (args.get('latency_baseline') or {}) if metric == 'latency_ms' else {}
         state[metric], judged[metric] = compare_instances(
             before.get(metric), samples, baselines, control, settings.get('tolerance', DEFAULT_TOLERANCE),
-            spec.get('min_shift', 0), settings['alpha'], tested)
+            spec.get('min_shift', 0), settings['alpha'], tested, by_round=settings.get('count') == 'round')
     measurements['sequential'] = judged
     return state
 

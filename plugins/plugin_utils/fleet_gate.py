@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import copy
 import math
 import operator
 import re
@@ -31,7 +32,9 @@ CRITERION_KEYS = ('name', 'metric', 'comparator', 'threshold', 'unit', 'scope', 
 # A criterion may add a second condition on another figure of its scope, and holds only when both
 # hold: a relative change of a sub-millisecond median is scheduler noise unless the absolute change
 # is also large enough to matter.
-OPTIONAL_CRITERION_KEYS = ('also',)
+# Or an alternative condition, and then holds when either holds: a relative overhead of agents near
+# idle means nothing, so a small absolute increase passes whatever its relative size.
+OPTIONAL_CRITERION_KEYS = ('also', 'or')
 ALSO_KEYS = ('metric', 'comparator', 'threshold', 'unit')
 TOP_KEYS = SECTIONS + ('on_trigger', 'comparison')
 COMPARISON_KEYS = ('test', 'alpha', 'min_effect', 'min_samples', 'on_inconclusive', 'metrics')
@@ -39,9 +42,11 @@ COMPARISON_KEYS = ('test', 'alpha', 'min_effect', 'min_samples', 'on_inconclusiv
 # pre-flip baseline and the reference group, anytime-valid over the whole wave, every round) or
 # `mann_whitney` (the test group against the reference group at each checkpoint, fixed alpha).
 COMPARISON_TESTS = ('sequential', 'mann_whitney')
-# sequential: the tolerated relative effect; absent, 0.1.
-OPTIONAL_COMPARISON_KEYS = ('tolerance',)
+# sequential: the tolerated relative effect (absent, 0.1), and what counts as one observation
+# (absent, each latency; `round`: each round's median, valid when whole rounds wobble, but slower).
+OPTIONAL_COMPARISON_KEYS = ('tolerance', 'count')
 DEFAULT_TOLERANCE = 0.1
+COUNTS = ('latency', 'round')
 COMPARED_KEYS = ('metric', 'worse', 'required')
 # The smallest difference of the two sides' medians (in the metric's unit) that can count as
 # degraded or improved: with hundreds of samples a rank test calls a 0.1 ms shift significant.
@@ -240,14 +245,18 @@ def _check_section(data, section, names, problems):
         _check_text(item, path, 'name', problems)
         _check_choice(item, path, 'scope', SCOPES, problems)
         _check_text(item, path, 'description', problems)
-        if 'also' in item:
-            also = item['also']
-            if not isinstance(also, dict):
-                problems.append('%s.also: expected a mapping with %s, got %s' % (
-                    path, ', '.join(ALSO_KEYS), type(also).__name__))
+        if 'also' in item and 'or' in item:
+            problems.append('%s: has both also and or; one second condition per criterion' % path)
+        for key in ('also', 'or'):
+            if key not in item:
+                continue
+            second = item[key]
+            if not isinstance(second, dict):
+                problems.append('%s.%s: expected a mapping with %s, got %s' % (
+                    path, key, ', '.join(ALSO_KEYS), type(second).__name__))
             else:
-                _check_keys(also, path + '.also', ALSO_KEYS, problems)
-                _check_condition(also, path + '.also', problems)
+                _check_keys(second, '%s.%s' % (path, key), ALSO_KEYS, problems)
+                _check_condition(second, '%s.%s' % (path, key), problems)
         # Names identify result rows across the file; a metric judged twice in one section is a
         # copy-paste slip. The same metric in two sections is deliberate (a limit and a trigger).
         name, metric = item.get('name'), item.get('metric')
@@ -270,6 +279,7 @@ def _check_comparison(data, problems):
         return
     _check_keys(block, 'comparison', COMPARISON_KEYS, problems, OPTIONAL_COMPARISON_KEYS)
     _check_choice(block, 'comparison', 'test', COMPARISON_TESTS, problems)
+    _check_choice(block, 'comparison', 'count', COUNTS, problems)
     if 'tolerance' in block:
         bad = out_of_range('comparison.tolerance', block['tolerance'])
         if bad:
@@ -305,6 +315,23 @@ def _check_comparison(data, problems):
             if metric in seen:
                 problems.append('%s.metric: %r already used by %s' % (path, metric, seen[metric]))
             seen.setdefault(metric, path)
+
+
+def with_thresholds(criteria, thresholds, where):
+    """The criteria with some thresholds replaced ({criterion name: threshold}, as an inventory gives
+    them: the sandbox's machine is not a production host). Raises CriteriaError naming `where` and
+    the criterion when a name is no criterion or a threshold is not a finite number."""
+    problems, replaced = [], copy.deepcopy(criteria)
+    rows = {c['name']: c for section in SECTIONS for c in replaced[section]}
+    for name, threshold in sorted((thresholds or {}).items()):
+        if name not in rows:
+            problems.append('%s.%s: no criterion is named %r (criteria: %s)' % (where, name, name, ', '.join(sorted(rows))))
+            continue
+        _check_number({name: threshold}, where, name, problems)
+        rows[name]['threshold'] = threshold
+    if problems:
+        raise CriteriaError(problems)
+    return replaced
 
 
 def load_criteria(source, source_name=None):
@@ -431,7 +458,8 @@ def _judge(kind, criterion, agent, figures):
     row = dict(name=criterion['name'], kind=kind, metric=criterion['metric'], scope=criterion['scope'],
                agent=agent, comparator=criterion['comparator'], threshold=criterion['threshold'],
                unit=criterion['unit'], measured=value, passed=False, fired=None, reason=reason,
-               also=dict(criterion['also'], measured=None) if 'also' in criterion else None)
+               also=dict(criterion['also'], measured=None) if 'also' in criterion else None,
+               alternative=dict(criterion['or'], measured=None) if 'or' in criterion else None)
     counted = percentile_samples(criterion['metric'], figures)
     if counted is not None and counted[0] is not None:
         samples, needed = counted
@@ -442,6 +470,10 @@ def _judge(kind, criterion, agent, figures):
         # Both must hold; the second decides only once the first does.
         holds, row['also']['measured'], also_reason = _condition(row['also'], figures)
         row['reason'] = '%s and %s %s' % (row['reason'], row['also']['metric'], also_reason)
+    elif holds is False and row['alternative']:
+        # Either may hold; the alternative is asked only when the first does not.
+        holds, row['alternative']['measured'], or_reason = _condition(row['alternative'], figures)
+        row['reason'] = '%s, or %s %s' % (row['reason'], row['alternative']['metric'], or_reason)
     if holds is None:
         return row
     if kind == 'rollback_trigger':

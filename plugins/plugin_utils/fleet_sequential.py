@@ -167,7 +167,7 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
-def compare_instances(state, samples, baselines, control, tolerance, min_shift, alpha, tested):
+def compare_instances(state, samples, baselines, control, tolerance, min_shift, alpha, tested, by_round=False):
     """One round of the gate's sequential comparison, each test instance on its own.
 
     state      {instance: counts as new_state} of the rounds before (None or {} at the first)
@@ -176,6 +176,7 @@ def compare_instances(state, samples, baselines, control, tolerance, min_shift, 
     control    [latency, ...] of this round's reference group, every instance pooled
     tested     how many instances the wave tests in all: alpha is shared among them (each gets
                alpha / tested), so the false alarm over every instance and every round is at most alpha
+    by_round   count each round once, by its median (update_round), instead of every latency (update)
     Returns (state, rows): the counts after this round (instances of the earlier state kept) and one
     row per instance of `samples`: verdict, the evidence and the share of latencies above the
     tolerated latency against each reference, with its anytime-valid bounds, and the effect -
@@ -188,7 +189,8 @@ def compare_instances(state, samples, baselines, control, tolerance, min_shift, 
     for instance in sorted(samples):
         baseline = baselines.get(instance) if baselines else None
         references = dict(baseline=[baseline] if baseline is not None else [], control=control or [])
-        new[instance] = update(new.get(instance), samples[instance], references, tolerance, min_shift)
+        new[instance] = (update_round if by_round else update)(new.get(instance), samples[instance], references,
+                                                               tolerance, min_shift)
         judged = judge(new[instance], share)
         median = _median(samples[instance])
         shift = median - baseline if median is not None and baseline is not None else None

@@ -145,6 +145,11 @@ def plan_run(tmp_path_factory):
         task("missing and unknown arguments", "wave_plan",
              dict(wave="wave2", agents="{{ fleet_agents }}", colour="red")),
         task("plan with criteria", "wave_plan", dict(PLAN_ARGS, criteria_file=str(REPO / "criteria/default.yml"))),
+        task("plan with a threshold replaced", "wave_plan", dict(PLAN_ARGS, criteria_file=str(REPO / "criteria/default.yml"),
+                                                                  criteria_thresholds={"system_load": 4})),
+        task("plan replacing the threshold of no criterion", "wave_plan",
+             dict(PLAN_ARGS, criteria_file=str(REPO / "criteria/default.yml"),
+                  criteria_thresholds={"system_lod": 4, "latency_p50": "fast"})),
         task("malformed criteria file", "wave_plan", dict(PLAN_ARGS, criteria_file=str(work / "broken.yml"))),
         task("criteria file with a syntax error", "wave_plan",
              dict(PLAN_ARGS, criteria_file=str(work / "bad-syntax.yml"))),
@@ -260,6 +265,23 @@ def test_wave_plan_puts_the_validated_criteria_into_the_plan(plan_run):
     assert plan["agents"] == plan_run["valid plan"]["plan"]["agents"]
 
 
+def test_wave_plan_replaces_thresholds_the_inventory_names(plan_run):
+    result = plan_run["plan with a threshold replaced"]
+    assert not result.get("failed"), result.get("msg")
+    expected = yaml.safe_load((REPO / "criteria/default.yml").read_text())
+    [load] = [c for c in expected["secondary"] if c["name"] == "system_load"]
+    load["threshold"] = 4
+    assert result["plan"]["criteria"] == expected
+
+
+def test_wave_plan_refuses_a_threshold_of_no_criterion_or_not_a_number(plan_run):
+    result = plan_run["plan replacing the threshold of no criterion"]
+    assert result["failed"] and "plan" not in result
+    assert result["problems"][0] == "wave_criteria_thresholds.latency_p50: 'fast' is not a number"
+    assert result["problems"][1].startswith("wave_criteria_thresholds.system_lod: no criterion is named 'system_lod' "
+                                            "(criteria: ")
+
+
 def test_wave_plan_refuses_a_malformed_criteria_file_listing_every_problem(plan_run):
     result = plan_run["malformed criteria file"]
     path = plan_run.workdir / "broken.yml"
@@ -268,7 +290,7 @@ def test_wave_plan_refuses_a_malformed_criteria_file_listing_every_problem(plan_
     assert result["problems"] == [
         "%s: primary[0].threshold: '99.9' is not a number" % path,
         "%s: secondary[2].colour: unknown key 'colour' (allowed: name, metric, comparator, threshold, unit, scope, "
-        "description, also)" % path]
+        "description, also, or)" % path]
     assert result["msg"] == ("the criteria file is refused (nothing was changed):\n  - "
                              + "\n  - ".join(result["problems"]))
 

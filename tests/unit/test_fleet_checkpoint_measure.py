@@ -312,6 +312,8 @@ def test_cpu_and_memory_overhead_of_test_over_reference(obs):
     wave = run(obs)["wave"]
     assert wave["cpu_pct_test"] == pytest.approx(1.1)
     assert wave["cpu_overhead_pct"] == pytest.approx(10.0) and wave["memory_overhead_pct"] == pytest.approx(10.0)
+    # The same overhead in % of one core, which the criterion falls back on for agents near idle.
+    assert wave["cpu_increase_pct"] == pytest.approx(0.1)
 
 
 def test_overhead_below_the_reference_is_negative(obs):
@@ -340,7 +342,7 @@ def test_cpu_is_none_when_every_test_instance_changed_pid(obs):
     for h in HOSTS:
         now_unit(obs, h)["main_pid"] = 9999
     wave = run(obs)["wave"]
-    assert wave["cpu_pct_test"] is None and wave["cpu_overhead_pct"] is None
+    assert wave["cpu_pct_test"] is None and wave["cpu_overhead_pct"] is None and wave["cpu_increase_pct"] is None
     assert wave["memory_overhead_pct"] == pytest.approx(4.0)  # memory needs no second sample
 
 
@@ -873,6 +875,18 @@ def test_the_counts_go_on_from_the_last_round_and_a_monitoring_round_judges_them
     state = judged["decision"]["sequential_state"]["latency_ms"]
     assert state["network-expert@dgx-2"]["control"]["n"] == 2 * len(SAMPLES)
     assert {r["verdict"] for r in sequential_rows(judged).values()} == {"no difference so far"}
+
+
+def test_counted_by_round_each_round_is_one_observation_of_its_median(obs):
+    by_round = dict(CRITERIA, comparison=dict(CRITERIA["comparison"], count="round"))
+    probe_instance(obs, "dgx-2")["samples_ms"] = [v + 150 for v in SAMPLES]
+    state = None
+    for number in range(1, 4):
+        judged = judge_round(round_args(obs, criteria=by_round), state)
+        state = judged["decision"]["sequential_state"]
+        assert state["latency_ms"]["network-expert@dgx-2"]["baseline"] == dict(n=number, up=number, down=0)
+    # Three slow rounds are not yet evidence enough for alpha 0.05 shared by two instances.
+    assert sequential_rows(judged)["network-expert@dgx-2"]["verdict"] == "no difference so far"
 
 
 def test_alpha_is_shared_among_every_instance_the_wave_tests(obs):

@@ -29,7 +29,7 @@ AGENTS = ("network-expert", "tdd-expert")
 GOOD_AGENT = dict(uptime_pct=100.0, error_rate_pct=0.01, delivery_pct=100.0, latency_p50_ms=4.0,
                   latency_p99_ms=20.0, dual_publish_success_pct=100.0, unified_share_pct=50.0,
                   publish_time_ms=0.5, agent_crashes=0)
-GOOD_WAVE = dict(cpu_overhead_pct=1.0, memory_overhead_pct=2.0, system_load=0.3, latency_p50_degradation_pct=3.0,
+GOOD_WAVE = dict(cpu_overhead_pct=1.0, cpu_increase_pct=0.2, memory_overhead_pct=2.0, system_load=0.3, latency_p50_degradation_pct=3.0,
                  latency_p50_increase_ms=0.12)
 
 
@@ -103,6 +103,12 @@ def test_a_tolerance_out_of_range_is_refused_with_the_range(value, reason):
     with pytest.raises(CriteriaError) as raised:
         load_criteria(mutated(lambda d: d["comparison"].update(tolerance=value)), "c.yml")
     assert raised.value.problems == ["c.yml: comparison.tolerance: %s" % reason]
+
+
+def test_a_count_that_is_neither_latency_nor_round_is_refused():
+    with pytest.raises(CriteriaError) as raised:
+        load_criteria(mutated(lambda d: d["comparison"].update(count="rounds")), "c.yml")
+    assert raised.value.problems == ["c.yml: comparison.count: 'rounds' is not one of latency, round"]
 
 
 def test_an_unknown_comparison_test_is_refused_naming_both():
@@ -325,11 +331,52 @@ def test_a_percentile_taken_from_too_few_latencies_still_fails_over_its_limit(cr
 
 
 def test_secondary_failure_alone_keeps_go(criteria):
-    result = judge(criteria, good(cpu_overhead_pct=7.5))
+    result = judge(criteria, good(cpu_overhead_pct=7.5, cpu_increase_pct=3.0))
     assert result["outcome"] == GO
     assert rows(result, "cpu_overhead")[0]["passed"] is False
     assert result["reasons"] == []
-    assert "secondary cpu_overhead failed (informational): cpu_overhead_pct 7.5 is not < 5 %" in result["notes"]
+    assert ("secondary cpu_overhead failed (informational): cpu_overhead_pct 7.5 is not < 5 %, or cpu_increase_pct "
+            "3 is not < 2 %") in result["notes"]
+
+
+@pytest.mark.parametrize("relative, increase, passed", [
+    (170.0, 0.9, True),    # near-idle agents: +170 % is 0.9 % of one core
+    (3.0, 2.5, True),      # busy agents: within the relative limit
+    (7.5, 3.0, False),     # above both
+    (170.0, None, False),  # the alternative without data cannot make it pass
+])
+def test_cpu_overhead_is_judged_relative_only_above_its_floor(criteria, relative, increase, passed):
+    row = rows(judge(criteria, good(cpu_overhead_pct=relative, cpu_increase_pct=increase)), "cpu_overhead")[0]
+    assert row["passed"] is passed, row
+    # The alternative is asked only when the relative figure fails.
+    assert row["alternative"]["measured"] == (increase if relative >= 5 else None), row
+
+
+def test_a_criterion_with_both_also_and_or_is_refused():
+    def both(data):
+        data["secondary"][0]["also"] = dict(metric="cpu_increase_pct", comparator=">", threshold=1, unit="%")
+    with pytest.raises(CriteriaError) as raised:
+        load_criteria(mutated(both), "c.yml")
+    assert raised.value.problems == ["c.yml: secondary[0]: has both also and or; one second condition per criterion"]
+
+
+def test_an_inventory_replaces_thresholds_by_criterion_name(criteria):
+    replaced = fleet_gate.with_thresholds(criteria, {"system_load": 4, "latency_p50": 50}, "wave_criteria_thresholds")
+    assert rows(judge(replaced, good(system_load=3.5)), "system_load")[0]["passed"] is True
+    assert [c["threshold"] for c in replaced["primary"] if c["name"] == "latency_p50"] == [50]
+    assert [c["threshold"] for c in criteria["secondary"] if c["name"] == "system_load"] == [1.0]  # a copy
+
+
+@pytest.mark.parametrize("thresholds, problem", [
+    ({"system_lod": 4}, "wave_criteria_thresholds.system_lod: no criterion is named 'system_lod' (criteria: "),
+    ({"system_load": float("inf")}, "wave_criteria_thresholds.system_load: inf is not a number"),
+    ({"system_load": "4"}, "wave_criteria_thresholds.system_load: '4' is not a number"),
+])
+def test_a_replaced_threshold_must_name_a_criterion_and_be_a_number(criteria, thresholds, problem):
+    with pytest.raises(CriteriaError) as raised:
+        fleet_gate.with_thresholds(criteria, thresholds, "wave_criteria_thresholds")
+    [found] = raised.value.problems
+    assert found.startswith(problem), found
 
 
 @pytest.mark.parametrize("scope, metric, value, trigger", [
@@ -579,7 +626,7 @@ def test_inconclusive_yields_to_a_failed_primary(criteria):
 def test_every_row_has_the_documented_shape(criteria):
     result = evaluate(criteria, good())
     keys = {"name", "kind", "metric", "scope", "agent", "comparator", "threshold", "unit", "measured", "passed",
-            "fired", "reason", "also"}
+            "fired", "reason", "also", "alternative"}
     assert all(set(r) == keys for r in result["criteria"])
     assert all(set(c) == {"metric", "worse", "required", "n_test", "n_control", "U", "p", "effect", "shift",
                           "min_shift", "verdict", "reason"} for c in result["comparisons"])
