@@ -537,10 +537,7 @@ def _sequential_reason(row):
         effect += ' (%+.4g ms%s)' % (row['shift_ms'], ', %+.3g %%' % row['shift_pct'] if row['shift_pct'] is not None else '')
     effect += ', reference %s' % ms(row['control_median_ms'])
     sides = []
-    for ref, counts in sorted(row['references'].items()):
-        if not counts['n']:
-            sides.append('%s: no data' % ref)
-            continue
+    for ref, counts in sorted(row['references'].items()):  # each has data (missing returned above)
         low, high = counts['share_up_bounds'] or (0, 1)
         sides.append('%s: %d of %d latencies above the tolerated (%.0f %%, bounds %.0f-%.0f %%), evidence %.3g of %.3g'
                      % (ref, counts['up'], counts['n'], 100 * counts['share_up'], 100 * low, 100 * high,

@@ -59,10 +59,15 @@ def log_evidence(s, n, alternatives=ALTERNATIVES):
     return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
 
 
+def _finite(values):
+    """The finite numbers of values (None, NaN, infinities and anything else are missing points)."""
+    return [v for v in values or () if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
 def thresholds(reference, tolerance, min_shift=0.0):
     """(low, high) of a reference sample: its median widened by the tolerated effect, relative and
     absolute; None without a usable sample."""
-    values = [v for v in reference or () if isinstance(v, (int, float)) and math.isfinite(v)]
+    values = _finite(reference)
     if not values:
         return None
     median = statistics.median(values)
@@ -78,7 +83,7 @@ def update(state, samples, references, tolerance, min_shift=0.0):
     against each reference of `references` ({baseline: [...], control: [...]}, either missing or
     empty when there is none). Returns a new state; `state` is not changed."""
     state = {ref: dict((state or new_state()).get(ref) or dict(n=0, up=0, down=0)) for ref in REFERENCES}
-    values = [v for v in samples or () if isinstance(v, (int, float)) and math.isfinite(v)]
+    values = _finite(samples)
     for ref in REFERENCES:
         bounds = thresholds((references or {}).get(ref), tolerance, min_shift)
         if bounds is None or not values:
@@ -93,7 +98,7 @@ def update(state, samples, references, tolerance, min_shift=0.0):
 
 def update_round(state, samples, references, tolerance, min_shift=0.0):
     """As update, with the round as one observation: its median against each reference's thresholds."""
-    values = [v for v in samples or () if isinstance(v, (int, float)) and math.isfinite(v)]
+    values = _finite(samples)
     if not values:
         return update(state, (), references, tolerance, min_shift)
     return update(state, [statistics.median(values)], references, tolerance, min_shift)
@@ -163,7 +168,7 @@ def judge(state, alpha):
 
 
 def _median(values):
-    values = [v for v in values or () if isinstance(v, (int, float)) and math.isfinite(v)]
+    values = _finite(values)
     return statistics.median(values) if values else None
 
 
@@ -183,7 +188,7 @@ def compare_instances(state, samples, baselines, control, tolerance, min_shift, 
     the round's median against the baseline's, in ms and %.
     """
     share = alpha / max(1, int(tested))
-    new = {key: value for key, value in (state or {}).items()}
+    new = dict(state or {})
     rows = []
     control_median = _median(control)
     for instance in sorted(samples):
@@ -198,6 +203,6 @@ def compare_instances(state, samples, baselines, control, tolerance, min_shift, 
             instance=instance, verdict=judged['verdict'], alpha=share, threshold=judged['threshold'],
             median_ms=median, baseline_median_ms=baseline, control_median_ms=control_median,
             shift_ms=shift, shift_pct=100.0 * shift / baseline if shift is not None and baseline else None,
-            n_round=len([v for v in samples[instance] or () if isinstance(v, (int, float)) and math.isfinite(v)]),
+            n_round=len(_finite(samples[instance])),
             references=judged['references']))
     return new, rows
