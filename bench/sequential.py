@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Simulated waves: how often the test-vs-reference judgement cries wolf over a whole production wave,
-and how surely and how soon it finds a 20 % slower median (issue 12) - the procedure in use (the
-criteria file's rollback trigger performance_degradation every round, the Mann-Whitney comparison at
-each checkpoint) beside the anytime-valid one of plugins/plugin_utils/fleet_sequential.py.
+and how surely and how soon it finds a 20 % slower median (issue 12) - the procedure used until
+2026-12 (the rollback trigger performance_degradation on the group medians every round, the
+Mann-Whitney comparison at each checkpoint) beside the anytime-valid one of plugins/plugin_utils/fleet_sequential.py.
 
 A wave is wave 2 as the production inventory schedules it: a round every wave_monitor_interval_seconds
 from each phase's start to its last checkpoint, the checkpoints at their times. The test group is one

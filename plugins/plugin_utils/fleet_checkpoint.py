@@ -371,7 +371,7 @@ def _server(args):
     return fleet_view(server, args['info'] or {}, args['agents'], args['hosts'], args.get('complete', True)), None
 
 
-def _sequential(settings, measurements, args, before):
+def judge_sequential(settings, measurements, args, before):
     """Judge this round's sequential comparison into measurements['sequential'] (fleet_gate reads it)
     and return the counts after it, for the next round ({metric: {instance: counts}}); None when the
     criteria use a fixed-alpha test. before: the counts the run's last round left (None at its first);
@@ -389,6 +389,15 @@ def _sequential(settings, measurements, args, before):
         state[metric], judged[metric] = compare_instances(
             before.get(metric), samples, baselines, control, settings.get('tolerance', DEFAULT_TOLERANCE),
             spec.get('min_shift', 0), settings['alpha'], tested, by_round=settings.get('count') == 'round')
+        if metric != 'latency_ms':
+            continue
+        worse = 'degraded' if spec.get('worse', 'higher') == 'higher' else 'improved'
+        for row in judged[metric]:
+            # The performance_degradation trigger's figures: how far the instance's median moved from
+            # its own before its flip, and whether the test finds it worse (a noisy round alone is not).
+            measurements['per_agent'].setdefault(row['instance'], {}).update(
+                latency_degradation_pct=row['shift_pct'],
+                latency_degraded=None if row['verdict'] == 'no data' else int(row['verdict'] == worse))
     measurements['sequential'] = judged
     return state
 
@@ -403,7 +412,7 @@ def judge_round(args, sequential_state=None):
     hosts, info, baseline = args['hosts'], args['info'] or {}, args['baseline'] or {}
     probe, probe_error = _probe(args)
     measurements = measure(hosts, args['test'], args['reference'], probe, info, baseline)
-    state = _sequential(criteria['comparison'], measurements, args, sequential_state)
+    state = judge_sequential(criteria['comparison'], measurements, args, sequential_state)
     gate = evaluate(triggers_only(criteria) if monitoring else criteria, measurements)
     per_type = sorted({key.split('@')[0] for key, f in measurements['per_agent'].items()
                        if f.get('events_judged_per') == 'agent type'})

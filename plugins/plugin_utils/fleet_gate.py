@@ -62,6 +62,10 @@ MannWhitney = collections.namedtuple('MannWhitney', 'u p effect n_a n_b')
 PERCENTILE_METRIC_RE = re.compile(r'latency_p(\d+(?:\.\d+)?)_ms')
 SAMPLES_METRIC = 'latency_samples'
 
+# Per-instance figures the sequential comparison of latency_ms gives (fleet_checkpoint): a criterion
+# on them needs that comparison, or every round would judge it without data.
+SEQUENTIAL_FIGURES = ('latency_degradation_pct', 'latency_degraded')
+
 
 class CriteriaError(Exception):
     """Every problem found in one criteria source, each as '<file>: <key path>: <reason>'."""
@@ -317,6 +321,24 @@ def _check_comparison(data, problems):
             seen.setdefault(metric, path)
 
 
+def _check_sequential_figures(data, problems):
+    block = data.get('comparison') if isinstance(data.get('comparison'), dict) else {}
+    compared = [m.get('metric') for m in block.get('metrics') or [] if isinstance(m, dict)]
+    if block.get('test') == 'sequential' and 'latency_ms' in compared:
+        return
+    for section in SECTIONS:
+        items = data.get(section) if isinstance(data.get(section), list) else []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            for suffix, condition in [('', item), ('.also', item.get('also')), ('.or', item.get('or'))]:
+                if isinstance(condition, dict) and condition.get('metric') in SEQUENTIAL_FIGURES:
+                    problems.append('%s[%d]%s.metric: %s comes from the sequential comparison of latency_ms: it needs '
+                                    'comparison.test sequential with latency_ms in comparison.metrics (with %s, '
+                                    'judge the wave figures latency_p50_degradation_pct and latency_p50_increase_ms)'
+                                    % (section, index, suffix, condition['metric'], block.get('test')))
+
+
 def with_thresholds(criteria, thresholds, where):
     """The criteria with some thresholds replaced ({criterion name: threshold}, as an inventory gives
     them: the sandbox's machine is not a production host). Raises CriteriaError naming `where` and
@@ -351,6 +373,8 @@ def load_criteria(source, source_name=None):
         _check_section(data, section, names, problems)
     _check_choice(data, '', 'on_trigger', ON_TRIGGER, problems)
     _check_comparison(data, problems)
+    if not problems:  # across sections: only once each is well formed
+        _check_sequential_figures(data, problems)
     if problems:
         raise CriteriaError(['%s: %s' % (name, problem) for problem in problems])
     return data

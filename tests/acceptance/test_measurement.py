@@ -99,7 +99,7 @@ def test_dual_publish_loss_is_measured_and_names_the_instance(sandbox, wave1_go,
             QUICK, wave_criteria_file=str(criteria_with_an_unmeasured_criterion(tmp_path))))
         assert run.rc != 0, run.stdout[-3000:]
         decision = checkpoint("phase1-verification")
-        assert decision["outcome"] == "NO-GO"
+        assert decision["outcome"] == "NO-GO", decision["reasons"]
         lossy = row(decision, "dual_publish_success", INSTANCE)
         # The agent drops every 1/0.03-th unified copy counted from its start, so a window of n
         # events loses floor(0.03 n) or ceil(0.03 n) of them, depending on where it begins.
@@ -153,7 +153,8 @@ def sequential_rows(decision: dict) -> dict:
 def test_latency_added_by_the_flip_is_degraded_by_the_sequential_test_with_its_effect(sandbox, wave1_go, tmp_path):
     """150 ms added to the instance right after its flip (once its deploy is journaled, before the
     watch): the sequential test (criteria/default.yml) finds it degraded against its own pre-flip
-    latency and the control group, says by how much, and leaves the healthy instances alone."""
+    latency and the control group, says by how much, and leaves the healthy instances alone. More
+    than 20 % and found by the test: performance_degradation fires and the wave rolls back."""
     with legacy_fleet_after(tmp_path):
         since = time.time()
         proc = start_playbook(tmp_path, "wave2.yml", QUICK, "slowed-after-flip")
@@ -175,13 +176,17 @@ def test_latency_added_by_the_flip_is_degraded_by_the_sequential_test_with_its_e
             assert slow["references"][ref]["share_up"] > 0.9 and slow["references"][ref]["share_up_bounds"][0] > 0.5
         for host in set(HOSTS) - {HOST}:
             assert rows["%s@%s" % (AGENT, host)]["verdict"] == "no difference so far", rows
-        assert decision["outcome"] == "NO-GO" and decision["next_step"] == "stop"
+        assert (decision["outcome"], decision["next_step"]) == ("ROLLBACK", "rollback"), decision["reasons"]
+        fired = [r for r in decision["criteria"] if r["fired"]]
+        assert [(r["name"], r["agent"]) for r in fired] == [("performance_degradation", INSTANCE)], fired
+        assert fired[0]["measured"] > 1000 and fired[0]["also"]["measured"] == 1, fired
         assert any(r.startswith("comparison latency_ms degraded: %s: median " % INSTANCE) for r in decision["reasons"])
         summary = (ARTIFACTS / "checkpoints/wave2/phase1-verification/summary.md").read_text()
         assert re.search(r"\| latency_ms \| %s \| [0-9.]+ \(\d+\) \| [0-9.]+ \| \+1[45]\d(\.\d+)? ms " % INSTANCE,
                          summary), summary
-        # The wave stopped at phase 1's gate: phase 2's agent was never flipped.
-        assert all(env_flag(host, "tdd-expert") == "false" for host in HOSTS)
+        # The wave rolled back at phase 1's gate: every flipped agent is back on legacy, and phase 2's
+        # agent was never flipped.
+        assert all(env_flag(host, AGENT) == "false" and env_flag(host, "tdd-expert") == "false" for host in HOSTS)
 
 
 def crash_after_verification(started_at: float, stop: threading.Event) -> None:

@@ -385,10 +385,12 @@ CONTROL_ON_UNIFIED = fake_probe(HOSTS, ["network-expert"], ["graph-expert"])
 for _t in CONTROL_ON_UNIFIED["targets"]:
     if _t["agent"] == "graph-expert" and _t["via"] == "unified" and _t["host"] == "dgx-1":
         _t.update(replies=300, no_responders=0)
-# no latency recorded before the flip (no pre-flip baseline): the required comparison cannot be made.
-NO_BASELINE = dict(latency_baseline={})
+# no latency of the reference group this round: the required comparison cannot be made. (Without an
+# instance's pre-flip latency the performance_degradation trigger cannot be ruled out either: NO-GO.)
+NO_CONTROL_LATENCY = dict(probe=fake_probe(HOSTS, ["network-expert"], ["graph-expert"],
+                                           changed={("graph-expert", host): dict(samples_ms=[]) for host in HOSTS}))
 FEW_SAMPLES_REASONS = ["comparison latency_ms too few samples (required): network-expert@%s: nothing to compare with "
-                       "yet: no latency of it before its flip (median 0.545 ms now)" % host for host in HOSTS]
+                       "yet: no latency of the reference group (median 0.545 ms now)" % host for host in HOSTS]
 ARTIFACTS = ["MANIFEST.sha256", "MANIFEST.sha256.hmac", "comparison.json", "decision.json", "measurements.json", "observations.json",
              "summary.md"]
 
@@ -448,9 +450,9 @@ def checkpoint_run(tmp_path_factory):
         task("corrupt previous checkpoint", "wave_checkpoint", checkpoint(corrupt, "T+1h", "run-1")),
         # the next step the criteria ask for
         task("too few samples asks a person", "wave_checkpoint",
-             checkpoint(policy, "T+1h", "run-1", **NO_BASELINE)),
+             checkpoint(policy, "T+1h", "run-1", **NO_CONTROL_LATENCY)),
         task("too few samples rolls back when the criteria say so", "wave_checkpoint",
-             checkpoint(policy, "T+6h", "run-1", criteria=ON_INCONCLUSIVE_ROLLBACK, **NO_BASELINE)),
+             checkpoint(policy, "T+6h", "run-1", criteria=ON_INCONCLUSIVE_ROLLBACK, **NO_CONTROL_LATENCY)),
         task("a fired trigger stops when the criteria say so", "wave_checkpoint",
              checkpoint(policy, "T+12h", "run-1", info=RESTARTED, criteria=ON_TRIGGER_STOP)),
     ])
@@ -776,7 +778,10 @@ WAVE1_RESTARTED = dict(info=fake_info(uptime=1600.0, cpu=16.0, changed={("nats-e
 WAVE1_RESTART_REASONS = ["trigger agent_crash fired on nats-expert@dgx-1: agent_crashes 1 > 0 count",
                          "health: nats-expert no restarts on dgx-1: expected 0, measured 1"]
 # too few latency samples for the rank test's required comparison: INCONCLUSIVE, ask a person.
-RANKED = "{{ __plan.plan.criteria | combine({'comparison': {'test': 'mann_whitney'}}, recursive=true) }}"
+# (performance_degradation judges the sequential test's figures: it goes with it)
+RANKED = ("{{ __plan.plan.criteria | combine({'comparison': {'test': 'mann_whitney'}, 'rollback_triggers': "
+          "__plan.plan.criteria.rollback_triggers | rejectattr('name', 'eq', 'performance_degradation') | list}, "
+          "recursive=true) }}")
 WAVE1_FEW_SAMPLES = dict(probe=fake_probe(samples=SAMPLES[:5], **WAVE1), criteria=RANKED)
 WAVE1_FEW_SAMPLES_REASON = ("comparison latency_ms too few samples (required): n 5 test / 5 control, "
                             "need 20 on each side")

@@ -15,15 +15,17 @@ import pytest
 from ansible_collections.fleetwave.rollout.plugins.filter.fleet import fleet_latency_baseline
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_gate
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import (
-    evaluate_health, instance_key, judge_round, measure, probe_pings, render_round_summary, triggers_only)
+    evaluate_health, instance_key, judge_round, judge_sequential, measure, probe_pings, render_round_summary, triggers_only)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import decide_round
 
 pytestmark = pytest.mark.unit
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CRITERIA = fleet_gate.load_criteria(str(REPO / "criteria/default.yml"))
-# The fixed-alpha rank test of the same file, for the cases about it (the default is sequential).
-RANKED = dict(CRITERIA, comparison=dict(CRITERIA["comparison"], test="mann_whitney"))
+# The fixed-alpha rank test of the same file, for the cases about it (the default is sequential);
+# performance_degradation judges the sequential comparison's figures, so it goes with it.
+RANKED = dict(CRITERIA, comparison=dict(CRITERIA["comparison"], test="mann_whitney"),
+              rollback_triggers=[t for t in CRITERIA["rollback_triggers"] if t["name"] != "performance_degradation"])
 
 HOSTS = ["dgx-1", "dgx-2"]
 TEST = ["network-expert"]
@@ -613,7 +615,10 @@ def test_decide_round_does_not_modify_the_gate_reasons():
 # --- end to end with the real gate -----------------------------------------------------------------
 
 def gate_of(obs, criteria=CRITERIA):
-    return fleet_gate.evaluate(criteria, run(obs))
+    """The gate on the round's figures, the sequential comparison's among them (as judge_round)."""
+    measurements = run(obs)
+    judge_sequential(criteria["comparison"], measurements, round_args(obs), None)
+    return fleet_gate.evaluate(criteria, measurements)
 
 
 def judge(obs, criteria=CRITERIA):
@@ -681,10 +686,10 @@ def test_low_dual_publish_success_on_one_instance_is_no_go_naming_it(obs):
 def test_slow_median_on_one_instance_fails_latency_p50_naming_it(obs):
     probe_instance(obs, "dgx-1")["latency_ms"] = dict(p50=150.0, p99=180.0)
     result = judge(obs)
-    # The same p50 feeds the degradation trigger (one estimator), which fires: the group's median
-    # p50 is far above the reference's, so the round rolls back, naming the slow instance too.
-    assert result["outcome"] == "ROLLBACK"
-    assert [r["name"] for r in result["criteria"] if r["fired"]] == ["performance_degradation"]
+    # Its latencies (samples_ms) are as before: the sequential test finds no degradation, so the
+    # trigger stays quiet, and the primary criterion on the percentile fails alone.
+    assert (result["outcome"], result["next_step"]) == ("NO-GO", "stop")
+    assert [r["name"] for r in result["criteria"] if r["fired"]] == []
     [failed] = [r for r in rows(result, "primary") if not r["passed"]]
     assert (failed["name"], failed["agent"], failed["measured"]) == ("latency_p50", "network-expert@dgx-1", 150.0)
     assert any("latency_p50" in r and "network-expert@dgx-1" in r for r in result["reasons"])
@@ -727,7 +732,10 @@ def test_round_summary_lists_every_criterion_with_its_instance(obs):
     assert "| primary | latency_p50 | network-expert@dgx-2 | 0.55 ms (n=600) | < 100 | pass |" in lines
     assert "| secondary | system_load | wave | 0.7 load | < 1.0 | pass |" in lines
     assert "| rollback_trigger | agent_crash | network-expert@dgx-1 | 0 count | > 0 | quiet |" in lines
-    assert "## Test vs control" in lines
+    # Its median moved less than 20 %, so the test's verdict is not asked.
+    assert ("| rollback_trigger | performance_degradation | network-expert@dgx-1 | -0.909091 % | > 20 and "
+            "latency_degraded == 1 count | quiet |") in lines
+    assert "## Sequential test: each instance against itself before its flip, and the control" in lines
 
 
 def test_round_summary_marks_failures_fired_triggers_and_missing_data(obs):
@@ -742,7 +750,7 @@ def test_round_summary_marks_failures_fired_triggers_and_missing_data(obs):
     assert "| rollback_trigger | system_instability | wave | no data load | > 4.0 | no data |" in text
     assert "| secondary | system_load | wave | no data load | < 1.0 | fail (info) |" in text
     assert "  - network-expert no restarts on dgx-2: expected 0, measured 1" in text
-    assert "## Test vs earlier waves" in text
+    assert "## Sequential test: each instance against itself before its flip, and the earlier waves" in text
     assert "- ROLLBACK: 1 rollback trigger(s) fired: agent_crash" in text.splitlines()
 
 
@@ -862,7 +870,11 @@ def test_an_instance_slowed_by_150_ms_is_degraded_with_its_effect(obs):
     slow = sequential_rows(judged)["network-expert@dgx-2"]
     assert slow["verdict"] == "degraded" and slow["shift_ms"] == pytest.approx(150 - 0.005, abs=1e-6), slow
     assert sequential_rows(judged)["network-expert@dgx-1"]["verdict"] == "no difference so far"
-    assert judged["result"]["outcome"] == "NO-GO"
+    # 27,000 % above its own before its flip, and the test finds it: the trigger rolls the wave back.
+    assert (judged["result"]["outcome"], judged["result"]["next_step"]) == ("ROLLBACK", "rollback")
+    assert judged["result"]["reasons"][0] == (
+        "trigger performance_degradation fired on network-expert@dgx-2: latency_degradation_pct 27271.81818 > 20 % "
+        "and latency_degraded 1 == 1 count")
     [reason] = [r for r in judged["result"]["reasons"] if r.startswith("comparison latency_ms degraded")]
     assert "network-expert@dgx-2: median 150.5 ms, 0.55 ms before its flip (+150 ms, +2.73e+04 %)" in reason
     assert "| latency_ms | network-expert@dgx-2 | 150.545 (30) | 0.55 | +150 ms (+2.73e+04 %) |" in \
@@ -894,9 +906,12 @@ def test_alpha_is_shared_among_every_instance_the_wave_tests(obs):
     assert {r["alpha"] for r in rows.values()} == {CRITERIA["comparison"]["alpha"] / 8}
 
 
-def test_an_instance_without_a_pre_flip_baseline_makes_the_round_inconclusive(obs):
+def test_an_instance_without_a_pre_flip_baseline_stops_the_wave_naming_it(obs):
+    # Neither its degradation nor the test's verdict can be measured: the trigger cannot be ruled out.
     result = judge_round(round_args(obs, latency_baseline={"network-expert@dgx-1": 0.55}))["result"]
-    assert (result["outcome"], result["next_step"]) == ("INCONCLUSIVE", "ask")
+    assert (result["outcome"], result["next_step"]) == ("NO-GO", "stop")
+    assert result["reasons"][0] == ("trigger performance_degradation cannot be ruled out on network-expert@dgx-2: "
+                                    "latency_degradation_pct no data")
 
 
 @pytest.mark.parametrize("probe, probe_error, reason", [

@@ -172,7 +172,7 @@ READ_BY = {
     "artifact_record": [("action/artifact_record.py", None)],
     "wave_plan": [("action/wave_plan.py", None)],
     "wave_checkpoint": [("action/wave_checkpoint.py", None),
-                        ("plugin_utils/fleet_checkpoint.py", {"judge_round", "_probe", "_server", "_sequential"}),
+                        ("plugin_utils/fleet_checkpoint.py", {"judge_round", "_probe", "_server", "judge_sequential"}),
                         ("plugin_utils/fleet_journal.py", {"record_round"})],
     "wave_journal": [("action/wave_journal.py", None), ("plugin_utils/fleet_journal.py", {"record_step"})],
     "wave_decision": [("action/wave_decision.py", None)],
