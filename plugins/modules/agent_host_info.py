@@ -8,8 +8,8 @@ DOCUMENTATION = r'''
 module: agent_host_info
 short_description: Report the state of agent units on a host
 description:
-  - For each agent, reads its systemd unit C(<unit_prefix>@<agent>.service) with one
-    C(systemctl show) - active state, main PID, restart count, how long it has been active,
+  - For each agent, reads its systemd unit C(<unit_prefix>@<agent>.service) - one
+    C(systemctl show) for all the units - active state, main PID, restart count, how long it has been active,
     CPU time used and memory in use - and the host's load average, CPU count and sampling times.
   - CPU and memory come from the unit's cgroup (C(CPUUsageNSec), C(MemoryCurrent)) when systemd
     accounts for it; otherwise (cgroup v1 without delegation, accounting off) from
@@ -36,8 +36,9 @@ options:
     default: agent
   since:
     description:
-      - Epoch seconds (fractions allowed). When given, each unit's journal is read from this
-        time on with C(journalctl -u <unit> -p err) and its error entries counted and sampled.
+      - Epoch seconds (fractions allowed). When given, the units' journal is read from this
+        time on with one C(journalctl -u <unit> -u <unit>... -p err) and each unit's error entries
+        counted and sampled.
       - When not given, the journal is not read and the journal fields are null.
     type: float
 notes:
@@ -306,50 +307,72 @@ def unit_sockets(pid, children=None):
     return sorted(sockets, key=lambda s: (s['local_ip'], s['local_port'])), None
 
 
-def journal_errors(module, journalctl, unit, since):
-    """(count, sample, note): the unit's journal entries of priority err or worse since `since`."""
+# The fields `journalctl -u` matches a unit on: the unit's own processes, systemd about it, processes
+# allowed to log for it, and coredumps of it.
+UNIT_FIELDS = ('_SYSTEMD_UNIT', 'UNIT', 'OBJECT_SYSTEMD_UNIT', 'COREDUMP_UNIT')
+
+
+def _message(entry):
+    message = entry.get('MESSAGE')
+    if isinstance(message, list):
+        # journald gives a message that is not valid UTF-8 as a list of byte values.
+        try:
+            return bytes(message).decode('utf-8', 'replace')[:SAMPLE_CHARS]
+        except (TypeError, ValueError):
+            return ''
+    # None: no message, or one larger than journalctl prints in JSON without --all.
+    return '' if message is None else str(message)[:SAMPLE_CHARS]
+
+
+def journal_errors(module, journalctl, units, since):
+    """{unit: (count, sample, note)}: each unit's journal entries of priority err or worse since
+    `since`, from one journalctl call for all of them (a host's journal is read once per sample)."""
     if journalctl is None:
-        return None, None, 'journalctl not found on this host'
+        return dict.fromkeys(units, (None, None, 'journalctl not found on this host'))
     since_arg = '@' + ('%.6f' % since).rstrip('0').rstrip('.')
-    args = [journalctl, '-u', unit, '--since', since_arg, '-p', 'err', '-o', 'json', '--no-pager', '-q']
+    args = [journalctl] + [arg for unit in units for arg in ('-u', unit)]
+    args += ['--since', since_arg, '-p', 'err', '-o', 'json', '--no-pager', '-q']
     rc, out, err = module.run_command(args)
     if rc != 0:
-        return None, None, 'journalctl -u %s --since %s failed (rc=%d): %s' % (
-            unit, since_arg, rc, (err.strip() or out.strip())[:SAMPLE_CHARS])
-    messages = []
+        note = 'journalctl %s --since %s failed (rc=%d): %s' % (
+            ' '.join('-u ' + u for u in units), since_arg, rc, (err.strip() or out.strip())[:SAMPLE_CHARS])
+        return dict.fromkeys(units, (None, None, note))
+    messages = {unit: [] for unit in units}
     for line in out.splitlines():
         if not line.strip():
             continue
         try:
-            message = json.loads(line).get('MESSAGE')
+            entry = json.loads(line)
+            named = [entry.get(field) for field in UNIT_FIELDS]
         except (ValueError, AttributeError):
-            return None, None, 'journalctl -u %s printed a line that is not a JSON object: %s' % (
-                unit, line[:SAMPLE_CHARS])
-        if isinstance(message, list):
-            # journald gives a message that is not valid UTF-8 as a list of byte values.
-            try:
-                message = bytes(message).decode('utf-8', 'replace')
-            except (TypeError, ValueError):
-                message = ''
-        elif message is None:
-            # No message, or one larger than journalctl prints in JSON without --all.
-            message = ''
-        messages.append(str(message)[:SAMPLE_CHARS])
-    return len(messages), messages[-SAMPLE_SIZE:], None
+            note = 'journalctl printed a line that is not a JSON object: %s' % line[:SAMPLE_CHARS]
+            return dict.fromkeys(units, (None, None, note))
+        unit = next((n for n in named if n in messages), units[0] if len(units) == 1 else None)
+        if unit is not None:  # -u matched it on one of UNIT_FIELDS; a single unit needs no field
+            messages[unit].append(_message(entry))
+    return {unit: (len(found), found[-SAMPLE_SIZE:], None) for unit, found in messages.items()}
 
 
-def read_unit(module, systemctl, unit, uptime, journalctl=None, since=None, children=None):
-    rc, out, err = module.run_command([systemctl, 'show', unit, '--property=' + ','.join(PROPERTIES)])
+def show_units(module, systemctl, units):
+    """{unit: {property: value}} from one `systemctl show` of every unit (a block each, in order)."""
+    rc, out, err = module.run_command([systemctl, 'show'] + list(units) + ['--property=' + ','.join(PROPERTIES)])
     if rc != 0:
-        module.fail_json(msg='systemctl show %s failed (rc=%d): %s' % (unit, rc, err.strip()))
-    props = dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
+        module.fail_json(msg='systemctl show %s failed (rc=%d): %s' % (' '.join(units), rc, err.strip()))
+    blocks = out.strip('\n').split('\n\n') if out.strip() else []
+    if len(blocks) != len(units):
+        module.fail_json(msg='systemctl show %s printed %d blocks of properties for %d units: %s' % (
+            ' '.join(units), len(blocks), len(units), out.strip()[:SAMPLE_CHARS]))
+    return {unit: dict(line.split('=', 1) for line in block.splitlines() if '=' in line)
+            for unit, block in zip(units, blocks)}
+
+
+def read_unit(unit, props, uptime, journal=(None, None, None), children=None):
+    """One unit's figures from its properties, its journal errors and its processes' sockets."""
     entered = _int(props.get('ActiveEnterTimestampMonotonic'))
     active = props.get('ActiveState')
     pid = _int(props.get('MainPID'))
     cpu, memory, source = unit_metrics(props, active, pid)
-    errors = sample = note = None
-    if since is not None:
-        errors, sample, note = journal_errors(module, journalctl, unit, since)
+    errors, sample, note = journal
     sockets, sockets_error = unit_sockets(pid, children) if active == 'active' and pid else ([], None)
     return dict(
         unit=unit,
@@ -391,9 +414,12 @@ def main():
         load = [float(x) for x in handle.read().split()[:3]]
     ncpu = os.cpu_count()
     children = process_children()
-    units = {a: read_unit(module, systemctl, '%s@%s.service' % (module.params['unit_prefix'], a), uptime,
-                          journalctl, since, children)
-             for a in module.params['agents']}
+    names = {a: '%s@%s.service' % (module.params['unit_prefix'], a) for a in module.params['agents']}
+    unique = list(dict.fromkeys(names.values()))
+    props = show_units(module, systemctl, unique) if unique else {}
+    journals = journal_errors(module, journalctl, unique, since) if since is not None and unique else {}
+    units = {a: read_unit(unit, props[unit], uptime, journals.get(unit, (None, None, None)), children)
+             for a, unit in names.items()}
     module.exit_json(changed=False, units=units, load=load, ncpu=ncpu,
                      load_per_cpu=round(load[0] / ncpu, 3) if ncpu else None,
                      sampled_at_epoch=sampled_at, sampled_at_uptime=uptime)

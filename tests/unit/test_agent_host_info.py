@@ -1,5 +1,5 @@
-"""plugins/modules/agent_host_info.py: `systemctl show` parsed per agent unit, with a fake systemctl
-and journalctl, fake /proc files and a fake clock."""
+"""plugins/modules/agent_host_info.py: one `systemctl show` and one `journalctl` for every agent unit,
+parsed per unit, with a fake systemctl and journalctl, fake /proc files and a fake clock."""
 
 from __future__ import annotations
 
@@ -37,10 +37,9 @@ def show(active="active", sub="running", pid="4242", restarts="0", entered="4002
             % (pid, restarts, load, active, sub, entered, memory, cpu))
 
 
-def journal(*messages):
+def journal(*messages, unit="agent@tdd-expert.service", field="_SYSTEMD_UNIT"):
     """What `journalctl -o json` prints: one JSON object per line, oldest first."""
-    return "".join(json.dumps({"PRIORITY": "3", "_SYSTEMD_UNIT": "agent@tdd-expert.service", "MESSAGE": m}) + "\n"
-                   for m in messages)
+    return "".join(json.dumps({"PRIORITY": "3", field: unit, "MESSAGE": m}) + "\n" for m in messages)
 
 
 @pytest.fixture
@@ -58,10 +57,15 @@ def systemctl(monkeypatch):
 
     def run_command(self, args, *a, **kw):
         Fake.calls.append(list(args))
-        if os.path.basename(args[0]) == "journalctl":
-            return Fake.journal.get(args[2], (0, "", ""))
-        return Fake.units.get(args[2], (0, show(active="inactive", sub="dead", pid="0", entered="0",
-                                                load="not-found"), ""))
+        if os.path.basename(args[0]) == "journalctl":  # -u <unit> for each unit: their entries together
+            found = [Fake.journal.get(args[i + 1], (0, "", "")) for i, arg in enumerate(args) if arg == "-u"]
+        else:  # show <unit>... --property=...: a block of properties per unit, a blank line between
+            found = [Fake.units.get(unit, (0, show(active="inactive", sub="dead", pid="0", entered="0",
+                                                   load="not-found"), "")) for unit in args[2:-1]]
+        failed = [f for f in found if f[0] != 0]
+        if failed:
+            return failed[0]
+        return 0, ("" if "journalctl" in args[0] else "\n").join(f[1] for f in found), ""
 
     def get_bin_path(self, name, required=False, *a, **kw):
         if name in Fake.missing:
@@ -162,8 +166,8 @@ def test_unknown_unit_reports_not_found(host_info):
 def test_every_agent_is_asked_for_with_the_unit_prefix(host_info, systemctl):
     result = host_info(["network-expert", "tdd-expert"], unit_prefix="fleet")
     assert sorted(result["units"]) == ["network-expert", "tdd-expert"]
-    assert systemctl.calls == [["/usr/bin/systemctl", "show", "fleet@network-expert.service", PROPERTIES],
-                               ["/usr/bin/systemctl", "show", "fleet@tdd-expert.service", PROPERTIES]]
+    assert systemctl.calls == [["/usr/bin/systemctl", "show", "fleet@network-expert.service",
+                                "fleet@tdd-expert.service", PROPERTIES]]
     assert result["units"]["tdd-expert"]["unit"] == "fleet@tdd-expert.service"
 
 
@@ -300,8 +304,8 @@ def test_journal_errors_are_counted_per_unit_since_the_time(host_info, systemctl
     systemctl.journal["agent@tdd-expert.service"] = (0, journal("first", "second", "third"), "")
     result = host_info(["network-expert", "tdd-expert"], since=1795473718.5)
     assert journal_calls(systemctl) == [
-        ["/usr/bin/journalctl", "-u", "agent@%s.service" % a, "--since", "@1795473718.5", "-p", "err",
-         "-o", "json", "--no-pager", "-q"] for a in ("network-expert", "tdd-expert")]
+        ["/usr/bin/journalctl", "-u", "agent@network-expert.service", "-u", "agent@tdd-expert.service",
+         "--since", "@1795473718.5", "-p", "err", "-o", "json", "--no-pager", "-q"]]
     tdd = result["units"]["tdd-expert"]
     assert (tdd["journal_errors"], tdd["journal_error_sample"], tdd["journal_error_note"]) == (
         3, ["first", "second", "third"], None)
@@ -315,6 +319,26 @@ def test_journal_errors_are_counted_per_unit_since_the_time(host_info, systemctl
 def test_since_is_passed_as_epoch_seconds(host_info, systemctl, since, argument):
     host_info(["tdd-expert"], since=since)
     assert journal_calls(systemctl)[0][3:5] == ["--since", argument]
+
+
+@pytest.mark.parametrize("field", ["_SYSTEMD_UNIT", "UNIT", "OBJECT_SYSTEMD_UNIT", "COREDUMP_UNIT"])
+def test_entries_of_one_journal_read_go_to_the_unit_they_name(host_info, systemctl, field):
+    # systemd's own entry about a unit names it in UNIT, a coredump in COREDUMP_UNIT.
+    systemctl.journal["agent@tdd-expert.service"] = (0, journal("tdd down", field=field), "")
+    systemctl.journal["agent@network-expert.service"] = (0, journal("net 1", "net 2", unit="agent@network-expert.service",
+                                                                    field=field), "")
+    units = host_info(["network-expert", "tdd-expert"], since=1.0)["units"]
+    assert [(units[a]["journal_errors"], units[a]["journal_error_sample"]) for a in ("network-expert", "tdd-expert")] \
+        == [(2, ["net 1", "net 2"]), (1, ["tdd down"])]
+    assert len(journal_calls(systemctl)) == 1
+
+
+def test_a_show_that_does_not_print_a_block_per_unit_fails_saying_so(host_info, systemctl):
+    systemctl.units["agent@network-expert.service"] = (0, "", "")
+    result = host_info(["network-expert", "tdd-expert"])
+    assert result["failed"] and result["msg"].startswith(
+        "systemctl show agent@network-expert.service agent@tdd-expert.service printed 1 blocks of properties for 2 "
+        "units: ")
 
 
 def test_journal_sample_is_the_last_five_messages_cut_to_200_chars(host_info, systemctl):
@@ -385,7 +409,7 @@ def test_systemctl_failure_fails_naming_the_unit(host_info, systemctl):
     systemctl.units["agent@tdd-expert.service"] = (1, "", "Failed to connect to bus: No such file or directory\n")
     result = host_info(["network-expert", "tdd-expert"])
     assert result["failed"]
-    assert result["msg"] == ("systemctl show agent@tdd-expert.service failed (rc=1): "
+    assert result["msg"] == ("systemctl show agent@network-expert.service agent@tdd-expert.service failed (rc=1): "
                              "Failed to connect to bus: No such file or directory")
 
 
