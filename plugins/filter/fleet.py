@@ -204,6 +204,19 @@ def fleet_latency_baseline(probe):
     return baseline
 
 
+def fleet_request_baseline(probe):
+    """{agent@host: request counters} of a nats_probe result (sent, replies, replies_ok, errors,
+    timeouts, no_responders), for every instance probed: the pre-flip baseline of each instance's
+    sequential comparison of rates."""
+    baseline = {}
+    for agent in (probe or {}).get('agents') or []:
+        for instance in agent.get('instances') or []:
+            if instance.get('sent'):
+                baseline[instance_key(agent['name'], instance['host'])] = {
+                    k: instance.get(k) for k in ('sent', 'replies', 'replies_ok', 'errors', 'timeouts', 'no_responders')}
+    return baseline
+
+
 def readiness_load_plan(scenarios, factor=1, max_seconds=None):
     """The readiness run's load scenarios as they will run: readiness_load_scenarios validated (every
     problem at once, naming its key and the allowed range) and, for the sandbox, compressed by factor
@@ -263,6 +276,7 @@ class FilterModule:
             'fleet_identities': fleet_identities,
             'fleet_probe_agents': fleet_probe_agents,
             'fleet_latency_baseline': fleet_latency_baseline,
+            'fleet_request_baseline': fleet_request_baseline,
             'legacy_only_proof': legacy_only_proof,
             'server_proof': server_proof,
             'post_rollback_round': post_rollback_round,

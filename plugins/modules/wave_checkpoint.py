@@ -131,6 +131,13 @@ options:
       - The counts the comparison accumulated over the run's earlier rounds are read from the run
         journal, so a resumed run goes on with them.
     type: dict
+  request_baseline:
+    description:
+      - Each test instance's request counters before its flip (C(sent), C(replies), C(replies_ok),
+        C(errors), C(timeouts), C(no_responders)), keyed C(agent@host), from the same pre-flip probe;
+        the sequential comparison of a rate (C(error_rate_pct), C(delivery_loss_pct) in the criteria's
+        C(comparison.metrics)) compares each instance's failed requests with them.
+    type: dict
   tested:
     description: How many instances the wave tests in all (every phase's agents on every host); the
       sequential comparison shares its alpha among them. Default - the instances of O(test).

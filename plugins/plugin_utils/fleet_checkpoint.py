@@ -13,7 +13,8 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import (DEFAULT_TOLERANCE, evaluate,
                                                                                   load_criteria)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import ASK, ROLL_BACK, decide_round, describe
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_sequential import compare_instances
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_sequential import (
+    RATE_METRICS, compare_instances, compare_rates, request_counts)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import fleet_view
 
 
@@ -212,13 +213,17 @@ def measure(hosts, test, reference, probe, info, baseline):
 
     Returns {per_agent: {'agent@host': {metric: value}}, wave: {metric: value},
              samples: {test: {latency_ms: [...]}, control: {latency_ms: [...]}},
-             instance_samples: {latency_ms: {'agent@host': [...]}}}, every figure in
+             instance_samples: {latency_ms: {'agent@host': [...]}},
+             instance_counts: {rate metric: {'agent@host': (failed, sent)}},
+             control_counts: {rate metric: (failed, sent)}}, every figure in
     the units of criteria/default.yml, None where there is no data.
     """
     probe_agents = {a['name']: a for a in (probe or {}).get('agents') or []}
     per_agent = {}
     cpu, memory, latency, p50 = ({'test': [], 'reference': []} for _ in range(4))
     instance_latency = {}  # the test instances' latencies, for the sequential comparison
+    instance_counts = {metric: {} for metric in RATE_METRICS}  # and their failed requests
+    control_counts = {metric: [0, 0] for metric in RATE_METRICS}
     elapsed_on = {host: _elapsed(info, baseline, host) for host in hosts}
     for side, names in (('test', test), ('reference', reference)):
         for agent in names:
@@ -228,6 +233,12 @@ def measure(hosts, test, reference, probe, info, baseline):
                 cpu[side].append(_cpu_pct(unit, before, elapsed))
                 memory[side].append((unit or {}).get('memory_bytes'))
                 latency[side].extend(instance.get('samples_ms') or [])
+                for metric in RATE_METRICS:
+                    found = request_counts(instance, metric)
+                    if found and side == 'test':
+                        instance_counts[metric][instance_key(agent, host)] = found
+                    elif found:
+                        control_counts[metric] = [a + b for a, b in zip(control_counts[metric], found)]
                 if side == 'test':
                     instance_latency[instance_key(agent, host)] = list(instance.get('samples_ms') or [])
                 lat = instance.get('latency_ms') or {}
@@ -271,7 +282,8 @@ def measure(hosts, test, reference, probe, info, baseline):
         latency_p50_ms_test=p50_test, latency_p50_ms_reference=p50_reference)
     return dict(per_agent=per_agent, wave=wave,
                 samples=dict(test=dict(latency_ms=latency['test']), control=dict(latency_ms=latency['reference'])),
-                instance_samples=dict(latency_ms=instance_latency))
+                instance_samples=dict(latency_ms=instance_latency), instance_counts=instance_counts,
+                control_counts={m: tuple(c) if c[1] else None for m, c in control_counts.items()})
 
 
 def _cell(value):
@@ -305,7 +317,8 @@ def render_round_summary(head, verdict, gate, health, measurements, reference_ki
                     measured += ', %s %s' % (_cell(second['measured']), second['unit'])
         lines.append('| %s | %s | %s | %s | %s | %s |' % (
             row['kind'], row['name'], row['agent'] or 'wave', measured, limit, result))
-    sequential = [c for c in gate['comparisons'] if c.get('test') == 'sequential']
+    sequential = [c for c in gate['comparisons'] if c.get('test') == 'sequential' and c.get('kind') != 'rate']
+    rates = [c for c in gate['comparisons'] if c.get('test') == 'sequential' and c.get('kind') == 'rate']
     if sequential:
         lines += ['', '## Sequential test: each instance against itself before its flip, and the %s' % reference_kind,
                   '', '| metric | instance | median ms (n) | before flip | effect | reference median | '
@@ -322,8 +335,21 @@ def render_round_summary(head, verdict, gate, health, measurements, reference_ki
             lines.append('| %s | %s | %s (%d) | %s | %s | %s | %s | %s |' % (
                 c['metric'], c['instance'], _cell(c['median_ms']), c['n_round'], _cell(c['baseline_median_ms']),
                 effect, _cell(c['control_median_ms']), ' / '.join(shares), c['verdict']))
+    if rates:
+        lines += ['', '## Sequential test of rates: failed requests against the instance before its flip, and the %s'
+                  % reference_kind, '', '| metric | instance | this round | before flip | reference | '
+                  'over the rounds: baseline / reference (evidence) | verdict |', '|---|---|---|---|---|---|---|']
+        for c in rates:
+            sides = []
+            for ref in ('baseline', 'control'):
+                counts = c['references'][ref]
+                sides.append('no data' if not counts['n'] else '%d of %d (%.3g)' % (
+                    counts['failed'], counts['n'], counts['evidence']))
+            lines.append('| %s | %s | %d of %d (%s %%) | %s %% | %s %% | %s | %s |' % (
+                c['metric'], c['instance'], c['failed'], c['sent'], _cell(c['rate_pct']), _cell(c['baseline_rate_pct']),
+                _cell(c['control_rate_pct']), ' / '.join(sides), c['verdict']))
     ranked = [c for c in gate['comparisons'] if c.get('test') != 'sequential']
-    if ranked or not sequential:
+    if ranked or not (sequential or rates):
         lines += ['', '## Test vs %s' % reference_kind, '',
                   '| metric | n test | n reference | p | effect r | medians apart | verdict |',
                   '|---|---|---|---|---|---|---|']
@@ -375,19 +401,32 @@ def judge_sequential(settings, measurements, args, before):
     """Judge this round's sequential comparison into measurements['sequential'] (fleet_gate reads it)
     and return the counts after it, for the next round ({metric: {instance: counts}}); None when the
     criteria use a fixed-alpha test. before: the counts the run's last round left (None at its first);
-    args: latency_baseline ({instance: median before its flip}), tested (instances the wave tests in all)."""
+    args: latency_baseline ({instance: median before its flip}), request_baseline ({instance: its pre-flip
+    probe counters}, for rates), tested (instances the wave tests in all)."""
     if settings.get('test') != 'sequential':
         return None
     before = before or {}
-    tested = args.get('tested') or len(args['test']) * len(args['hosts'])
+    metrics = settings.get('metrics') or []
+    # alpha is shared by every instance and every compared metric: the false alarm over the wave stays alpha.
+    tested = (args.get('tested') or len(args['test']) * len(args['hosts'])) * max(1, len(metrics))
+    tolerance = settings.get('tolerance', DEFAULT_TOLERANCE)
     state, judged = {}, {}
-    for spec in settings.get('metrics') or []:
+    for spec in metrics:
         metric = spec['metric']
+        if metric in RATE_METRICS:
+            # Rates are counted: the pre-flip probe's counters and the reference group's, summed.
+            baselines = {instance: request_counts(counters, metric)
+                         for instance, counters in (args.get('request_baseline') or {}).items()}
+            state[metric], judged[metric] = compare_rates(
+                before.get(metric), (measurements.get('instance_counts') or {}).get(metric) or {},
+                {i: b for i, b in baselines.items() if b}, (measurements.get('control_counts') or {}).get(metric),
+                tolerance, spec.get('min_shift', 0) / 100.0, settings['alpha'], tested)
+            continue
         samples = (measurements.get('instance_samples') or {}).get(metric) or {}
         control = ((measurements.get('samples') or {}).get('control') or {}).get(metric) or []
         baselines = (args.get('latency_baseline') or {}) if metric == 'latency_ms' else {}
         state[metric], judged[metric] = compare_instances(
-            before.get(metric), samples, baselines, control, settings.get('tolerance', DEFAULT_TOLERANCE),
+            before.get(metric), samples, baselines, control, tolerance,
             spec.get('min_shift', 0), settings['alpha'], tested, by_round=settings.get('count') == 'round')
         if metric != 'latency_ms':
             continue

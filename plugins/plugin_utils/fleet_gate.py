@@ -23,6 +23,7 @@ import yaml  # ships with ansible-core; the gate runs on the controller
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import (
     MAX_CRITERIA_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, out_of_range)
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_policy import ON_INCONCLUSIVE, ON_TRIGGER
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_sequential import RATE_METRICS
 
 COMPARATORS = {'<': operator.lt, '<=': operator.le, '>': operator.gt, '>=': operator.ge, '==': operator.eq}
 UNITS = ('%', 'ms', 'count', 'ratio', 'load')
@@ -312,6 +313,10 @@ def _check_comparison(data, problems):
             bad = out_of_range('comparison.metrics[].min_shift', item['min_shift'])
             if bad:
                 problems.append('%s.min_shift: %s' % (path, bad))
+        if item.get('metric') in RATE_METRICS and (item.get('worse') != 'higher' or not item.get('min_shift')):
+            # Against a reference without failures a single failure would be infinite evidence.
+            problems.append('%s: %s is a rate: it needs worse: higher and a min_shift above 0 (percentage '
+                            'points a rate may rise by before it counts)' % (path, item['metric']))
         if 'required' in item and not isinstance(item['required'], bool):
             problems.append('%s.required: %s is not true or false' % (path, _fmt(item['required'])))
         metric = item.get('metric')
@@ -569,6 +574,22 @@ def _sequential_reason(row):
     return '%s; %s' % (effect, '; '.join(sides))
 
 
+def _rate_reason(row):
+    """One instance's sequential judgement of a rate in words."""
+    def pct(value):
+        return 'no data' if value is None else '%.3g %%' % value
+    effect = '%d of %d requests failed this round (%s), %s before its flip, reference %s' % (
+        row['failed'], row['sent'], pct(row['rate_pct']), pct(row['baseline_rate_pct']), pct(row['control_rate_pct']))
+    sides = []
+    for ref, counts in sorted(row['references'].items()):
+        if not counts['n']:
+            sides.append('%s: nothing to compare with yet' % ref)
+        else:
+            sides.append('%s: %d of %d failed over the rounds, evidence %.3g of %.3g' % (
+                ref, counts['failed'], counts['n'], counts['evidence'], row['threshold']))
+    return '%s; %s' % (effect, '; '.join(sides))
+
+
 def _sequential_comparisons(settings, judged):
     """Rows of the sequential comparison (fleet_sequential.compare_instances, one per test instance
     and metric): degraded or improved only as the test decided, in the direction the metric is worse."""
@@ -581,9 +602,10 @@ def _sequential_comparisons(settings, judged):
                 verdict = 'improved' if verdict == 'degraded' else 'degraded'
             if verdict == 'no data':
                 verdict = 'too few samples'  # the same next step as a rank test without samples
+            reason = (_rate_reason if found.get('kind') == 'rate' else _sequential_reason)(found)
             rows.append(dict(found, metric=metric, test='sequential', worse=spec.get('worse'),
                              required=spec.get('required', False), agent=found['instance'], verdict=verdict,
-                             reason='%s: %s' % (found['instance'], _sequential_reason(found))))
+                             reason='%s: %s' % (found['instance'], reason)))
     return rows
 
 
@@ -591,7 +613,8 @@ def _comparisons(settings, samples, judged=None):
     if settings.get('test') == 'sequential':
         return _sequential_comparisons(settings, judged)
     test, control = samples.get('test') or {}, samples.get('control') or {}
-    configured = {m['metric']: m for m in settings.get('metrics') or []}
+    # Rates are counted by the sequential test only: the rank test needs samples.
+    configured = {m['metric']: m for m in settings.get('metrics') or [] if m['metric'] not in RATE_METRICS}
     rows = []
     for metric in list(configured) + sorted((set(test) | set(control)) - set(configured)):
         spec = configured.get(metric, {})

@@ -151,6 +151,7 @@ def progress(records):
 
     preflight [host, ...] whose pre-flight is recorded ok
     latency_baseline  {agent@host: median ms} of the pre-flip probe, None when none is recorded
+    request_baseline  {agent@host: its request counters} of the same probe (for rates), None likewise
     deployed  {phase: {host: epoch its deploy started}}, the hosts whose deploy is recorded ok
     watch     {phase: {'t0': epoch, 'baseline': {...}}}, each watch whose clock started
     rounds    {phase: {label: next step}}, each round's last word (a person's answer, else the round)
@@ -159,12 +160,14 @@ def progress(records):
               with what the automatic rollback or the question needs; else None
     """
     preflight, deployed, watch, rounds, gates, pending, latency_baseline = [], {}, {}, {}, {}, None, None
+    request_baseline = None
     for record in records:
         step, phase, detail = record['step'], record.get('phase'), record.get('detail') or {}
         if step == PREFLIGHT and record.get('host') and record.get('outcome') == 'ok':
             preflight.append(record['host'])
         elif step == PREFLIGHT and record.get('label') == PRE_FLIP_PROBE and 'latency_baseline' in detail:
             latency_baseline = detail['latency_baseline']
+            request_baseline = detail.get('request_baseline')
         elif step == DEPLOY and record.get('outcome') == 'ok':
             deployed.setdefault(phase, {})[record.get('host')] = epoch_of(record.get('started'))
         elif step == WATCH:
@@ -186,7 +189,7 @@ def progress(records):
         elif step == GATE:
             gates[phase] = record.get('next_step')
     return dict(preflight=preflight, deployed=deployed, watch=watch, rounds=rounds, gates=gates, pending=pending,
-                latency_baseline=latency_baseline)
+                latency_baseline=latency_baseline, request_baseline=request_baseline)
 
 
 def sequential_state(records):

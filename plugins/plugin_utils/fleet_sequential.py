@@ -35,6 +35,17 @@ What counts as one observation is the caller's choice:
                 that favours neither group exceeds the tolerated effect at most half the time; it
                 needs about a dozen rounds to say "degraded" at alpha 0.01.
 bench/sequential.py shows both against the procedure in use, with and without such wobbles.
+
+Rates (count data: the share of a round's requests that failed) are asked the same question with
+counts (compare_rates): is the instance's failure probability above the reference's share r raised
+by the tolerated effect, c = max(r x (1 + tolerance), r + min_shift)? If it is at most c, a round's
+x failures of n requests are no more than Binomial(n, c), so for each alternative q = k x c (k > 1,
+RATE_ALTERNATIVES) the round's likelihood ratio (q / c)^x ((1 - q) / (1 - c))^(n - x) has expectation
+at most 1 whatever came before; the product over rounds, mixed over the alternatives, is again a
+nonnegative supermartingale starting at 1. c is set from the reference before the round's own count
+is looked at, so it may differ from round to round. Only the summed log ratios are kept. A round
+against a reference that makes c 0 (no failures and no min_shift) or 1 adds no evidence: a single
+failure would otherwise be infinite evidence.
 """
 
 from __future__ import annotations
@@ -204,5 +215,134 @@ def compare_instances(state, samples, baselines, control, tolerance, min_shift, 
             median_ms=median, baseline_median_ms=baseline, control_median_ms=control_median,
             shift_ms=shift, shift_pct=100.0 * shift / baseline if shift is not None and baseline else None,
             n_round=len(_finite(samples[instance])),
+            references=judged['references']))
+    return new, rows
+
+
+# --- rates (count data) -------------------------------------------------------------------------------
+
+# Alternatives to the tolerated failure probability c, as multiples of it, equal weights: from half
+# again (a rate that creeps up) to thirty times (an agent that fails outright).
+RATE_ALTERNATIVES = (1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+
+# The rates compare_rates may judge (comparison.metrics), each an instance's failed requests from
+# nats_probe's counters - the numerators of its error_rate and of 1 - delivery - in % of those sent.
+RATE_METRICS = {
+    'error_rate_pct': lambda c: c['errors'] + c['timeouts'] + c['no_responders'],
+    'delivery_loss_pct': lambda c: c['sent'] - c['replies_ok'],
+}
+
+
+def request_counts(counters, metric):
+    """(failed, sent) of a rate metric from one instance's probe counters; None without them."""
+    try:
+        failed, sent = RATE_METRICS[metric](counters), counters['sent']
+    except (KeyError, TypeError):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (failed, sent)) or not 0 <= failed <= sent:
+        return None
+    return failed, sent
+
+
+def rate_threshold(failed, sent, tolerance, min_shift):
+    """c: the reference's share of failed requests raised by the tolerated effect (relative and
+    absolute, min_shift a fraction); None without requests, or when c is 0 or 1 (nothing to test)."""
+    if not sent or failed is None or failed < 0 or failed > sent:
+        return None
+    share = failed / sent
+    c = max(share * (1 + tolerance), share + min_shift)
+    return c if 0 < c < 1 else None
+
+
+def _alternatives(c):
+    return [min(k * c, (1 + c) / 2) for k in RATE_ALTERNATIVES]
+
+
+def new_rate_state():
+    return {ref: dict(n=0, failed=0, log_lr=[0.0] * len(RATE_ALTERNATIVES)) for ref in REFERENCES}
+
+
+def update_rates(state, failed, sent, references, tolerance, min_shift):
+    """The counts after one more round: `failed` of `sent` requests of the test instance, against
+    each reference of `references` ({baseline: (failed, sent), control: (failed, sent)}, either
+    missing when there is none). Returns a new state; `state` is not changed."""
+    old = state or new_rate_state()
+    new = {ref: dict(old.get(ref) or new_rate_state()[ref]) for ref in REFERENCES}
+    if not sent or failed is None or not 0 <= failed <= sent:
+        return new
+    for ref in REFERENCES:
+        found = (references or {}).get(ref)
+        c = rate_threshold(found[0], found[1], tolerance, min_shift) if found else None
+        if c is None:
+            continue
+        counts = new[ref]
+        counts['n'] += sent
+        counts['failed'] += failed
+        counts['log_lr'] = [
+            total + failed * math.log(q / c) + (sent - failed) * math.log((1 - q) / (1 - c))
+            for total, q in zip(counts['log_lr'], _alternatives(c))]
+    return new
+
+
+def rate_log_evidence(counts):
+    """log of the mixture's evidence (0 before any round)."""
+    terms = counts.get('log_lr') or [0.0]
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
+
+
+def judge_rates(state, alpha):
+    """{verdict, threshold, references: {ref: {n, failed, share, evidence, verdict}}}: degraded when
+    every reference's evidence reaches 1 / alpha, no data while a reference has none."""
+    limit = math.log(1 / alpha)
+    rows = {}
+    for ref in REFERENCES:
+        counts = (state or {}).get(ref) or new_rate_state()[ref]
+        evidence = rate_log_evidence(counts)
+        verdict_ = 'no data' if not counts['n'] else ('degraded' if evidence >= limit else 'no difference so far')
+        rows[ref] = dict(n=counts['n'], failed=counts['failed'],
+                         share=counts['failed'] / counts['n'] if counts['n'] else None,
+                         evidence=math.exp(min(evidence, 700)), verdict=verdict_)
+    found = {row['verdict'] for row in rows.values()}
+    if 'no data' in found:
+        overall = 'no data'
+    elif found == {'degraded'}:
+        overall = 'degraded'
+    else:
+        overall = 'no difference so far'
+    return dict(verdict=overall, threshold=1 / alpha, references=rows)
+
+
+def _pct(failed, sent):
+    return 100.0 * failed / sent if sent else None
+
+
+def compare_rates(state, counts, baselines, control, tolerance, min_shift, alpha, tested):
+    """One round of the sequential comparison of a rate, each test instance on its own.
+
+    state      {instance: counts as new_rate_state} of the rounds before (None or {} at the first)
+    counts     {instance: (failed, sent)} of this round, the test group's instances
+    baselines  {instance: (failed, sent)} of its pre-flip probe
+    control    (failed, sent) of this round's reference group, every instance summed
+    min_shift  the smallest rise that counts, as a fraction (0.001: 0.1 percentage points)
+    tested     how many instances share alpha, as in compare_instances
+    Returns (state, rows): one row per instance of `counts` with the verdict, this round's share and
+    the references', and what the evidence rests on against each reference.
+    """
+    share = alpha / max(1, int(tested))
+    new = dict(state or {})
+    rows = []
+    for instance in sorted(counts):
+        failed, sent = counts[instance]
+        baseline = (baselines or {}).get(instance)
+        new[instance] = update_rates(new.get(instance), failed, sent, dict(baseline=baseline, control=control),
+                                     tolerance, min_shift)
+        judged = judge_rates(new[instance], share)
+        rows.append(dict(
+            instance=instance, kind='rate', verdict=judged['verdict'], alpha=share, threshold=judged['threshold'],
+            failed=failed, sent=sent, rate_pct=_pct(failed, sent),
+            baseline_rate_pct=_pct(*baseline) if baseline else None,
+            control_rate_pct=_pct(*control) if control else None,
             references=judged['references']))
     return new, rows

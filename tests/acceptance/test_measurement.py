@@ -146,8 +146,8 @@ def test_added_reply_latency_is_measured_and_names_the_instance(sandbox, wave1_g
         assert slow["references"]["control"]["share_up"] > 0.9, slow
 
 
-def sequential_rows(decision: dict) -> dict:
-    return {c["instance"]: c for c in decision["comparisons"] if c.get("test") == "sequential"}
+def sequential_rows(decision: dict, metric: str = "latency_ms") -> dict:
+    return {c["instance"]: c for c in decision["comparisons"] if c.get("test") == "sequential" and c["metric"] == metric}
 
 
 def test_latency_added_by_the_flip_is_degraded_by_the_sequential_test_with_its_effect(sandbox, wave1_go, tmp_path):
@@ -171,7 +171,8 @@ def test_latency_added_by_the_flip_is_degraded_by_the_sequential_test_with_its_e
         slow = rows[INSTANCE]
         assert slow["verdict"] == "degraded", slow
         assert 140 <= slow["shift_ms"] <= 160 and slow["baseline_median_ms"] < 10, slow
-        assert slow["shift_pct"] > 1000 and slow["alpha"] == pytest.approx(0.05 / (2 * len(HOSTS))), slow
+        # alpha shared by the wave's 2 agents on every host, each compared on 2 metrics
+        assert slow["shift_pct"] > 1000 and slow["alpha"] == pytest.approx(0.05 / (2 * len(HOSTS) * 2)), slow
         for ref in ("baseline", "control"):
             assert slow["references"][ref]["share_up"] > 0.9 and slow["references"][ref]["share_up_bounds"][0] > 0.5
         for host in set(HOSTS) - {HOST}:

@@ -86,10 +86,15 @@ def test_every_checkpoint_measures_all_primary_criteria_and_reports_the_secondar
         assert [n for n, r in secondary.items() if not r["passed"]] == [], (label, secondary)
         assert record["outcome"] == "GO" and record["next_step"] == "proceed", label
         assert record["reference_kind"] == "control", label
-        # Each flipped instance against its own pre-flip latency: no difference in a healthy wave.
+        # Each flipped instance against its own pre-flip latency and failed requests: no difference in
+        # a healthy wave.
         sequential = [c for c in record["comparisons"] if c.get("test") == "sequential"]
-        assert {c["instance"] for c in sequential} == instances, label
-        assert all(c["verdict"] == "no difference so far" and c["baseline_median_ms"] for c in sequential), sequential
+        for metric in ("latency_ms", "error_rate_pct"):
+            rows = [c for c in sequential if c["metric"] == metric]
+            assert {c["instance"] for c in rows} == instances, (label, metric)
+            assert all(c["verdict"] == "no difference so far" for c in rows), rows
+        assert all(c["baseline_median_ms"] for c in sequential if c["metric"] == "latency_ms"), sequential
+        assert all(c["baseline_rate_pct"] is not None for c in sequential if c["metric"] == "error_rate_pct"), sequential
 
 
 def test_phase1_goes_host_by_host_before_phase2(wave2):

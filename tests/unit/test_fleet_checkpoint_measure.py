@@ -12,7 +12,7 @@ import pathlib
 import re
 
 import pytest
-from ansible_collections.fleetwave.rollout.plugins.filter.fleet import fleet_latency_baseline
+from ansible_collections.fleetwave.rollout.plugins.filter.fleet import fleet_latency_baseline, fleet_request_baseline
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_gate
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import (
     evaluate_health, instance_key, judge_round, judge_sequential, measure, probe_pings, render_round_summary, triggers_only)
@@ -782,7 +782,8 @@ def round_args(obs, kind="checkpoint", label="T+1h", criteria=CRITERIA, **change
                 info=obs["info"], baseline=obs["baseline"], probe=obs["probe"], probe_error=None, test=obs["test"],
                 reference=obs["reference"], control=obs["reference"], wave="wave2", phase="phase2", label=label,
                 run_id="20250114T093000Z-abc123", reference_kind="control",
-                latency_baseline=fleet_latency_baseline(obs["probe"]))
+                latency_baseline=fleet_latency_baseline(obs["probe"]),
+                request_baseline=fleet_request_baseline(obs["probe"]))
     args.update(changes)
     return args
 
@@ -848,8 +849,9 @@ def test_triggers_only_keeps_the_triggers_and_leaves_the_criteria_untouched():
 
 # --- the sequential comparison (criteria/default.yml's) ---------------------------------------------
 
-def sequential_rows(judged):
-    return {c["instance"]: c for c in judged["decision"]["comparisons"] if c.get("test") == "sequential"}
+def sequential_rows(judged, metric="latency_ms"):
+    return {c["instance"]: c for c in judged["decision"]["comparisons"]
+            if c.get("test") == "sequential" and c["metric"] == metric}
 
 
 def test_a_healthy_round_is_no_difference_so_far_for_every_instance(obs):
@@ -862,6 +864,46 @@ def test_a_healthy_round_is_no_difference_so_far_for_every_instance(obs):
     assert state["network-expert@dgx-1"]["baseline"] == dict(n=len(SAMPLES), up=0, down=0)
     assert "## Sequential test: each instance against itself before its flip, and the control" in \
         judged["files"]["summary.md"]
+
+
+def test_a_healthy_round_counts_every_instances_failed_requests_against_both_references(obs):
+    judged = judge_round(round_args(obs))
+    rows = sequential_rows(judged, "error_rate_pct")
+    assert sorted(rows) == ["network-expert@dgx-1", "network-expert@dgx-2"]
+    for row in rows.values():
+        assert (row["verdict"], row["failed"], row["sent"], row["baseline_rate_pct"], row["control_rate_pct"]) == (
+            "no difference so far", 0, 600, 0.0, 0.0), row
+        assert {ref: (c["n"], c["failed"]) for ref, c in row["references"].items()} == dict(
+            baseline=(600, 0), control=(600, 0))
+    # alpha shared by 2 instances and 2 compared metrics
+    assert {r["alpha"] for r in rows.values()} == {0.05 / 4}
+    summary = judged["files"]["summary.md"]
+    assert "## Sequential test of rates: failed requests against the instance before its flip, and the control" in summary
+    assert re.search(r"\| error_rate_pct \| network-expert@dgx-1 \| 0 of 600 \(0 %\) \| 0 % \| 0 % \| "
+                     r"0 of 600 \([0-9.e-]+\) / 0 of 600 \([0-9.e-]+\) \| no difference so far \|", summary), summary
+
+
+def test_a_rate_that_creeps_up_between_checkpoints_is_found_by_the_monitoring_rounds(obs):
+    # 0.5 % of dgx-2's requests fail after its flip: under the 1 % trigger, which is all a monitoring
+    # round judges besides the sequential test; that counts the failures round after round.
+    before = fleet_request_baseline(obs["probe"])
+    probe_instance(obs, "dgx-2").update(errors=3, replies_ok=597)
+    state, verdicts = None, []
+    for number in range(1, 6):
+        judged = judge_round(round_args(obs, kind="monitor", label="phase2-monitor-%03d" % number,
+                                        request_baseline=before), state)
+        state = judged["decision"]["sequential_state"]
+        verdicts.append(sequential_rows(judged, "error_rate_pct")["network-expert@dgx-2"]["verdict"])
+        if verdicts[-1] == "degraded":
+            break
+    assert verdicts[0] == "no difference so far" and verdicts[-1] == "degraded" and len(verdicts) <= 4, verdicts
+    result = judged["result"]
+    assert (result["outcome"], result["next_step"], result["fired"]) == ("NO-GO", "stop", [])
+    [reason] = [r for r in result["reasons"] if r.startswith("comparison error_rate_pct degraded")]
+    assert reason.startswith("comparison error_rate_pct degraded: network-expert@dgx-2: 3 of 600 requests failed "
+                             "this round (0.5 %%), 0 %% before its flip, reference 0 %%; baseline: %d of %d failed"
+                             % (3 * len(verdicts), 600 * len(verdicts))), reason
+    assert sequential_rows(judged, "error_rate_pct")["network-expert@dgx-1"]["verdict"] == "no difference so far"
 
 
 def test_an_instance_slowed_by_150_ms_is_degraded_with_its_effect(obs):
@@ -902,8 +944,10 @@ def test_counted_by_round_each_round_is_one_observation_of_its_median(obs):
 
 
 def test_alpha_is_shared_among_every_instance_the_wave_tests(obs):
-    rows = sequential_rows(judge_round(round_args(obs, tested=8)))
-    assert {r["alpha"] for r in rows.values()} == {CRITERIA["comparison"]["alpha"] / 8}
+    judged = judge_round(round_args(obs, tested=8))
+    # 8 instances, each compared on latency and on its error rate
+    for metric in ("latency_ms", "error_rate_pct"):
+        assert {r["alpha"] for r in sequential_rows(judged, metric).values()} == {CRITERIA["comparison"]["alpha"] / 16}
 
 
 def test_an_instance_without_a_pre_flip_baseline_stops_the_wave_naming_it(obs):

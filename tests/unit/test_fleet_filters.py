@@ -125,6 +125,7 @@ def test_filter_plugin_exports_its_filters():
                        "fleet_identities": fleet.fleet_identities,
                        "fleet_probe_agents": fleet.fleet_probe_agents,
                        "fleet_latency_baseline": fleet.fleet_latency_baseline,
+                       "fleet_request_baseline": fleet.fleet_request_baseline,
                        "legacy_only_proof": fleet.legacy_only_proof,
                        "server_proof": fleet.server_proof,
                        "post_rollback_round": fleet.post_rollback_round,
@@ -432,3 +433,11 @@ def test_the_latency_baseline_is_each_replying_instance_median():
         dict(name="tdd-expert", instances=[dict(host="dgx-1", latency_ms=dict(p50=1.25, count=40))])])
     assert fleet.fleet_latency_baseline(probe) == {"network-expert@dgx-1": 0.8, "tdd-expert@dgx-1": 1.25}
     assert fleet.fleet_latency_baseline(None) == {} and fleet.fleet_latency_baseline(dict(failed=True)) == {}
+
+
+def test_the_request_baseline_is_each_probed_instances_counters():
+    counters = dict(sent=600, replies=598, replies_ok=597, errors=1, timeouts=2, no_responders=0)
+    probe = dict(agents=[dict(name="network-expert", instances=[dict(host="dgx-1", latency_ms={}, **counters),
+                                                                dict(host="dgx-2", sent=0), dict(host="dgx-3")])])
+    assert fleet.fleet_request_baseline(probe) == {"network-expert@dgx-1": counters}
+    assert fleet.fleet_request_baseline(None) == {} and fleet.fleet_request_baseline(dict(failed=True)) == {}

@@ -664,3 +664,16 @@ def test_every_row_has_the_documented_shape(criteria):
     assert set(result) == {"fired", "unknown", "failed", "degraded", "short", "n_primary", "n_comparisons", "reasons",
                            "notes", "criteria", "comparisons"}
     assert (result["n_primary"], result["n_comparisons"]) == (2 * 7, 1)
+
+
+@pytest.mark.parametrize("change", [dict(min_shift=0), dict(worse="lower"), dict(min_shift=None)])
+def test_a_compared_rate_needs_worse_higher_and_a_min_shift(change):
+    data = load_criteria(str(DEFAULT))
+    [rate] = [m for m in data["comparison"]["metrics"] if m["metric"] == "error_rate_pct"]
+    rate.update(change)
+    if rate["min_shift"] is None:
+        del rate["min_shift"]
+    [index] = [i for i, m in enumerate(data["comparison"]["metrics"]) if m is rate]
+    assert problems_of(data) == [
+        "criteria/bad.yml: comparison.metrics[%d]: error_rate_pct is a rate: it needs worse: higher and a min_shift "
+        "above 0 (percentage points a rate may rise by before it counts)" % index]

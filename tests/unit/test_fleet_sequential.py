@@ -3,6 +3,7 @@ simulated cases (seeded, so each run draws the same), and its bookkeeping."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -148,3 +149,79 @@ def test_rounds_that_wobble_together_cry_wolf_counted_by_latency_but_not_by_roun
         by_round += round_alarm
     assert by_round == 0
     assert by_latency >= 5  # of 40 waves (12 with this seed)
+
+
+# --- rates (count data) ----------------------------------------------------------------------------
+
+def binomial(rng, n, p):
+    """A Binomial(n, p) draw by inversion (few steps for the small p of failure rates)."""
+    u, x = rng.random(), 0
+    pmf = (1 - p) ** n
+    cdf = pmf
+    while u > cdf and x < n:
+        pmf *= (n - x) / (x + 1) * p / (1 - p)
+        x += 1
+        cdf += pmf
+    return x
+
+
+def rate_wave(rng, p, rounds=300, sent=200, alpha=0.05, control=(0, 2000), baseline=(0, 1000), min_shift=0.002):
+    """The first round at which an instance failing with probability p is judged degraded (None if never)."""
+    state = None
+    for number in range(1, rounds + 1):
+        failed = binomial(rng, sent, p)
+        state, [row] = seq.compare_rates(state, {"a@h": (failed, sent)}, {"a@h": baseline}, control, 0.1, min_shift,
+                                         alpha, 1)
+        if row["verdict"] == "degraded":
+            return number
+    return None
+
+
+def test_rates_under_the_null_rarely_ever_cry_wolf_over_a_whole_wave():
+    # Failing with exactly the tolerated probability (0.2 %, the min_shift over references without
+    # failures), judged after each of 300 rounds: Ville bounds the waves ever called degraded by alpha.
+    rng = random.Random(20261203)
+    waves = [rate_wave(rng, 0.002) for _ in range(300)]
+    assert sum(w is not None for w in waves) / len(waves) <= 0.05
+
+
+def test_a_rate_five_times_the_tolerated_is_degraded_within_a_few_rounds():
+    rng = random.Random(11)
+    found = [rate_wave(rng, 0.01) for _ in range(100)]
+    assert all(f is not None for f in found)
+    assert sorted(found)[len(found) // 2] <= 5, sorted(found)
+
+
+def test_a_rate_as_high_as_the_references_is_no_difference():
+    # The whole fleet fails 1 % of requests, before the flip and beside it: not the flag's doing.
+    rng = random.Random(5)
+    assert [rate_wave(rng, 0.01, control=(20, 2000), baseline=(10, 1000), rounds=100) for _ in range(50)] == [None] * 50
+
+
+def test_rate_threshold_raises_the_share_by_the_tolerance_and_at_least_min_shift():
+    assert seq.rate_threshold(10, 1000, 0.1, 0.002) == pytest.approx(0.012)
+    assert seq.rate_threshold(100, 1000, 0.5, 0.002) == pytest.approx(0.15)
+    # Nothing to test against: no requests, c of 0 (a single failure would be infinite evidence) or 1.
+    assert [seq.rate_threshold(*a) for a in ((0, 0, 0.1, 0.002), (0, 100, 0.1, 0.0), (900, 1000, 0.5, 0.0),
+                                             (5, 3, 0.1, 0.0), (None, 3, 0.1, 0.0))] == [None] * 5
+
+
+def test_a_rate_reference_without_requests_is_no_data_and_the_state_is_not_changed():
+    before = seq.new_rate_state()
+    state, [row] = seq.compare_rates({"a@h": before}, {"a@h": (3, 100)}, {}, (0, 0), 0.1, 0.002, 0.05, 1)
+    assert row["verdict"] == "no data" and row["baseline_rate_pct"] is None and row["control_rate_pct"] is None
+    assert before == seq.new_rate_state() and state["a@h"]["baseline"]["n"] == 0
+    assert (row["failed"], row["sent"], row["rate_pct"]) == (3, 100, 3.0)
+
+
+def test_rate_counts_go_on_from_round_to_round_and_both_references_must_agree():
+    state = None
+    for _ in range(3):
+        state, [row] = seq.compare_rates(state, {"a@h": (5, 100)}, {"a@h": (0, 1000)}, (50, 1000), 0.1, 0.002,
+                                         0.05, 2)
+    # 5 % failing against a baseline without failures (c = 0.2 %) but a control failing 5 % (c = 5.5 %).
+    assert state["a@h"]["baseline"] == dict(state["a@h"]["baseline"], n=300, failed=15)
+    assert row["references"]["baseline"]["verdict"] == "degraded"
+    assert row["references"]["control"]["verdict"] == "no difference so far"
+    assert row["verdict"] == "no difference so far" and row["alpha"] == 0.025
+    assert json.loads(json.dumps(state)) == state  # kept in the journal between rounds
