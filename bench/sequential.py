@@ -16,7 +16,9 @@ from it with every latency 20 % longer for a regressed one, from the first round
 To run thousands of 300-round waves in pure Python the new procedure draws a round's exceedance count
 (binomial, normal approximation above 25 of variance) and a sample's median (the beta-distributed
 order statistic), not every latency; the Mann-Whitney test at checkpoints gets real samples of up to
-1,000 a side. Nothing is asserted; figures are printed. About a minute or two.
+1,000 a side. Then rates: waves of the same rounds whose requests fail with a given share, everyone's
+and the flipped instances' (RATE_CASES), judged by fleet_sequential.compare_rates per instance
+(--rates-only prints only these). Nothing is asserted; figures are printed. A few minutes.
 
     source scripts/lib.sh && use_venv && python -m bench.sequential [--waves 1000] [--recorded FILE ...]
 """
@@ -170,6 +172,48 @@ def wave(rng, dist, rounds, rate, baseline_window, slower, procedure, wobble):
     return None
 
 
+# Rates: the share of failed requests, for everyone (before the flip and in the control group) and
+# for the flipped instances; the criteria file's tolerance and min_shift (0.1 percentage points).
+RATE_SHIFT = 0.001
+RATE_CASES = (  # (everyone's share, the flipped instances', what it is)
+    (0.0, 0.001, "A/A at the limit: none fail, flipped fail 0.1 % (exactly the tolerated)"),
+    (0.0, 0.005, "none fail, flipped fail 0.5 % (over the primary limit, under the 1 % trigger)"),
+    (0.005, 0.005, "A/A: everyone fails 0.5 %"),
+    (0.005, 0.01, "everyone fails 0.5 %, flipped 1 %"),
+)
+
+
+def rate_wave(rng, rounds, rate, baseline_window, base, flipped):
+    """The round (1-based) at which any flipped instance (one agent on HOSTS hosts) is degraded by
+    fleet_sequential.compare_rates, or None; alpha shared by the instances."""
+    sent_base = int(rate * baseline_window * 2)
+    baselines = {h: (binomial(rng, sent_base, base), sent_base) for h in range(HOSTS)}
+    state = None
+    for index, (_, window) in enumerate(rounds, 1):
+        sent = int(rate * window * 2)
+        n_control = sent * HOSTS * CONTROL_AGENTS
+        control = (binomial(rng, n_control, base), n_control)
+        counts = {h: (binomial(rng, sent, flipped), sent) for h in range(HOSTS)}
+        state, rows = seq.compare_rates(state, counts, baselines, control, TOLERANCE, RATE_SHIFT, ALPHA, HOSTS)
+        if any(r["verdict"] == "degraded" for r in rows):
+            return index
+    return None
+
+
+def run_rates(rounds, rate, window, waves, seed):
+    print("\nrates (failed requests), anytime-valid, alpha %g over the wave, tolerance %g %% and %g percentage "
+          "points, against the baseline and the control" % (ALPHA, TOLERANCE * 100, RATE_SHIFT * 100))
+    print("   %-80s %16s %20s" % ("case", "degraded waves", "median rounds to it"))
+    for base, flipped, name in RATE_CASES:
+        began = time.monotonic()
+        rng = random.Random("%s-rates-%s-%s" % (seed, base, flipped))
+        found = [rate_wave(rng, rounds, rate, window, base, flipped) for _ in range(waves)]
+        hits = [f for f in found if f is not None]
+        print("   %-80s %15.1f%% %20s   (%.0f s)" % (name, 100 * len(hits) / waves,
+                                                  "%g" % statistics.median(hits) if hits else "-",
+                                                  time.monotonic() - began))
+
+
 def run(dist, rounds, rate, baseline_window, waves, seed, wobble):
     rows = {}
     for _, procedure in PROCEDURES:
@@ -186,6 +230,7 @@ def main():
     parser.add_argument("--waves", type=int, default=1000, help="waves of each kind (A/A, regressed), each procedure")
     parser.add_argument("--recorded", nargs="*", default=[], help="observations.json files of sandbox checkpoints")
     parser.add_argument("--seed", default="fleetwave")
+    parser.add_argument("--rates-only", action="store_true", help="only the rates' table")
     parser.add_argument("--wobble", type=float, nargs="*", default=[0.0, 0.05, 0.15],
                         help="sd of the factor a group's latencies share in a round (0: independent latencies)")
     args = parser.parse_args()
@@ -196,6 +241,9 @@ def main():
           "checkpoints" % (TRIGGER_PCT, TRIGGER_MS, MWU_ALPHA, MWU_EFFECT, MWU_SHIFT))
     print("new:    anytime-valid, alpha %g over the wave, tolerance %g %%, against the baseline and the control"
           % (ALPHA, TOLERANCE * 100))
+    run_rates(rounds, rate, window, args.waves, args.seed)
+    if args.rates_only:
+        return
     dists = [Lognormal(20.0, 0.3), Lognormal(1.1, 0.3)]
     if args.recorded:
         dists.append(Recorded(args.recorded))
