@@ -192,29 +192,26 @@ def post_rollback_round(probe, hosts, server, before, after, number, at_seconds)
                 restarts=restarts)
 
 
+def _probed_instances(probe):
+    """(agent@host, instance figures) of every instance of a nats_probe result (none of a failed one)."""
+    for agent in (probe or {}).get('agents') or []:
+        for instance in agent.get('instances') or []:
+            yield instance_key(agent['name'], instance['host']), instance
+
+
 def fleet_latency_baseline(probe):
     """{agent@host: median reply latency in ms} of a nats_probe result, for every instance that
     replied: the pre-flip baseline each instance's sequential comparison is judged against."""
-    baseline = {}
-    for agent in (probe or {}).get('agents') or []:
-        for instance in agent.get('instances') or []:
-            p50 = (instance.get('latency_ms') or {}).get('p50')
-            if p50 is not None:
-                baseline[instance_key(agent['name'], instance['host'])] = p50
-    return baseline
+    return {key: instance['latency_ms']['p50'] for key, instance in _probed_instances(probe)
+            if (instance.get('latency_ms') or {}).get('p50') is not None}
 
 
 def fleet_request_baseline(probe):
     """{agent@host: request counters} of a nats_probe result (sent, replies, replies_ok, errors,
     timeouts, no_responders), for every instance probed: the pre-flip baseline of each instance's
     sequential comparison of rates."""
-    baseline = {}
-    for agent in (probe or {}).get('agents') or []:
-        for instance in agent.get('instances') or []:
-            if instance.get('sent'):
-                baseline[instance_key(agent['name'], instance['host'])] = {
-                    k: instance.get(k) for k in ('sent', 'replies', 'replies_ok', 'errors', 'timeouts', 'no_responders')}
-    return baseline
+    return {key: {k: instance.get(k) for k in ('sent', 'replies', 'replies_ok', 'errors', 'timeouts', 'no_responders')}
+            for key, instance in _probed_instances(probe) if instance.get('sent')}
 
 
 def readiness_load_plan(scenarios, factor=1, max_seconds=None):

@@ -61,13 +61,17 @@ REFERENCES = ('baseline', 'control')
 VERDICTS = ('no difference so far', 'degraded', 'improved', 'no data')
 
 
+def _log_mean_exp(terms):
+    """log of the mean of exp(terms), without overflow: the log of a mixture with equal weights."""
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
+
+
 def log_evidence(s, n, alternatives=ALTERNATIVES):
     """log E(s, n): the evidence of s exceedances among n against p <= 1/2 (0 for n = 0)."""
     if n <= 0:
         return 0.0
-    terms = [s * math.log(2 * p) + (n - s) * math.log(2 * (1 - p)) for p in alternatives]
-    top = max(terms)
-    return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
+    return _log_mean_exp([s * math.log(2 * p) + (n - s) * math.log(2 * (1 - p)) for p in alternatives])
 
 
 def _finite(values):
@@ -133,8 +137,7 @@ def share_bounds(s, n, alpha, alternatives=ALTERNATIVES, steps=200):
                 for alt in (p0 + (q - 0.5) * 2 * (1 - p0), p0 - (q - 0.5) * 2 * p0):
                     if 0 < alt < 1:
                         terms.append(s * math.log(alt / p0) + (n - s) * math.log((1 - alt) / (1 - p0)))
-            top = max(terms)
-            ruled_out = top + math.log(sum(math.exp(t - top) for t in terms) / len(terms)) >= limit
+            ruled_out = _log_mean_exp(terms) >= limit
         if not ruled_out:
             kept.append(p0)
     return (min(kept), max(kept)) if kept else None
@@ -155,7 +158,12 @@ def verdict(state, alpha):
     """The wave's verdict of the counts so far: degraded (improved) only when every reference says so,
     no data while a reference has none; alpha / 2 per direction."""
     limit = math.log(2 / alpha)
-    found = {_verdict((state or {}).get(ref) or dict(n=0, up=0, down=0), limit) for ref in REFERENCES}
+    return _every_reference({_verdict((state or {}).get(ref) or dict(n=0, up=0, down=0), limit) for ref in REFERENCES})
+
+
+def _every_reference(found):
+    """The verdict of the references' verdicts: one only when every reference says it, no data while
+    any has none."""
     if 'no data' in found:
         return 'no data'
     if len(found) == 1 and found <= {'degraded', 'improved'}:
@@ -287,9 +295,7 @@ def update_rates(state, failed, sent, references, tolerance, min_shift):
 
 def rate_log_evidence(counts):
     """log of the mixture's evidence (0 before any round)."""
-    terms = counts.get('log_lr') or [0.0]
-    top = max(terms)
-    return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
+    return _log_mean_exp(counts.get('log_lr') or [0.0])
 
 
 def judge_rates(state, alpha):
@@ -304,14 +310,8 @@ def judge_rates(state, alpha):
         rows[ref] = dict(n=counts['n'], failed=counts['failed'],
                          share=counts['failed'] / counts['n'] if counts['n'] else None,
                          evidence=math.exp(min(evidence, 700)), verdict=verdict_)
-    found = {row['verdict'] for row in rows.values()}
-    if 'no data' in found:
-        overall = 'no data'
-    elif found == {'degraded'}:
-        overall = 'degraded'
-    else:
-        overall = 'no difference so far'
-    return dict(verdict=overall, threshold=1 / alpha, references=rows)
+    return dict(verdict=_every_reference({row['verdict'] for row in rows.values()}), threshold=1 / alpha,
+                references=rows)
 
 
 def _pct(failed, sent):
