@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_load
+from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_load, fleet_nats
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import instance_key
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import identity, subject_prefix
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import fleet_view
@@ -264,6 +264,13 @@ def readiness_load_compare(current, previous):
     return fleet_load.compare_with_previous(current, previous)
 
 
+def fleet_url_without_userinfo(url):
+    """A URL (NATS, a server list, the monitoring endpoint) with every user info dropped, as documents
+    show it: nats://user:secret@host:4222 -> nats://host:4222. What counts as user info is what
+    fleet_nats.redact_url masks (every reading nats-py may make of it), so no credential survives."""
+    return fleet_nats.redact_url(str(url)).replace(fleet_nats.REDACTED + '@', '')
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -281,4 +288,5 @@ class FilterModule:
             'readiness_load_seconds': readiness_load_seconds,
             'readiness_load_targets': readiness_load_targets,
             'readiness_load_compare': readiness_load_compare,
+            'fleet_url_without_userinfo': fleet_url_without_userinfo,
         }

@@ -132,7 +132,8 @@ def test_filter_plugin_exports_its_filters():
                        "readiness_load_plan": fleet.readiness_load_plan,
                        "readiness_load_seconds": fleet.readiness_load_seconds,
                        "readiness_load_targets": fleet.readiness_load_targets,
-                       "readiness_load_compare": fleet.readiness_load_compare}
+                       "readiness_load_compare": fleet.readiness_load_compare,
+                       "fleet_url_without_userinfo": fleet.fleet_url_without_userinfo}
 
 
 def test_identities_are_built_as_the_wave_plan_builds_them():
@@ -441,3 +442,26 @@ def test_the_request_baseline_is_each_probed_instances_counters():
                                                                 dict(host="dgx-2", sent=0), dict(host="dgx-3")])])
     assert fleet.fleet_request_baseline(probe) == {"network-expert@dgx-1": counters}
     assert fleet.fleet_request_baseline(None) == {} and fleet.fleet_request_baseline(dict(failed=True)) == {}
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("nats://nats.internal:4222", "nats://nats.internal:4222"),
+    ("nats://fleetwave-controller:s3cret@nats.internal:4222", "nats://nats.internal:4222"),
+    ("tls://t0ken@a.internal:4222,tls://u:p%40ss@b.internal:4222", "tls://a.internal:4222,tls://b.internal:4222"),
+    ("user:pw@127.0.0.1:4222", "127.0.0.1:4222"),
+    ("http://admin:pw@nats.internal:8222", "http://nats.internal:8222"),
+])
+def test_a_url_is_shown_without_its_user_info(url, shown):
+    assert fleet.fleet_url_without_userinfo(url) == shown
+
+
+@pytest.mark.parametrize("url, secrets", [
+    # A password holding '@' or ',': neither reading of the URL (a server list, or nats-py's) leaves a piece.
+    ("nats://u:p@ss@nats.internal:4222", ["p@ss", "ss"]),
+    ("nats://u:p,ss@nats.internal:4222", ["p,ss", "ss"]),
+    ("nats://u:a%2Fb@nats.internal:4222", ["a%2Fb", "a/b"]),
+])
+def test_no_credential_survives_in_a_url_without_user_info(url, secrets):
+    shown = fleet.fleet_url_without_userinfo(url)
+    assert "@" not in shown and "***" not in shown
+    assert not [s for s in secrets if s in shown], shown
