@@ -14,6 +14,7 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
 
 GATES = {
     'code': fleet_gates.code_gate,
+    'security': fleet_gates.security_gate,
     'performance': fleet_gates.performance_gate,
     'compliance': fleet_gates.compliance_gate,
     'docs': fleet_gates.docs_gate,
@@ -21,12 +22,40 @@ GATES = {
     'deployment': fleet_gates.deployment_gate,
     'support': fleet_gates.support_gate,
 }
-# Inputs the action supplies itself, never taken from the task's arguments.
-KEYED = ('evidence_key',)
+# Inputs the action supplies itself from the inventory, never taken from the task's arguments (an
+# argument travels in the task's invocation, where results and logs could show it): the evidence key,
+# and for the security gate the secrets it searches for and the controller's NATS connection.
+KEYED = ('evidence_key', 'secrets', 'nats_connection', 'declared_public')
+# The inventory's secrets (each a value), and the approvers' signing keys (a mapping name: key).
+SECRET_VARS = fleet_gates.SECRET_VARS
+SIGNING_KEYS_VAR = 'readiness_signing_keys'
+NATS_CONNECTION_VAR = 'fleet_nats_connection'
 
 
 class ActionModule(ControllerAction):
     DOCUMENTATION = DOCUMENTATION
+
+    task_vars = None
+
+    def run(self, tmp=None, task_vars=None):
+        self.task_vars = task_vars or {}
+        return super().run(tmp, task_vars)
+
+    def inventory_secrets(self):
+        """({label: value} of every secret the inventory gives this run, labels naming variables, never
+        values; [labels of those the inventory declares public test values, searched for in the artifacts
+        only])."""
+        found = {}
+        for name in SECRET_VARS:
+            value = self._inventory_value(self.task_vars, name)
+            if isinstance(value, str) and value:
+                found[name] = value
+        keys = self._inventory_value(self.task_vars, SIGNING_KEYS_VAR) or {}
+        for approver, value in (keys.items() if isinstance(keys, dict) else ()):
+            if isinstance(value, str) and value:
+                found['%s[%s]' % (SIGNING_KEYS_VAR, approver)] = value
+        public = self._inventory_value(self.task_vars, fleet_gates.PUBLIC_SECRETS_VAR) or []
+        return found, sorted({label.split('[')[0] for label in found} & set(public))
 
     def act(self, args, result):
         decide = GATES[args['gate']]
@@ -42,6 +71,9 @@ class ActionModule(ControllerAction):
                 ', '.join(taken)))
         if 'evidence_key' in parameters:
             given['evidence_key'] = self.evidence_key
+        if 'secrets' in parameters:
+            given['secrets'], given['declared_public'] = self.inventory_secrets()
+            given['nats_connection'] = self._inventory_value(self.task_vars, NATS_CONNECTION_VAR)
         try:
             record = decide(**given)
         except (TypeError, ValueError) as exc:  # evidence of the wrong type, e.g. a ratio given as text

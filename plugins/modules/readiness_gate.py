@@ -16,8 +16,10 @@ description:
   - A gate without its evidence fails, saying what it expected where; the task itself fails only when
     O(evidence) names an input the gate does not take, and never because the gate failed (read
     RV(record.outcome)).
-  - The security gate is not offered here, as its inputs are secrets, which must not travel as task
-    arguments.
+  - The security gate's secrets are never arguments (they would travel in the task's invocation); the
+    action reads them from the inventory itself - C(fleet_nats_password), C(fleet_nats_token),
+    C(fleet_nats_creds), C(fleet_evidence_key), every value of C(readiness_signing_keys) - with the
+    controller's C(fleet_nats_connection); the record names a secret found by its variable, never its value.
   - Runs once on the controller (an action plugin). The evidence key, for the gates that check MACs,
     is read from the inventory (C(fleet_evidence_key)), never passed as an argument.
 version_added: "1.2.0"
@@ -35,7 +37,7 @@ options:
     description: The gate decided.
     type: str
     required: true
-    choices: [code, performance, compliance, docs, testing, deployment, support]
+    choices: [code, security, performance, compliance, docs, testing, deployment, support]
   evidence:
     description: The gate's inputs by name, e.g. C({results, criteria_file}) for C(performance).
     type: dict

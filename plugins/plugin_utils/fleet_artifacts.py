@@ -121,6 +121,14 @@ class Layout:
     # A folder of evidence (the readiness run's) lists every file it holds, with size and SHA-256,
     # in this file at its top (fleet_attest.write_index); the authorization certificate signs it.
     EVIDENCE_INDEX = 'evidence-index.json'
+    # The readiness run's evidence folder (the certificate's subjects are relative to it), with the
+    # executive summary and the technical report rendered from what was collected; the certificate and
+    # the trusted public keys it was checked with sit beside the folder, in the run's.
+    READINESS_EVIDENCE = 'evidence'
+    EVIDENCE_SUMMARY = 'summary.md'
+    EVIDENCE_REPORT = 'technical-report.md'
+    CERTIFICATE = 'certificate.json'
+    TRUSTED_KEYS = 'trusted-keys.json'
     # The readiness run's data-integrity ledger of a failure mode (fleet_ledger), in that mode's folder.
     LEDGER = 'ledger.json'
 

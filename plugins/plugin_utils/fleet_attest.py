@@ -210,8 +210,8 @@ def trusted_keys(document):
 # ================================================================================ the evidence index
 
 def _scan(folder):
-    """[{path, size, sha256}] of every file under folder but the index (and its temporary file), by
-    relative POSIX path. AttestError on a symbolic link or a special file: the index lists the
+    """[{path, size, sha256}] of every file under folder but the index (and its temporary file) and
+    the area's completion marker at its top, by relative POSIX path. AttestError on a symbolic link or a special file: the index lists the
     files' own content, nothing that may point elsewhere."""
     root = os.path.abspath(folder)
     if not os.path.isdir(root):
@@ -222,8 +222,8 @@ def _scan(folder):
         for name in sorted(dirs + names):
             full = os.path.join(here, name)
             rel = os.path.relpath(full, root).replace(os.sep, '/')
-            if rel == INDEX or (here == root and name.startswith('.%s.' % INDEX)):
-                continue
+            if rel in (INDEX, Layout.COMPLETE_MARKER) or (here == root and name.startswith('.%s.' % INDEX)):
+                continue  # the index itself, and the area's completion marker (status, not evidence)
             if os.path.islink(full):
                 raise AttestError('%s is a symbolic link: the evidence index lists real files only' % full)
             if name in dirs:
@@ -260,6 +260,81 @@ def check_index(folder):
         raise AttestError('%s is stale, the folder changed since it was written (%s): write it again'
                           % (store.path(INDEX), ', '.join(stale)))
     return found
+
+
+# ================================================================================ collecting
+
+def _complete_lines(path):
+    """The bytes of a file up to its last newline: a JSON-lines file still being appended to (this
+    run's own audit trail) is copied without the line being written."""
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    return data[:data.rfind(b'\n') + 1]
+
+
+def collect(folder, files=None, folders=None, audit_trails=()):
+    """Copy evidence into folder (atomically, file by file) and write its index.
+
+    files: {relative destination: source file}; folders: {relative destination: source folder},
+    copied whole (its regular files; symbolic links refused); audit_trails: source paths of audit
+    trails, copied into ``audit/`` with their complete lines only, after the entries of the anchors
+    file beside them that name them (so every anchor copied names a line the copy holds). A source
+    that does not exist is not an error here: it is returned in ``missing`` (the compliance gate
+    judges what must be there). Returns (index, {copied: [relative paths], missing: [sources]})."""
+    store = ArtifactStore(folder)
+    copied, missing = [], []
+
+    def copy(rel, source, data=None):
+        if not _inside(rel):
+            raise AttestError('evidence destination %r: not a relative path inside %s' % (rel, store.root))
+        if source is not None and os.path.islink(source):
+            raise AttestError('%s is a symbolic link: evidence is copied from real files only' % source)
+        if data is None:
+            with open(source, 'rb') as handle:
+                data = handle.read()
+        store.write_bytes(rel, data)
+        copied.append(rel)
+
+    for rel, source in sorted((files or {}).items()):
+        if os.path.isfile(source):
+            copy(rel, source)
+        else:
+            missing.append(str(source))
+    for rel, source in sorted((folders or {}).items()):
+        if not os.path.isdir(source):
+            missing.append(str(source))
+            continue
+        for here, dirs, names in os.walk(source):
+            dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+            for name in sorted(names):
+                if name.startswith('.') or name.endswith('.lock'):
+                    continue  # temporary files of atomic writes, lock files
+                full = os.path.join(here, name)
+                copy('/'.join(filter(None, [rel.strip('/')] + os.path.relpath(full, source).split(os.sep))), full)
+    trails = [t for t in audit_trails if os.path.isfile(t) or missing.append(str(t))]
+    names = [os.path.basename(t) for t in trails]
+    if len(set(names)) != len(names):
+        raise AttestError('two audit trails share a file name (%s): they would land on one another in audit/'
+                          % ', '.join(sorted({n for n in names if names.count(n) > 1})))
+    kept = []  # anchors first: each trail copied after them holds every line they name
+    for anchors in sorted({Layout.audit_anchors(t) for t in trails}):
+        if os.path.isfile(anchors):
+            kept += [line for line in _complete_lines(anchors).splitlines(keepends=True)
+                     if line.strip() and _anchor_trail(line) in names]
+    if kept:
+        copy('audit/%s' % Layout.AUDIT_ANCHORS, None, b''.join(kept))
+    for trail in trails:
+        copy('audit/%s' % os.path.basename(trail), trail, _complete_lines(trail))
+    _path, index = write_index(store.root)
+    return index, dict(copied=copied, missing=missing)
+
+
+def _anchor_trail(line):
+    try:
+        entry = json.loads(line.decode('utf-8'))
+    except ValueError:
+        return None
+    return entry.get('trail') if isinstance(entry, dict) else None
 
 
 # ================================================================================ issuing
@@ -304,7 +379,7 @@ def _json_list(name, value):
 
 def statement(base_dir, decision, fleet_state, approvers, valid_until, valid_from=None, constraints=(),
               success_criteria=(), rollback_triggers=(), audit_trails=(), next_step=None, issued_at=None,
-              evidence_key=None):
+              evidence_key=None, reasons=()):
     """The in-toto Statement of a decision over the evidence folder base_dir, whose index
     (write_index) must still match its files.
 
@@ -319,6 +394,7 @@ def statement(base_dir, decision, fleet_state, approvers, valid_until, valid_fro
     if decision != GO_WITH_CONSTRAINTS and constraints:
         raise AttestError('a %s with constraints is a GO with constraints' % decision)
     success_criteria = _json_list('success_criteria', success_criteria)
+    reasons = _json_list('reasons', reasons)
     rollback_triggers = _json_list('rollback_triggers', rollback_triggers)
     if decision != NO_GO and not (success_criteria and rollback_triggers):
         raise AttestError('a %s states the success criteria and the rollback triggers of the next step' % decision)
@@ -359,7 +435,7 @@ def statement(base_dir, decision, fleet_state, approvers, valid_until, valid_fro
     predicate = dict(decision=decision, constraints=constraints, success_criteria=success_criteria,
                      rollback_triggers=rollback_triggers, fleet_state=json.loads(json.dumps(fleet_state)),
                      approvers=approvers, issued_at=_stamp(issued_at), valid_from=_stamp(valid_from),
-                     valid_until=_stamp(valid_until), evidence_index=INDEX, audit=audit)
+                     valid_until=_stamp(valid_until), evidence_index=INDEX, audit=audit, reasons=reasons)
     if next_step is not None:
         predicate['next_step'] = str(next_step)
     return {'_type': STATEMENT_TYPE, 'subject': subjects, 'predicateType': PREDICATE_TYPE, 'predicate': predicate}

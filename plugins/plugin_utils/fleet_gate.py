@@ -385,6 +385,23 @@ def load_criteria(source, source_name=None):
     return data
 
 
+def criteria_lines(criteria):
+    """{'success_criteria': [...], 'rollback_triggers': [...]}: each criterion of validated criteria
+    as one line a person reads (``error_rate (per_agent): error_rate_pct < 0.1 %``), the primary and
+    secondary criteria as what success is, the rollback triggers as what rolls back."""
+    def line(criterion):
+        def condition(c):
+            return '%s %s %s%s' % (c['metric'], c['comparator'], _fmt(c['threshold']),
+                                   '' if c.get('unit') in (None, 'count', 'ratio', 'load') else ' %s' % c['unit'])
+        text = '%s (%s): %s' % (criterion['name'], criterion['scope'], condition(criterion))
+        for key, word in (('also', 'and'), ('or', 'or')):
+            if criterion.get(key):
+                text += ' %s %s' % (word, condition(criterion[key]))
+        return text
+    return dict(success_criteria=[line(c) for section in ('primary', 'secondary') for c in criteria[section]],
+                rollback_triggers=[line(c) for c in criteria['rollback_triggers']])
+
+
 # --- statistics ----------------------------------------------------------------------------------
 
 def _finite(values, what):

@@ -723,23 +723,39 @@ def hardening(text):
     return round(100.0 * (total - len(missing)) / total, 1), missing
 
 
+PUBLIC_SECRETS_VAR = 'readiness_public_secrets'
+
+
 def security_gate(secrets, scan_roots, project_root, inventory, unit_file, nats_connection=None,
-                  min_hardening_score=100.0):
+                  min_hardening_score=100.0, declared_public=(), public_scan_roots=()):
     """No secret in the repository or artifacts; no_log coverage; NATS auth and TLS in the production
-    inventory; the agent unit's hardening (see the module docstring for each rule)."""
+    inventory; the agent unit's hardening (see the module docstring for each rule).
+
+    declared_public: labels (variable names) of secrets that the inventory in use declares public test
+    values (the sandbox's keys, committed to the repository on purpose, so found there by design):
+    those are searched for only under public_scan_roots (the artifacts, where even a public test key
+    must never be written) and named in the record; the production inventory declaring any fails."""
     reasons, evidence, measured = [], [], {}
     values = _secret_values(secrets, nats_connection)
-    roots = [root for root in scan_roots or () if os.path.exists(root)]
+    variable = {label: label.split(' (')[0].split('[')[0] for label in values}  # 'x[approver] (%-encoded)' -> 'x'
+    public = {label: value for label, value in values.items() if variable[label] in declared_public}
+    if public:
+        measured['declared_public'] = sorted({variable[label] for label in public})
     if not values:
         reasons.append('no evidence: no secret values given to search for')
-    missing_roots = [root for root in scan_roots or () if not os.path.exists(root)]
-    if not scan_roots or missing_roots:
-        reasons.append('no evidence: folder(s) to search for secrets missing: %s' % (
-            ', '.join(map(str, missing_roots)) or 'none given'))
-    if values and roots:
-        leaked, scanned = scan_for_secrets(values, roots)
-        measured.update(secrets_searched=len(values), files_scanned=scanned,
-                        leaks={label: len(paths) for label, paths in leaked.items()})
+    searches = [(values.keys() - public.keys(), scan_roots or ()), (public.keys(), public_scan_roots or ())]
+    for labels, where in searches:
+        if not labels:
+            continue
+        missing_roots = [root for root in where if not os.path.exists(root)]
+        if not where or missing_roots:
+            reasons.append('no evidence: folder(s) to search for secrets missing: %s' % (
+                ', '.join(map(str, missing_roots)) or 'none given'))
+        leaked, scanned = scan_for_secrets({label: values[label] for label in labels},
+                                           [root for root in where if os.path.exists(root)])
+        measured['secrets_searched'] = measured.get('secrets_searched', 0) + len(labels)
+        measured['files_scanned'] = measured.get('files_scanned', 0) + scanned
+        measured.setdefault('leaks', {}).update({label: len(paths) for label, paths in leaked.items()})
         for label, paths in sorted(leaked.items()):
             reasons.append('secret %s found in %s' % (label, ', '.join(paths[:5]) + (
                 ' and %d more' % (len(paths) - 5) if len(paths) > 5 else '')))
@@ -747,6 +763,9 @@ def security_gate(secrets, scan_roots, project_root, inventory, unit_file, nats_
     variables, inventory_problems = inventory_vars(inventory)
     reasons.extend(inventory_problems)
     evidence.extend(sorted({path for _value, path in variables.values()}))
+    if PUBLIC_SECRETS_VAR in variables and variables[PUBLIC_SECRETS_VAR][0]:
+        reasons.append('%s is set in the production inventory (%s): production has no public secret'
+                       % (PUBLIC_SECRETS_VAR, variables[PUBLIC_SECRETS_VAR][1]))
     if os.path.isdir(os.path.join(project_root, 'playbooks')) and os.path.isdir(os.path.join(project_root, 'roles')):
         problems, coverage = no_log_problems(project_root, [variables])
         reasons.extend(problems)
@@ -1172,6 +1191,119 @@ def decide_gates(records):
     summary = '%d/%d gates PASS' % (passed, len(GATES)) + (
         '; FAIL: %s' % ', '.join(failed) if failed else '') + ('; %s' % '; '.join(problems) if problems else '')
     return dict(outcome=outcome, summary=summary, failed=failed)
+
+
+def authorization_decision(records, incomplete_areas=(), constraint_gates=()):
+    """The readiness run's decision for phase 2, made once here: (decision, reasons, constraints).
+
+    GO when the eight gates pass (decide_gates) and no area of phase 1 is left incomplete
+    (incomplete_areas: their names); GO with constraints when every gate that failed is one of
+    constraint_gates (the inventory's judgement that the next step may go on with it open), each
+    failure then a constraint naming its reasons; NO-GO otherwise, its reasons naming each blocking
+    gate and area. A gate not decided is a failed gate."""
+    verdict = decide_gates(records)
+    by_gate = {r.get('gate'): r for r in records if isinstance(r, dict)}
+
+    def why(gate):
+        record = by_gate.get(gate)
+        if record is None:
+            return 'gate %s not decided (no record)' % gate
+        return 'gate %s FAIL: %s' % (gate, '; '.join(record.get('reasons') or ['no reason recorded']))
+
+    blocking = [gate for gate in verdict['failed'] if gate not in constraint_gates]
+    reasons = ['area %s not complete' % area for area in incomplete_areas] + [why(gate) for gate in blocking]
+    reasons += [p for p in verdict['summary'].split('; ')[1:] if 'decided twice' in p or p.startswith('unknown gate')]
+    if reasons:
+        return fleet_attest.NO_GO, reasons, []
+    if verdict['failed']:
+        return fleet_attest.GO_WITH_CONSTRAINTS, [], [why(gate) for gate in verdict['failed']]
+    return fleet_attest.GO, [], []
+
+
+# ================================================================================ evidence documents
+
+def evidence_records(folder):
+    """(gate records, load results or None, {mode: ledger}) found in an evidence folder."""
+    gates_dir, records = os.path.join(folder, 'gates'), []
+    for name in sorted(os.listdir(gates_dir)) if os.path.isdir(gates_dir) else ():
+        record = _load_json(os.path.join(gates_dir, name), 'a gate record', []) if name.endswith('.json') else None
+        if isinstance(record, dict) and record.get('gate'):
+            records.append(record)
+    results = _load_json(os.path.join(folder, 'load', 'results.json'), 'the load results', [])
+    ledgers, modes_dir = {}, os.path.join(folder, 'failure-modes')
+    for mode in sorted(os.listdir(modes_dir)) if os.path.isdir(modes_dir) else ():
+        record = _load_json(os.path.join(modes_dir, mode, Layout.LEDGER), 'a ledger', [])
+        if isinstance(record, dict):
+            ledgers[mode] = record
+    return records, results if isinstance(results, dict) else None, ledgers
+
+
+def _load_lines(results):
+    scenarios = (results or {}).get('scenarios')
+    if not isinstance(scenarios, dict) or not scenarios:
+        return ['No load results in this evidence (load/results.json).']
+    return ['- %s' % _cell(record.get('summary') or name) for name, record in sorted(scenarios.items())
+            if isinstance(record, dict)]
+
+
+def _ledger_lines(ledgers):
+    if not ledgers:
+        return ['No failure-mode ledger in this evidence (failure-modes/<mode>/ledger.json).']
+    lines = []
+    for mode, record in ledgers.items():
+        problems = fleet_ledger.check_record(record, 'failure-modes/%s/%s' % (mode, Layout.LEDGER))
+        lines.append('- %s: %s' % (mode, _cell('; '.join(problems)) or 'within its loss budget'))
+        try:
+            lines += ['  - %s' % _cell(line) for line in fleet_ledger.lost_lines(record)[:5]]
+        except (KeyError, TypeError, AttributeError):
+            pass  # an incomplete record, which check_record has named
+    return lines
+
+
+def evidence_summary(run, folder):
+    """The executive summary of a readiness run's evidence folder, in Markdown: the gates' outcome,
+    each gate in a line, the load scenarios and failure modes in one line each."""
+    records, results, ledgers = evidence_records(folder)
+    decided = decide_gates(records)
+    by_gate = {r['gate']: r for r in records}
+    lines = ['# Readiness run %s: executive summary' % run, '', '**Gates: %s** (%s).' % (decided['outcome'],
+                                                                                        decided['summary']), '']
+    for gate in GATES:
+        record = by_gate.get(gate)
+        reasons = (record or {}).get('reasons') or []
+        lines.append('- %s: %s%s' % (gate, (record or {}).get('outcome', 'not decided'),
+                                     ' - %s' % _cell(reasons[0]) + (' (and %d more)' % (len(reasons) - 1)
+                                                                   if len(reasons) > 1 else '') if reasons else ''))
+    lines += ['', '## Load', ''] + _load_lines(results) + ['', '## Failure modes', ''] + _ledger_lines(ledgers)
+    lines += ['', 'Every file of this folder, with its SHA-256, is listed in `%s`; the technical report is `%s`.'
+              % (Layout.EVIDENCE_INDEX, Layout.EVIDENCE_REPORT)]
+    return '\n'.join(lines) + '\n'
+
+
+def evidence_report(run, folder):
+    """The technical report of a readiness run's evidence folder, in Markdown: the gates table with
+    every reason and evidence link, each gate's measured figures, the load scenarios' thresholds and
+    the failure modes' ledgers."""
+    records, results, ledgers = evidence_records(folder)
+    lines = ['# Readiness run %s: technical report' % run, '',
+             render_markdown(records, base_dir=folder).replace('# Readiness gates', '## Readiness gates', 1), '']
+    for record in sorted(records, key=lambda r: GATES.index(r['gate']) if r['gate'] in GATES else len(GATES)):
+        lines += ['## Gate %s: %s' % (record['gate'], record.get('outcome')), '']
+        lines += ['- %s' % _cell(reason) for reason in record.get('reasons') or []] or ['No failure.']
+        lines += ['', '```json', json.dumps(record.get('measured') or {}, indent=2, sort_keys=True, default=str),
+                  '```', '']
+    lines += ['## Load scenarios', ''] + _load_lines(results) + ['']
+    for name, record in sorted(((results or {}).get('scenarios') or {}).items()):
+        thresholds = record.get('thresholds') if isinstance(record, dict) else None
+        if thresholds:
+            lines += ['### %s' % _cell(name), '', '| threshold | metric | condition | measured | passed |',
+                      '|---|---|---|---|---|']
+            lines += ['| %s | %s | %s %s | %s | %s |' % tuple(_cell(t.get(k)) for k in (
+                'name', 'metric', 'comparator', 'threshold', 'measured', 'passed')) for t in thresholds
+                if isinstance(t, dict)]
+            lines.append('')
+    lines += ['## Failure modes', ''] + _ledger_lines(ledgers)
+    return '\n'.join(lines) + '\n'
 
 
 def _cell(text):

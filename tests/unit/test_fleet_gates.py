@@ -659,3 +659,26 @@ def test_render_markdown_has_one_row_per_gate_with_its_evidence_linked(tmp_path)
     # A gate left out still has its row, failed.
     table = [line for line in fg.render_markdown(rows[:-1]).splitlines() if line.startswith("| support")]
     assert table == ["| support | FAIL | not decided | none |"]
+
+
+def test_declared_public_test_values_are_searched_for_in_the_artifacts_only(security, tmp_path):
+    # The sandbox's committed keys: in the repository by design, never in the artifacts.
+    repo = tmp_path / "repo"
+    write(repo / "inventory/sandbox/group_vars/all/50-sandbox.yml", "fleet_evidence_key: sandbox-key-not-a-secret\n")
+    given = dict(security, secrets={"NATS password": SECRET, "fleet_evidence_key": "sandbox-key-not-a-secret"},
+                 scan_roots=[str(repo), str(tmp_path / "artifacts")], public_scan_roots=[str(tmp_path / "artifacts")],
+                 declared_public=["fleet_evidence_key"])
+    record = passed(fg.security_gate(**given))
+    assert record["measured"]["declared_public"] == ["fleet_evidence_key"]
+    # The password (as given and %-encoded) in both roots, the public key in the artifacts only.
+    assert record["measured"]["secrets_searched"] == 3
+    leak = write(tmp_path / "artifacts/runs/journal.jsonl", '{"key": "sandbox-key-not-a-secret"}\n')
+    failed(fg.security_gate(**given), "secret fleet_evidence_key found in", leak)
+    # Not declared public, the same value in the repository is a leak.
+    os.unlink(leak)
+    failed(fg.security_gate(**dict(given, declared_public=())), "secret fleet_evidence_key found in", "50-sandbox.yml")
+
+
+def test_a_production_inventory_that_declares_public_secrets_fails(security, tmp_path):
+    inventory = make_inventory(tmp_path / "prod", dict(GOOD_VARS, readiness_public_secrets=["fleet_evidence_key"]))
+    failed(fg.security_gate(**dict(security, inventory=inventory)), "readiness_public_secrets is set in the production")

@@ -179,6 +179,10 @@ READ_BY = {
     "fleet_lock": [("action/fleet_lock.py", None)],
     "readiness_status": [("action/readiness_status.py", None)],
     "readiness_gate": [("action/readiness_gate.py", None)],
+    "readiness_evidence": [("action/readiness_evidence.py", None)],
+    "readiness_authorize": [("action/readiness_authorize.py", None)],
+    "readiness_certificate_info": [("action/readiness_certificate_info.py", None)],
+    "readiness_reports": [("action/readiness_reports.py", None)],
 }
 
 

@@ -103,3 +103,19 @@ def test_a_run_name_that_would_leave_the_store_is_refused(tmp_path):
                                                artifacts_dir=str(tmp_path), run="../escape", area="load",
                                                ), {})
     assert result["failed"] and "readiness run: '../escape' is not usable as a folder name" in result["msg"]
+
+
+def test_the_security_gate_takes_its_secrets_from_the_inventory_never_from_arguments(tmp_path):
+    act = action(readiness_gate)
+    act._templar = types.SimpleNamespace(template=lambda value: value)
+    act.task_vars = dict(fleet_nats_password="pw-1234567890", fleet_evidence_key="sandbox-key-not-a-secret",
+                         readiness_signing_keys={"sre-lead": "ab" * 32}, readiness_public_secrets=["fleet_evidence_key",
+                                                                                                  "readiness_signing_keys"])
+    secrets, public = act.inventory_secrets()
+    assert secrets == {"fleet_nats_password": "pw-1234567890", "fleet_evidence_key": "sandbox-key-not-a-secret",
+                       "readiness_signing_keys[sre-lead]": "ab" * 32}
+    assert public == ["fleet_evidence_key", "readiness_signing_keys"]
+    # Given as an argument, a secret is refused: the gate takes it from the inventory only.
+    refused = gate(tmp_path, dict(secrets={"x": "y"}, scan_roots=[], project_root=str(REPO), inventory=str(REPO),
+                                  unit_file="u"), name="security")
+    assert refused["failed"] and "unknown evidence secrets" in refused["msg"]
