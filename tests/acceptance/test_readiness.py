@@ -1,25 +1,34 @@
 """playbooks/readiness.yml on the test fleet (real nats-server, the reference agents in systemd
-stand-ins, ansible-runner as AWX runs it), with the sandbox's compressed scenarios: phase 1's load
-area - the fleet state read from the env files, the six load scenarios against every agent's ping
-subject, their records, the comparison with the previous run, the performance gate and the status
-page with its completion marker. A second run of one scenario that cannot hold its rate shows the
-shortfall said and counted, the comparison with the first run, and a gate that fails naming what is
-missing. Bad scenarios are refused before anything is sent."""
+stand-ins, ansible-runner as AWX runs it), with the sandbox's compressed scenarios: the load area -
+the fleet state read from the env files, the six load scenarios against every agent's ping subject,
+their records, the comparison with the previous run, the performance gate - then the runbooks
+rendered from the inventory, the gates decided from their evidence, the evidence collected, indexed
+and judged (compliance), and the authorization certificate signed by the sandbox's approvers: a
+certificate that scripts/verify-certificate accepts, refuses once a file, its payload type, its
+signers or its window is not what was signed, and that a wave requiring it refuses to start on. The
+status page with its completion markers throughout. A second run of one scenario that cannot hold
+its rate shows the shortfall said and counted, the comparison with the first run, and a gate that
+fails naming what is missing. Bad scenarios are refused before anything is sent."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import subprocess
 
 import pytest
 
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_state
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_charts, fleet_state
+from tests.browser import check_page, needs_chromium
 
-from .conftest import ARTIFACTS, AGENTS, HOSTS, env_flag, run_playbook, subject
+from .conftest import ARTIFACTS, AGENTS, HOSTS, ROOT, env_flag, run_playbook, subject
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
 SIX = ["10-concurrent", "50-concurrent", "ramp-up", "spike", "endurance", "soak"]
+AREAS_RUN = ["load", "runbooks", "gates", "evidence", "authorization", "reports"]
+GATES = ["code", "security", "performance", "compliance", "docs", "testing", "deployment", "support"]
 
 
 def lock_holder():
@@ -107,7 +116,7 @@ def test_the_performance_gate_is_decided_from_the_records(first_run):
         assert gate["measured"][name]["requests"] == read(run, "load/%s.json" % name)["requests"]
 
 
-def test_the_status_page_shows_the_load_area_complete_and_the_rest_pending(first_run):
+def test_the_status_page_shows_the_areas_run_complete_and_the_rest_pending(first_run):
     run, _ = first_run
     folder = ARTIFACTS / "readiness" / run
     status = read(run, "status.json")
@@ -117,9 +126,14 @@ def test_the_status_page_shows_the_load_area_complete_and_the_rest_pending(first
     assert load["outcome"] == "performance gate %s" % gate["outcome"]
     assert load["links"]["results"] == "load/results.json" and load["links"]["gate"] == "gates/performance.json"
     assert {area for area, entry in status["areas"].items() if entry["state"] == "pending"} == \
-        set(status["areas"]) - {"load"}
+        set(status["areas"]) - set(AREAS_RUN)
+    assert all(status["areas"][area]["state"] == "complete" for area in AREAS_RUN)
     assert status["state"] == "running" and status["complete"] is False
-    assert json.loads((folder / "load/complete").read_text())["outcome"] == load["outcome"]
+    for area in AREAS_RUN:
+        assert json.loads((folder / area / "complete").read_text())["outcome"] == status["areas"][area]["outcome"]
+    assert (folder / "complete-phase-2").exists() and (folder / "complete-phase-3").exists()
+    assert not (folder / "complete-phase-1").exists()
+    assert status["areas"]["authorization"]["links"]["certificate"] == "certificate.json"
     assert not (folder / "complete").exists()
     assert "http-equiv=\"refresh\"" in (folder / "status.html").read_text()
     assert "| load |" in (folder / "status.md").read_text()
@@ -128,11 +142,14 @@ def test_the_status_page_shows_the_load_area_complete_and_the_rest_pending(first
 def test_a_run_named_again_does_not_run_its_complete_load_area_twice(first_run, tmp_path):
     run, _ = first_run
     results = ARTIFACTS / "readiness" / run / "load/results.json"
-    before = (results.stat().st_mtime_ns, results.read_bytes())
+    certificate = ARTIFACTS / "readiness" / run / "certificate.json"
+    before = [(f.stat().st_mtime_ns, f.read_bytes()) for f in (results, certificate)]
     done = run_playbook(tmp_path, "readiness.yml", extravars=dict(readiness_run=run))
     assert done.rc == 0, done.stdout[-4000:]
-    assert shown(done, "Say that the load area is complete already")[0].startswith("Load: complete already in %s" % run)
-    assert (results.stat().st_mtime_ns, results.read_bytes()) == before
+    assert [(f.stat().st_mtime_ns, f.read_bytes()) for f in (results, certificate)] == before
+    for area in AREAS_RUN[1:]:
+        assert shown(done, "Say that this area is complete already: %s" % area), area
+    assert shown(done, "Say that this area is complete already: load")[0].startswith("Load: complete already in %s" % run)
     assert not any(e.get("event") == "runner_on_ok" and e["event_data"].get("task", "").startswith("Load scenario")
                    for e in done.events)
 
@@ -142,7 +159,7 @@ def test_a_rate_that_cannot_be_held_is_said_compared_and_fails_the_gate(first_ru
     second = "readiness-test-second"
     # One request in flight at most, 3,000 due each second: far more than one connection's round trips.
     scenario = {"soak": dict(executor="constant-arrival-rate", rate=3000, duration=60, max_vus=1)}
-    done = run_playbook(tmp_path, "readiness.yml", extravars=dict(readiness_run=second,
+    done = run_playbook(tmp_path, "readiness.yml", extravars=dict(readiness_run=second, readiness_areas=["load"],
                                                                   readiness_load_scenarios=scenario))
     assert done.rc == 0, done.stdout[-4000:]
     record = read(second, "load/soak.json")
@@ -194,3 +211,131 @@ def test_a_host_left_out_stops_the_run_before_anything_is_sent(sandbox, tmp_path
         done.failed_messages() or done.stdout[-3000:]
     assert not (ARTIFACTS / "readiness" / run).exists()
     assert lock_holder() is None  # given up on the way out
+
+
+# ================================================================================ gates, evidence, certificate
+
+def verify_certificate(run, *args, trusted=None):
+    """scripts/verify-certificate on the run's certificate, as an operator runs it offline."""
+    folder = ARTIFACTS / "readiness" / run
+    return subprocess.run([str(ROOT / "scripts/verify-certificate"), str(folder / "certificate.json"),
+                           "--trusted-keys", str(trusted or folder / "trusted-keys.json"),
+                           "--base-dir", str(folder / "evidence"), *args], capture_output=True, text=True)
+
+
+def test_every_gate_is_decided_from_evidence_and_the_evidence_is_indexed(first_run):
+    run, done = first_run
+    folder = ARTIFACTS / "readiness" / run
+    records = {gate: read(run, "gates/%s.json" % gate) for gate in GATES}
+    for gate, record in records.items():
+        assert record["gate"] == gate and record["outcome"] in ("PASS", "FAIL"), record
+        assert (record["outcome"] == "PASS") == (record["reasons"] == []), record
+    # Each gate is decided on what this fleet and repository really hold.
+    assert records["docs"]["outcome"] == "PASS", records["docs"]["reasons"]       # the runbooks rendered
+    assert records["support"]["outcome"] == "PASS", records["support"]["reasons"]
+    assert records["compliance"]["outcome"] == "PASS", records["compliance"]["reasons"]
+    assert records["code"]["measured"]["lint_rc"] == 0                           # ansible-lint ran, clean
+    assert records["security"]["measured"]["hardening"]["score"] == 100.0         # the unit as systemd runs it
+    assert records["security"]["measured"]["declared_public"] == ["fleet_evidence_key", "readiness_signing_keys"]
+    assert not records["security"]["measured"]["leaks"]                            # no key written in the artifacts
+    # The production inventory as shipped has no TLS: said, not hidden.
+    assert any("TLS" in reason for reason in records["security"]["reasons"]), records["security"]["reasons"]
+    # No rollback rehearsed and no failure-mode ledger in this run yet: the deployment gate fails saying so.
+    assert any("no ledger of failure mode agent-kill" in r for r in records["deployment"]["reasons"])
+    index = json.loads((folder / "evidence/evidence-index.json").read_text())
+    listed = {entry["path"] for entry in index["files"]}
+    assert {"gates/%s.json" % gate for gate in GATES} <= listed
+    assert {"summary.md", "technical-report.md", "criteria.yml", "load/results.json", "runbooks/index.md"} <= listed
+    trails = [path for path in listed if path.startswith("audit/readiness-")]
+    assert len(trails) == 1 and "audit/anchors.jsonl" in listed
+    summary = (folder / "evidence/summary.md").read_text()
+    assert "**Gates: FAIL**" in summary and "- docs: PASS" in summary
+
+
+def test_the_decision_is_signed_and_verify_accepts_it(first_run):
+    run, done = first_run
+    envelope = read(run, "certificate.json")
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    predicate = statement["predicate"]
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["subject"][0]["name"] == "evidence-index.json" and len(statement["subject"]) > 20
+    # Stress and the failure modes are not built: the decision names them, and every blocking gate.
+    assert predicate["decision"] == "NO-GO"
+    assert {"area stress not complete", "area failure-modes not complete"} <= set(predicate["reasons"])
+    assert any(r.startswith("gate deployment FAIL") for r in predicate["reasons"])
+    assert predicate["approvers"] == ["release-manager", "sre-lead"]
+    assert predicate["fleet_state"]["hosts"] == list(HOSTS)
+    assert [a["agent"] for a in predicate["fleet_state"]["agents"]] == list(AGENTS)
+    assert "error_rate_high (per_agent): error_rate_pct > 1 %" in predicate["rollback_triggers"]
+    assert [a for a in predicate["audit"] if a["path"].startswith("audit/readiness-")], predicate["audit"]
+    verified = verify_certificate(run)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert ": VALID: NO-GO, signed by release-manager, sre-lead (2 distinct trusted keys, threshold 2)" in verified.stdout
+    [decision] = shown(done, "Show the decision and how to verify the certificate")
+    assert decision.startswith("Readiness run %s: NO-GO - area stress not complete" % run), decision
+    # No signing key was written anywhere in the run's folder.
+    written = b"".join(p.read_bytes() for p in (ARTIFACTS / "readiness" / run).rglob("*") if p.is_file())
+    for key in ("75ba90f73d839f7a25c3fd99d56f66ae7c72acfb152aad46f15d75d242afab1b",
+                "94d48970f3dd03e2f5e0537e9f882b1b97cada1bd37f2937cd1fb074ab0af4a9"):
+        assert key.encode() not in written
+
+
+def test_verify_refuses_an_edited_file_payload_type_too_few_keys_or_an_expired_window(first_run):
+    run, _ = first_run
+    folder = ARTIFACTS / "readiness" / run
+    copy = ARTIFACTS / "readiness" / (run + "-copy")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(folder, copy)
+    try:
+        edited = copy / "evidence/gates/docs.json"
+        edited.write_text(edited.read_text().replace('"PASS"', '"PASSED"'))
+        refused = verify_certificate(run + "-copy")
+        assert refused.returncode == 1 and "REFUSED" in refused.stdout
+        assert any("gates/docs.json" in line for line in refused.stdout.splitlines() if line.startswith("FAILED:")), \
+            refused.stdout
+        shutil.copy2(folder / "evidence/gates/docs.json", edited)
+        assert verify_certificate(run + "-copy").returncode == 0
+        envelope = json.loads((copy / "certificate.json").read_text())
+        (copy / "certificate.json").write_text(json.dumps(dict(envelope, payloadType="application/json")))
+        refused = verify_certificate(run + "-copy")
+        assert refused.returncode == 1 and "FAILED: payloadType is 'application/json'" in refused.stdout, refused.stdout
+        (copy / "certificate.json").write_text(json.dumps(envelope))
+        assert verify_certificate(run + "-copy").returncode == 0
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    three = verify_certificate(run, "--threshold", "3")
+    assert three.returncode == 1 and "3 required" in three.stdout, three.stdout
+    expired = verify_certificate(run, "--at", "2099-01-01T00:00:00Z")
+    assert expired.returncode == 1 and "expired" in expired.stdout, expired.stdout
+
+
+def test_a_wave_that_requires_a_go_certificate_refuses_to_start_on_this_one(first_run, tmp_path):
+    run, _ = first_run
+    before = {host: {agent: env_flag(host, agent) for agent in AGENTS} for host in HOSTS}
+    done = run_playbook(tmp_path, "wave1.yml", extravars=dict(
+        wave_require_certificate=True, wave_certificate=str(ARTIFACTS / "readiness" / run / "certificate.json")))
+    assert done.rc != 0
+    assert any("needs a valid readiness certificate" in m and "its decision is NO-GO" in m
+               for m in done.failed_messages()), done.failed_messages() or done.stdout[-3000:]
+    assert {host: {agent: env_flag(host, agent) for agent in AGENTS} for host in HOSTS} == before
+    assert lock_holder() is None
+
+
+@needs_chromium
+def test_the_reports_render_every_chart_in_headless_chromium(first_run, tmp_path):
+    run, _ = first_run
+    reports = ARTIFACTS / "readiness" / run / "reports"
+    report = (reports / "report.html").read_text()
+    ids = fleet_charts.chart_ids(report)
+    # Requested vs achieved rate, and each scenario's latency and throughput over time; the areas' durations.
+    assert {"load-rate", "timeline-durations"} <= set(ids)
+    assert {"load-%s-%s" % (name, kind) for name in SIX for kind in ("latency", "throughput")} <= set(ids)
+    assert "NO-GO" in report and "Not available" in report  # the decision; stress and ledgers not there yet
+    check_page(tmp_path, reports / "report.html", ids, 1200, fleet_charts.PALETTE[:3], charts_in_view=False)
+    brief_ids = fleet_charts.chart_ids((reports / "brief.html").read_text())
+    assert "load-rate" in brief_ids
+    check_page(tmp_path, reports / "brief.html", brief_ids, 2000, fleet_charts.PALETTE[:1], charts_in_view=True)
+    for name in ("report.md", "brief.md"):
+        assert (reports / name).read_text().startswith("# ")
+    assert (reports / "charts/load-rate.svg").read_text().startswith("<svg")
