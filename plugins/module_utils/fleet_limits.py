@@ -80,6 +80,20 @@ LIMITS = {
     'load_threshold_rps': _range(0, 1_000_000, 'requests per second',
                                  _LOAD + ': `thresholds[].threshold` of `throughput_rps`'),
     'load_compress_factor': _range(1, 1_000_000, 'times shorter', '`fleet_load.compress` (the sandbox\'s durations)'),
+    # the stress scenarios (issue 10, "Stress"): payload size, connections, knee search, recovery, slow consumer
+    'load_payload_bytes': _range(0, 8 * 1024 * 1024, 'bytes', _LOAD + ': `payload_bytes` (and at most the server\'s '
+                                 'max_payload)', integer=True),
+    'load_connections': _range(1, 500, 'connections', _LOAD + ': `connections`', integer=True),
+    'load_search_stage_seconds': _range(0, 7 * DAY_S, 'seconds', _LOAD + ': `stage_duration` (rate-search)',
+                                        low_open=True),
+    'load_search_factor': _range(1, 100, 'times the previous rate', _LOAD + ': `factor` (rate-search)',
+                                 low_open=True),
+    'load_search_step': _range(0, 10_000, 'requests per second', _LOAD + ': `step` (rate-search)', low_open=True),
+    'load_recovery_after_seconds': _range(0, 7 * DAY_S, 'seconds', _LOAD + ': `recovery.after_seconds` '
+                                          '(ramping-arrival-rate)'),
+    'load_slow_pending_limit': _range(1, 1_000_000, 'messages', _LOAD + ': `slow_consumer.pending_limit`',
+                                      integer=True),
+    'load_slow_delay_ms': _range(0, 60_000, 'ms', _LOAD + ': `slow_consumer.delay_ms`'),
 }
 
 # Monitoring rounds and checkpoints of one wave together: production wave 2 plans ~320; a week

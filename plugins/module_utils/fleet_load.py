@@ -14,7 +14,9 @@ A mapping of scenario names to scenarios; durations in seconds, ranges in ``flee
     constant-vus           closed  vus, duration
     ramping-vus            closed  stages: [{duration, target VUs}], start_vus (default 0)
     constant-arrival-rate  open    rate (requests/s), duration, max_vus
-    ramping-arrival-rate   open    stages: [{duration, target rate}], start_rate (default 0), max_vus
+    ramping-arrival-rate   open    stages: [{duration, target rate}], start_rate (default 0), max_vus,
+                                   recovery (optional, below)
+    rate-search            open    start_rate, factor | step, stage_duration, max_rate, max_vus, knee
 
 Stages move linearly from the level before them to their target (a stage of duration 0 jumps), as
 k6's do. A threshold is ``{name, metric, comparator, threshold}`` plus optionally ``window_seconds``
@@ -23,7 +25,41 @@ and ``min_samples`` (default ``MIN_SAMPLES``: a window or an abort check with fe
 judged). Metrics: ``METRICS``; comparators state the PASS condition: ``<``, ``<=``, ``>``, ``>=``.
 The contract's six, at production durations (endurance and soak last hours), are inventory data
 (``inventory/production/group_vars/all/00-contract.yml``); ``compress(scenarios, factor)`` shortens
-every duration, window and interval for the sandbox.
+every duration, window and interval for the sandbox (stage_duration and recovery.after_seconds too).
+
+Stress keys (issue 10, "Stress"; every executor unless said):
+
+* ``payload_bytes``: the request body's size in bytes (default: what the caller sends, ``run_scenario``'s
+  ``payload_bytes``); nats_load pads its payload to it and refuses, before sending anything, a size
+  over the server's max_payload. The record gets ``payload_bytes``, ``bytes_sent``, ``bytes_sent_per_s``.
+* ``connections`` (default 1) and ``connect``: the requests go round robin over that many connections
+  opened by ``run_scenario``'s ``open_connection(number)`` (send is then ``send(index, connection)``).
+  ``connect: ahead`` (default) opens them all before the clock starts (one that fails is counted and
+  the others carry the load; none open: the run fails before sending); ``connect: storm`` opens all
+  of them at the same instant, the start of the clock: request i waits for connection i mod N (the
+  wait is in its latency) or fails with that connection's exception. The record's ``connections``
+  holds count, connect, opened, failed, failures by class, ``connect_ms`` percentiles (from the start
+  of the opening) and ``requests_per_connection``; null when the scenario sets neither key.
+* ``rate-search``: a saturation-knee search. Stage k holds the constant rate start_rate x factor^k
+  (or start_rate + k x step) for stage_duration, the last one capped at max_rate (``search_rates``);
+  at the end of each stage its figures (counted by when things happened in it, as intervals are) are
+  judged against ``knee``, a condition ``{metric, comparator, threshold, min_samples (default 1)}``
+  or a list of up to 5 (any holds: a knee; here the comparator states the KNEE condition, e.g.
+  ``latency_p99_ms > 200``, ``dropped > 0``, ``error_rate_pct > 1``). At the first knee the search
+  stops sending (as an abort does, but ``aborted`` stays false). Intervals divide stages exactly.
+  The record gets ``knee: {rate, stage, at_seconds, reason}`` or null with ``knee_note`` ("no knee
+  up to max_rate ..."), and ``stages_run: [{stage, rate, requests, achieved_rate, answered, p99_ms,
+  dropped, error_rate_pct, knee}]``.
+* ``recovery`` (ramping-arrival-rate, "overload then recovery"): ``{metric, comparator, threshold,
+  after_seconds}``, the comparator stating the HEALTHY condition. Each interval starting at or after
+  after_seconds is judged on its own figures (an interval without data does not hold); the record's
+  ``recovery: {recovered, seconds, at_seconds, judged_intervals, ...}`` has seconds = the end of the
+  first interval from which every later one holds - after_seconds (one interval's resolution), or
+  recovered false and seconds null (with a ``note``).
+* ``slow_consumer: {subject, pending_limit, delay_ms}``: validated here, run by nats_load (a
+  subscriber whose handler sleeps delay_ms, nats-py queueing at most pending_limit and discarding
+  the rest with a SlowConsumerError); it sets the record's ``slow_consumer: {received, dropped,
+  pending, errors}`` (null here).
 
 The run (``run_scenario``)
 ==========================
@@ -114,12 +150,24 @@ EXECUTORS = {
     'constant-vus': (CLOSED, ('vus', 'duration'), ()),
     'ramping-vus': (CLOSED, ('stages',), ('start_vus',)),
     'constant-arrival-rate': (OPEN, ('rate', 'duration', 'max_vus'), ()),
-    'ramping-arrival-rate': (OPEN, ('stages', 'max_vus'), ('start_rate',)),
+    'ramping-arrival-rate': (OPEN, ('stages', 'max_vus'), ('start_rate', 'recovery')),
+    'rate-search': (OPEN, ('start_rate', 'stage_duration', 'max_rate', 'max_vus', 'knee'), ('factor', 'step')),
 }
-COMMON_KEYS = ('thresholds', 'interval_seconds', 'compressed')
+COMMON_KEYS = ('thresholds', 'interval_seconds', 'compressed', 'payload_bytes', 'connections', 'connect',
+               'slow_consumer')
 KEY_LIMITS = {'vus': 'load_vus', 'duration': 'load_duration_seconds', 'rate': 'load_rate', 'max_vus': 'load_max_vus',
               'start_vus': 'load_stage_vus', 'start_rate': 'load_stage_rate',
-              'interval_seconds': 'load_interval_seconds'}
+              'interval_seconds': 'load_interval_seconds', 'payload_bytes': 'load_payload_bytes',
+              'connections': 'load_connections', 'stage_duration': 'load_search_stage_seconds',
+              'max_rate': 'load_rate', 'factor': 'load_search_factor', 'step': 'load_search_step'}
+# a rate-search starts above 0 (the ramps' start_rate may be 0)
+EXECUTOR_KEY_LIMITS = {'rate-search': {'start_rate': 'load_rate'}}
+CONNECT_MODES = ('ahead', 'storm')
+KNEE_KEYS = ('metric', 'comparator', 'threshold')
+KNEE_OPTIONAL = ('min_samples',)
+MAX_KNEE_CONDITIONS = 5
+RECOVERY_KEYS = ('metric', 'comparator', 'threshold', 'after_seconds')
+SLOW_CONSUMER_KEYS = ('subject', 'pending_limit', 'delay_ms')
 STAGE_KEYS = ('duration', 'target')
 STAGE_TARGET = {'ramping-vus': 'load_stage_vus', 'ramping-arrival-rate': 'load_stage_rate'}
 # metric: (the limit of its thresholds, unit)
@@ -152,8 +200,32 @@ EPS = 1e-9
 
 # ================================================================================ scenarios as data
 
+def search_rates(scenario):
+    """The rates of a rate-search's stages: start_rate, then times factor (or plus step) while below
+    max_rate, the last one capped at max_rate. At most MAX_LOAD_STAGES + 1 (more is refused)."""
+    rate, top = float(scenario['start_rate']), float(scenario['max_rate'])
+    rates = []
+    while len(rates) <= MAX_LOAD_STAGES:
+        rates.append(round(min(rate, top), 6))
+        if rate >= top - EPS:
+            break
+        rate = rate * scenario['factor'] if 'factor' in scenario else rate + scenario['step']
+    return rates
+
+
+def search_stages(scenario):
+    """A rate-search as ramping-arrival-rate stages: each rate held stage_duration, jumps between."""
+    rates, seconds = search_rates(scenario), float(scenario['stage_duration'])
+    stages = [dict(duration=seconds, target=rates[0])]
+    for rate in rates[1:]:
+        stages += [dict(duration=0.0, target=rate), dict(duration=seconds, target=rate)]
+    return stages
+
+
 def scenario_seconds(scenario):
     """The planned length of a (valid) scenario: its duration, or the sum of its stages."""
+    if scenario.get('executor') == 'rate-search':
+        return len(search_rates(scenario)) * float(scenario['stage_duration'])
     if 'stages' in scenario:
         return float(sum(stage['duration'] for stage in scenario['stages']))
     return float(scenario['duration'])
@@ -166,7 +238,13 @@ def default_interval(seconds):
 
 
 def interval_of(scenario):
-    return float(scenario.get('interval_seconds') or default_interval(scenario_seconds(scenario)))
+    if scenario.get('interval_seconds'):
+        return float(scenario['interval_seconds'])
+    seconds = default_interval(scenario_seconds(scenario))
+    if scenario.get('executor') == 'rate-search':  # whole intervals per stage: a stage is judged at a boundary
+        stage = float(scenario['stage_duration'])
+        return stage / max(1, math.ceil(stage / seconds - EPS))
+    return seconds
 
 
 def compress(scenarios, factor, max_seconds=None):
@@ -192,6 +270,10 @@ def compress(scenarios, factor, max_seconds=None):
             scenario['duration'] = scenario['duration'] / own
         for stage in scenario.get('stages') or ():
             stage['duration'] = stage['duration'] / own
+        if 'stage_duration' in scenario:
+            scenario['stage_duration'] = scenario['stage_duration'] / own
+        if isinstance(scenario.get('recovery'), dict) and 'after_seconds' in scenario['recovery']:
+            scenario['recovery']['after_seconds'] = scenario['recovery']['after_seconds'] / own
         for threshold in scenario.get('thresholds') or ():
             if 'window_seconds' in threshold:
                 threshold['window_seconds'] = threshold['window_seconds'] / own
@@ -210,7 +292,7 @@ def _shown(value):
     return text if len(text) <= 60 else text[:57] + '...'
 
 
-def _keys(item, path, required, optional, problems, what):
+def _keys(item, path, required, optional, problems, what, limits=KEY_LIMITS):
     """False (with the problem) when item is not a mapping; else the unknown and missing keys added."""
     if not isinstance(item, dict):
         problems.append('%s: must be a mapping (%s), got %s' % (path, what, _shown(item)))
@@ -221,7 +303,7 @@ def _keys(item, path, required, optional, problems, what):
         problems.append('%s: unknown key %s (allowed: %s)' % (path, ', '.join(unknown), ', '.join(allowed)))
     for key in required:
         if key not in item:
-            limit = KEY_LIMITS.get(key)
+            limit = limits.get(key)
             problems.append('%s.%s: missing (%s)' % (path, key, '%s in %s' % (
                 'an integer' if LIMITS[limit].integer else 'a number', describe(limit)) if limit else what))
     return True
@@ -263,25 +345,132 @@ def scenario_problems(name, scenario, where=VARIABLE):
                 '%s: must be a mapping with an executor (%s), got %s' % (path, ', '.join(EXECUTORS), _shown(scenario))]
     _model, required, optional = EXECUTORS[executor]
     problems = []
+    limits = dict(KEY_LIMITS, **EXECUTOR_KEY_LIMITS.get(executor, {}))
     _keys(scenario, path, ('executor',) + required, optional + COMMON_KEYS, problems,
-          'a list of 1 to %d stages {duration, target}' % MAX_LOAD_STAGES)
-    numbers_ok = all([_number(scenario, key, KEY_LIMITS[key], path, problems)
-                      for key in required + optional + ('interval_seconds',) if key in KEY_LIMITS])
-    stages_ok = 'stages' not in required or _stage_problems(scenario, executor, path, problems, numbers_ok)
+          'a condition {metric, comparator, threshold} or a list of them' if executor == 'rate-search' else
+          'a list of 1 to %d stages {duration, target}' % MAX_LOAD_STAGES, limits)
+    numbers_ok = all([_number(scenario, key, limits[key], path, problems)
+                      for key in required + optional + ('interval_seconds', 'payload_bytes', 'connections')
+                      if key in limits])
+    _common_problems(scenario, path, problems)
+    if 'stages' in required:
+        stages_ok = _stage_problems(scenario, executor, path, problems, numbers_ok)
+    elif executor == 'rate-search':
+        stages_ok = _search_problems(scenario, path, problems, numbers_ok)
+    else:
+        stages_ok = True
     compressed = scenario.get('compressed')
     if compressed is not None and _keys(compressed, path + '.compressed', COMPRESSED_KEYS, (), problems,
                                         '{factor, production_seconds}'):
         _number(compressed, 'factor', 'load_compress_factor', path + '.compressed', problems)
         _number(compressed, 'production_seconds', 'load_duration_seconds', path + '.compressed', problems)
     if not (numbers_ok and stages_ok and all(key in scenario for key in required)):
+        if 'recovery' in scenario:
+            _recovery_problems(scenario['recovery'], path, None, problems)
         _threshold_problems(scenario.get('thresholds', []), path, None, None, problems)
         return problems
     seconds, interval = scenario_seconds(scenario), interval_of(scenario)
     if seconds / interval > MAX_LOAD_INTERVALS + EPS:
         problems.append('%s.interval_seconds: %g s gives %d intervals over %g s, at most %d' % (
             path, interval, math.ceil(seconds / interval - EPS), seconds, MAX_LOAD_INTERVALS))
+    if executor == 'rate-search' and 'interval_seconds' in scenario:
+        per_stage = float(scenario['stage_duration']) / interval
+        if per_stage < 1 - 1e-6 or abs(per_stage - round(per_stage)) > 1e-6:
+            problems.append('%s.interval_seconds: %g s must divide stage_duration (%g s) into whole intervals'
+                            % (path, interval, scenario['stage_duration']))
+    if 'recovery' in scenario:
+        _recovery_problems(scenario['recovery'], path, seconds, problems)
     _threshold_problems(scenario.get('thresholds', []), path, seconds, interval, problems)
     return problems
+
+
+def _condition_problems(item, where, required, optional, what, problems):
+    """{metric, comparator, threshold, ...}: a knee or a recovery condition."""
+    if not _keys(item, where, required, optional, problems, what):
+        return False
+    ok = all(key in item for key in required)
+    metric = item.get('metric')
+    if 'metric' in item and metric not in METRICS:
+        problems.append('%s.metric: must be one of %s, got %s' % (where, ', '.join(METRICS), _shown(metric)))
+        ok = False
+    elif metric in METRICS:
+        ok = _number(item, 'threshold', METRICS[metric][0], where, problems) and ok
+    if 'comparator' in item and item['comparator'] not in COMPARATORS:
+        problems.append('%s.comparator: must be one of %s, got %s' % (
+            where, ' '.join(COMPARATORS), _shown(item['comparator'])))
+        ok = False
+    return ok
+
+
+def _common_problems(scenario, path, problems):
+    """connect and slow_consumer (payload_bytes and connections are numbers, checked with the others)."""
+    if 'connect' in scenario and scenario['connect'] not in CONNECT_MODES:
+        problems.append('%s.connect: must be one of %s, got %s' % (path, ', '.join(CONNECT_MODES),
+                                                                  _shown(scenario['connect'])))
+    slow = scenario.get('slow_consumer')
+    where = path + '.slow_consumer'
+    if 'slow_consumer' in scenario and _keys(slow, where, SLOW_CONSUMER_KEYS, (), problems,
+                                             '{subject, pending_limit, delay_ms}'):
+        subject = slow.get('subject')
+        if 'subject' in slow and (not isinstance(subject, str) or not subject.strip() or len(subject) > 255
+                                  or any(c.isspace() for c in subject)):
+            problems.append('%s.subject: must be a NATS subject (wildcards allowed), got %s' % (where, _shown(subject)))
+        _number(slow, 'pending_limit', 'load_slow_pending_limit', where, problems)
+        _number(slow, 'delay_ms', 'load_slow_delay_ms', where, problems)
+
+
+def _search_problems(scenario, path, problems, numbers_ok):
+    """rate-search: exactly one of factor and step, start_rate <= max_rate, at most MAX_LOAD_STAGES
+    stages, the total duration in range, and the knee condition(s)."""
+    knee = scenario.get('knee')
+    conditions = knee if isinstance(knee, list) else [knee]
+    where = path + '.knee'
+    knee_ok = True
+    if 'knee' in scenario:
+        if isinstance(knee, list) and not 1 <= len(knee) <= MAX_KNEE_CONDITIONS:
+            problems.append('%s: must be a condition {metric, comparator, threshold} or a list of 1 to %d, got %d'
+                            % (where, MAX_KNEE_CONDITIONS, len(knee)))
+            knee_ok = False
+        else:
+            for index, condition in enumerate(conditions):
+                at = '%s[%d]' % (where, index) if isinstance(knee, list) else where
+                knee_ok = _condition_problems(condition, at, KNEE_KEYS, KNEE_OPTIONAL,
+                                              '{metric, comparator, threshold, min_samples}', problems) and knee_ok
+                if isinstance(condition, dict):
+                    knee_ok = _number(condition, 'min_samples', 'load_min_samples', at, problems) and knee_ok
+    if ('factor' in scenario) == ('step' in scenario):
+        problems.append('%s: exactly one of factor (each stage\'s rate times the previous) and step (plus the '
+                        'previous) is needed, got %s' % (path, 'both' if 'factor' in scenario else 'neither'))
+        return False
+    if not numbers_ok or not all(key in scenario for key in ('start_rate', 'max_rate', 'stage_duration')):
+        return False
+    if scenario['start_rate'] > scenario['max_rate']:
+        problems.append('%s.max_rate: %g is below start_rate (%g)' % (path, scenario['max_rate'],
+                                                                      scenario['start_rate']))
+        return False
+    rates = search_rates(scenario)
+    if len(rates) > MAX_LOAD_STAGES:
+        problems.append('%s: from start_rate %g to max_rate %g takes more than %d stages' % (
+            path, scenario['start_rate'], scenario['max_rate'], MAX_LOAD_STAGES))
+        return False
+    bad = out_of_range('load_duration_seconds', len(rates) * scenario['stage_duration'])
+    if bad:
+        problems.append('%s.stage_duration: the %d stages\' total duration %s' % (path, len(rates), bad))
+        return False
+    return knee_ok
+
+
+def _recovery_problems(recovery, path, seconds, problems):
+    where = path + '.recovery'
+    if not _condition_problems(recovery, where, RECOVERY_KEYS, (), '{metric, comparator, threshold, after_seconds}',
+                               problems):
+        if isinstance(recovery, dict):
+            _number(recovery, 'after_seconds', 'load_recovery_after_seconds', where, problems)
+        return
+    if _number(recovery, 'after_seconds', 'load_recovery_after_seconds', where, problems) and seconds is not None \
+            and recovery['after_seconds'] >= seconds - EPS:
+        problems.append('%s.after_seconds: %g s is not before the end of the scenario (%g s)' % (
+            where, recovery['after_seconds'], seconds))
 
 
 def _stage_problems(scenario, executor, path, problems, start_ok):
@@ -588,7 +777,7 @@ def _num(value):
 # ================================================================================ the run
 
 class _Run:
-    def __init__(self, name, scenario, send, clock, sleep, wall, grace):
+    def __init__(self, name, scenario, send, clock, sleep, wall, grace, open_connection=None, payload_bytes=None):
         self.name, self.scenario, self.send = name, scenario, send
         self.clock, self.sleep, self.wall, self.grace = clock, sleep, wall, float(grace)
         self.executor = scenario['executor']
@@ -609,6 +798,7 @@ class _Run:
         self.dropped = dict(max_vus=0, late=0)
         self.busy_s = 0.0       # closed: seconds VUs spent awaiting send
         self.stopping = False
+        self.stopped_at = None
         self.abort = None
         self.abort_event = asyncio.Event()
         self.tasks = set()
@@ -617,6 +807,9 @@ class _Run:
             self.max_vus = int(scenario['max_vus'])
             if self.executor == 'constant-arrival-rate':
                 self.schedule = Schedule(scenario['rate'], scenario['duration'], 1)
+            elif self.executor == 'rate-search':
+                self.rates = search_rates(scenario)
+                self.schedule = ArrivalSchedule(Profile(self.rates[0], search_stages(scenario)))
             else:
                 self.schedule = ArrivalSchedule(Profile(scenario.get('start_rate', 0), scenario['stages']))
         else:
@@ -626,6 +819,25 @@ class _Run:
                 self.vus = Profile(scenario.get('start_vus', 0), scenario['stages'])
             self.max_vus = int(math.floor(self.vus.peak + EPS))
         self.index = 0
+        # payload: what one request carries (the scenario's payload_bytes, else what the caller says it sends)
+        self.payload_bytes = scenario.get('payload_bytes', payload_bytes)
+        # connections: opened by open_connection(number), ahead of the clock or all at once at its start
+        self.open_connection = open_connection
+        self.n_connections = int(scenario.get('connections', 1))
+        self.connect_mode = scenario.get('connect', 'ahead')
+        self.connections = []           # ahead: the ones that opened
+        self.connecting = None          # storm: one task per connection
+        self.connect_latency = Latency(keep_samples=False)
+        self.connect_failures = collections.Counter()
+        self.per_connection = [0] * self.n_connections
+        # rate-search: one tally per stage (intervals merged as they close), judged at the stage's end
+        self.stage_seconds = float(scenario['stage_duration']) if self.executor == 'rate-search' else None
+        self.stage_tally = None
+        self.stages_run = []
+        self.knee = None
+        # recovery: (start, end, value) of each interval's metric
+        self.recovery = scenario.get('recovery')
+        self.recovery_points = []
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -654,7 +866,7 @@ class _Run:
     async def _request(self, index, since):
         """Await one send (already counted by _started); latency from `since`."""
         try:
-            result = await self.send(index)
+            result = await self._send(index)
         except asyncio.CancelledError:
             self.interrupted += 1
             self._count(self.clock(), 'errors')
@@ -678,6 +890,40 @@ class _Run:
             self.in_flight -= 1
             if self.model == CLOSED:
                 self.busy_s += self.clock() - since
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _open(self, number, since):
+        try:
+            connection = await self.open_connection(number)
+        except Exception as exc:  # refused, timed out, unreachable: counted by kind, the run goes on
+            kind = type(exc).__name__
+            self.connect_failures[kind if kind in self.connect_failures or len(self.connect_failures) <
+                                  MAX_FAILURE_KINDS else 'other'] += 1
+            raise
+        self.connect_latency.record(self.clock() - since)
+        return connection
+
+    async def _connect_ahead(self):
+        started = self.clock()
+        opened = await asyncio.gather(*(self._open(number, started) for number in range(self.n_connections)),
+                                      return_exceptions=True)
+        self.connections = [item for item in opened if not isinstance(item, BaseException)]
+        if not self.connections:
+            raise opened[0]
+        self.per_connection = [0] * len(self.connections)
+
+    async def _send(self, index):
+        if self.open_connection is None:
+            return await self.send(index)
+        if self.connecting is not None:  # storm: request i waits for connection i mod N (or fails with it)
+            number = index % self.n_connections
+            connection = await asyncio.shield(self.connecting[number])
+        else:
+            number = index % len(self.connections)
+            connection = self.connections[number]
+        self.per_connection[number] += 1
+        return await self.send(index, connection)
 
     # -- open model -------------------------------------------------------------------------
 
@@ -719,6 +965,14 @@ class _Run:
     def _close(self, index, live):
         interval = self.open.pop(index, None) or self._new_interval(index)
         interval.in_flight = self.in_flight
+        if self.recovery is not None:
+            value = metric_value(interval.tally, self.recovery['metric'], interval.seconds)[0]
+            self.recovery_points.append((interval.start, interval.start + interval.seconds, value))
+        if self.stage_seconds is not None and len(self.stages_run) < len(self.rates):
+            self.stage_tally = (self.stage_tally or _Tally()).add(interval.tally)
+            end = interval.start + interval.seconds
+            if abs(end / self.stage_seconds - round(end / self.stage_seconds)) < 1e-6:
+                self._judge_stage(len(self.stages_run))
         if self.model == CLOSED:
             interval.vus = int(math.floor(self.vus.level(min(interval.start + interval.seconds, self.duration)) + EPS))
         self.series.append(interval.point())
@@ -759,24 +1013,54 @@ class _Run:
         measured = window['measured'] if window else judge.breach[0]
         over = 'over the window %s-%s s' % (_num(window['start_s']), _num(window['end_s'])) if window else \
             'over the run so far'
-        self.stopping, self.stopped_at = True, now  # nothing is sent after this
         self.abort = dict(threshold=spec['name'], metric=spec['metric'], comparator=spec['comparator'],
                           limit=judge.limit, measured=measured, window=window, at_seconds=round(elapsed, 3),
                           reason='threshold %s: %s %s %s, the limit is %s %s' % (
                               spec['name'], spec['metric'], _num(measured), over, spec['comparator'],
                               _num(judge.limit)))
-        # everything after the abort counts in the interval just closed
+        self._stop(now, interval)
+        return True
+
+    def _stop(self, now, interval):
+        """Stop sending now (an abort, a knee found): everything later counts in the interval just closed."""
+        self.stopping, self.stopped_at = True, now  # nothing is sent after this
         self.tail = interval
         for other in sorted(self.open):
             interval.tally.add(self.open.pop(other).tally)
         self.abort_event.set()
-        return True
 
     async def _monitor(self):
         for index in range(self.n - 1):
             await self.sleep(max(0.0, self.t0 + (index + 1) * self.interval - self.clock()))
             interval, breaches = self._close(index, live=True)
             if self._abort_check(interval, breaches):
+                return
+            if self.knee is not None:  # the search is over: nothing more is sent
+                self._stop(self.clock(), interval)
+                return
+
+    def _judge_stage(self, stage):
+        """A rate-search stage has ended: its figures, and whether a knee condition holds."""
+        tally, seconds, rate = self.stage_tally, self.stage_seconds, self.rates[stage]
+        self.stage_tally = None
+        error_rate = metric_value(tally, 'error_rate_pct', seconds)[0]
+        figures = dict(stage=stage, rate=rate, requests=tally.sent, achieved_rate=round(tally.sent / seconds, 3),
+                       answered=tally.answered, p99_ms=tally.latency.percentile_ms(99.0), dropped=tally.dropped,
+                       error_rate_pct=error_rate, knee=False)
+        self.stages_run.append(figures)
+        if self.knee is not None:
+            return
+        knee = self.scenario['knee']
+        for condition in knee if isinstance(knee, list) else [knee]:
+            value, samples = metric_value(tally, condition['metric'], seconds)
+            if value is None or samples < condition.get('min_samples', 1):
+                continue
+            if COMPARATORS[condition['comparator']](value, condition['threshold']):
+                figures['knee'] = True
+                self.knee = dict(rate=rate, stage=stage, at_seconds=round((stage + 1) * seconds, 6),
+                                 reason='%s %s %s %s at %s requests/s (stage %d)' % (
+                                     condition['metric'], _num(value), condition['comparator'],
+                                     _num(condition['threshold']), _num(rate), stage))
                 return
 
     # -- the run ----------------------------------------------------------------------------
@@ -806,8 +1090,22 @@ class _Run:
         await asyncio.gather(*rest, return_exceptions=True)
 
     async def run(self):
+        if self.open_connection is not None and self.connect_mode == 'ahead':
+            await self._connect_ahead()
         self.wall0, self.t0 = self.wall(), self.clock()
         self.end_at = self.t0 + self.duration
+        if self.open_connection is not None and self.connect_mode == 'storm':
+            self.connecting = [asyncio.ensure_future(self._open(number, self.t0))
+                               for number in range(self.n_connections)]
+        try:
+            return await self._run()
+        finally:
+            for task in self.connecting or ():
+                task.cancel()
+            if self.connecting:
+                await asyncio.gather(*self.connecting, return_exceptions=True)
+
+    async def _run(self):
         monitor = asyncio.ensure_future(self._monitor())
         if self.model == OPEN:
             workers = [asyncio.ensure_future(generate(self.schedule, self._due, self.t0, self.clock, self.sleep,
@@ -818,14 +1116,15 @@ class _Run:
         try:
             await self._until(self.end_at)
             self.stopping = True
-            self.elapsed = max(0.0, (self.stopped_at if self.abort else self.end_at) - self.t0)
+            self.elapsed = max(0.0, (self.stopped_at if self.stopped_at is not None else self.end_at) - self.t0)
             if self.model == OPEN:
                 workers[0].cancel()  # it ends with the window by itself; after an abort it must stop now
                 await asyncio.gather(workers[0], return_exceptions=True)
                 if not workers[0].cancelled() and workers[0].exception():
                     raise workers[0].exception()
                 # due in the window (before the abort) but never sent: the generator fell behind
-                self.scheduled = self.schedule.total if self.abort is None else self.schedule.due(self.elapsed - EPS)
+                self.scheduled = self.schedule.total if self.stopped_at is None else \
+                    self.schedule.due(self.elapsed - EPS)
                 late = max(0, self.scheduled - self.whole.sent - self.whole.dropped)
                 if late:
                     self.dropped['late'] += late
@@ -864,6 +1163,25 @@ class _Run:
         for index in range(self.next_close, self.n):
             self._close(index, live=False)
 
+    def _stress_fields(self, whole, elapsed):
+        """payload_bytes, bytes_sent_per_s, connections; knee and stages_run (rate-search); recovery."""
+        size = self.payload_bytes
+        fields = dict(payload_bytes=size, bytes_sent=whole.sent * size if size is not None else None,
+                      bytes_sent_per_s=round(whole.sent * size / elapsed, 3) if size is not None and elapsed > 0
+                      else None, connections=None)
+        if self.open_connection is not None:
+            fields['connections'] = dict(
+                count=self.n_connections, connect=self.connect_mode, opened=self.connect_latency.count,
+                failed=sum(self.connect_failures.values()), failures=dict(self.connect_failures),
+                connect_ms=self.connect_latency.summary(PERCENTILES), requests_per_connection=list(self.per_connection))
+        if self.executor == 'rate-search':
+            fields.update(knee=self.knee, stages_run=self.stages_run, knee_note=None if self.knee else (
+                'no knee up to max_rate %s requests/s' % _num(self.rates[-1]) if len(self.stages_run) == len(self.rates)
+                else 'no knee in the %d stage(s) run before the stop' % len(self.stages_run)))
+        if self.recovery is not None:
+            fields['recovery'] = recovery_of(self.recovery, self.recovery_points)
+        return fields
+
     def record(self):
         self._finish_series()
         whole, elapsed = self.whole, self.elapsed
@@ -893,6 +1211,7 @@ class _Run:
             thresholds=thresholds, thresholds_passed=all(t['passed'] for t in thresholds),
             aborted=self.abort is not None, abort=self.abort,
             interval_seconds=self.interval, series=self.series)
+        result.update(self._stress_fields(whole, elapsed))
         if self.model == CLOSED:
             result['concurrency'] = dict(
                 requested_mean=round(self.vus.integral(elapsed) / elapsed, 3) if elapsed > 0 else None,
@@ -904,14 +1223,44 @@ class _Run:
         return result
 
 
+def recovery_of(spec, points):
+    """The recovery record: from after_seconds, the first interval from which every interval satisfies the
+    condition (an interval without data does not); seconds = that interval's end - after_seconds."""
+    holds = COMPARATORS[spec['comparator']]
+    after = float(spec['after_seconds'])
+    judged = [(start, end, value) for start, end, value in points if start >= after - EPS]
+    first = None
+    for start, end, value in reversed(judged):
+        if value is None or not holds(value, spec['threshold']):
+            break
+        first = (start, end, value)
+    result = dict(metric=spec['metric'], comparator=spec['comparator'], threshold=spec['threshold'],
+                  after_seconds=after, judged_intervals=len(judged), recovered=first is not None,
+                  seconds=round(first[1] - after, 6) if first else None,
+                  at_seconds=round(first[1], 6) if first else None)
+    if first is None:
+        result['note'] = ('no interval after %s s to judge' % _num(after)) if not judged else \
+            'the last interval still fails %s %s %s' % (spec['metric'], spec['comparator'], _num(spec['threshold']))
+    return result
+
+
 async def run_scenario(scenario, send, clock=time.monotonic, sleep=asyncio.sleep, name='scenario', grace=GRACE_S,
-                       wall=time.time):
+                       wall=time.time, open_connection=None, payload_bytes=None):
     """Run one scenario (see the module docstring) and return its record. ValueError when the scenario
-    is not valid (every problem named). clock, sleep and wall are for tests (virtual time)."""
+    is not valid (every problem named). clock, sleep and wall are for tests (virtual time).
+
+    open_connection(number) (awaited): opens one of the scenario's `connections` (default 1); then
+    send is awaited as send(index, connection). Without it send(index), and a scenario asking for
+    several connections or a storm is refused. payload_bytes: what one request carries when the
+    scenario sets no payload_bytes (for the record)."""
     problems = scenario_problems(name, scenario, where=None)
+    if open_connection is None and isinstance(scenario, dict) and (
+            scenario.get('connections', 1) != 1 or scenario.get('connect', 'ahead') != 'ahead'):
+        problems.append('%s.connections: %s connection(s), connect: %s needs open_connection' % (
+            name, scenario.get('connections', 1), scenario.get('connect', 'ahead')))
     if problems:
         raise ValueError('; '.join(problems))
-    return await _Run(name, scenario, send, clock, sleep, wall, grace).run()
+    return await _Run(name, scenario, send, clock, sleep, wall, grace, open_connection, payload_bytes).run()
 
 
 # ================================================================================ reading records
@@ -948,6 +1297,21 @@ def summary_line(record):
             t['name'], t['judged_by'], t['metric'], _num(t['measured']), t['comparator'], _num(t['threshold']))
             for t in failed)
     parts = ['%s: %s' % (record['scenario'], model), load, errors, latency, thresholds]
+    if record.get('executor') == 'rate-search':
+        knee = record.get('knee')
+        parts.append('knee at %s requests/s (stage %d): %s' % (_num(knee['rate']), knee['stage'], knee['reason'])
+                     if knee else record.get('knee_note') or 'no knee')
+    recovery = record.get('recovery')
+    if recovery:
+        parts.append('recovered %s s after %s s (%s %s %s per interval)' % (
+            _num(recovery['seconds']), _num(recovery['after_seconds']), recovery['metric'], recovery['comparator'],
+            _num(recovery['threshold'])) if recovery['recovered'] else 'NOT RECOVERED after %s s: %s' % (
+            _num(recovery['after_seconds']), recovery.get('note')))
+    connections = record.get('connections')
+    if connections and (connections['count'] > 1 or connections['connect'] == 'storm'):
+        parts.append('%d connection(s) opened %s, %d failed, connect p99 %s ms' % (
+            connections['opened'], 'at once (storm)' if connections['connect'] == 'storm' else 'ahead',
+            connections['failed'], _num(connections['connect_ms']['p99'])))
     if record['aborted']:
         parts.append('ABORTED at %s s by %s' % (_num(record['abort']['at_seconds']), record['abort']['reason']))
     return '; '.join(parts)

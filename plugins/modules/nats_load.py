@@ -22,6 +22,16 @@ description:
   - The module judges nothing itself beyond the scenario's thresholds, and fails only when the
     scenario is not valid or NATS cannot be reached; the readiness run's performance gate judges
     the record.
+  - Stress keys of the scenario (issue 10, "Stress") - C(payload_bytes) sets the request body's size
+    (O(payload) padded with spaces to it; refused before anything is sent when it exceeds the server's
+    C(max_payload)); C(connections) spreads the requests over that many NATS connections opened by the
+    module, C(connect) C(ahead) (default, before the clock starts) or C(storm) (all at once at the start,
+    with C(connect_ms) percentiles and connection failures in the record); executor C(rate-search) finds
+    the saturation knee; C(recovery) (C(ramping-arrival-rate)) measures the time back to health after an
+    overload; C(slow_consumer) C({subject, pending_limit, delay_ms}) subscribes a deliberately slow
+    consumer (a handler sleeping C(delay_ms) per message, at most C(pending_limit) messages queued) on
+    its own connection for the scenario and records C(slow_consumer) C({received, dropped, pending, errors})
+    - C(dropped) are the messages nats-py discarded with a SlowConsumerError.
   - Runs on the controller (use C(delegate_to) localhost). In check mode the scenario is validated and
     no request is sent.
 version_added: "1.1.0"
@@ -52,7 +62,9 @@ options:
     type: str
     default: scenario
   payload:
-    description: Request body; a dict or list is sent as JSON.
+    description:
+      - Request body; a dict or list is sent as JSON.
+      - With the scenario's C(payload_bytes), padded with spaces to that size (a longer payload is refused).
     type: raw
     default: ''
   headers:
@@ -110,6 +122,7 @@ subjects:
   sample: [agent.network-expert.cmd.ping]
 '''
 
+import asyncio
 import json
 import traceback
 
@@ -120,6 +133,11 @@ from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats impor
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import HAS_HDRH, HDRH_IMPORT_ERROR, reply_is_error
 
 try:
+    from nats.errors import SlowConsumerError
+except ImportError:  # pragma: no cover - nats-py missing; check_nats_library reports it
+    SlowConsumerError = None
+
+try:
     from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_load
     LOAD_IMPORT_ERROR = None
 except ImportError:  # pragma: no cover - hdrh missing; reported below
@@ -127,26 +145,95 @@ except ImportError:  # pragma: no cover - hdrh missing; reported below
     LOAD_IMPORT_ERROR = traceback.format_exc()
 
 
-async def run(params):
-    nc = await connect(params)
+class Refused(Exception):
+    """The scenario cannot run against this server (nothing was sent)."""
+
+
+def body_of(params):
+    """The request body: the payload (JSON for a dict or list), padded with spaces to payload_bytes."""
     payload = params['payload']
     if not isinstance(payload, (str, bytes)):
         payload = json.dumps(payload)
     if isinstance(payload, str):
         payload = payload.encode('utf-8')
+    size = params['scenario'].get('payload_bytes')
+    if size is not None:
+        if len(payload) > size:
+            raise Refused('payload_bytes %d is smaller than the payload (%d bytes): nothing was sent'
+                          % (size, len(payload)))
+        payload += b' ' * (size - len(payload))
+    return payload
+
+
+async def slow_consumer(params, spec, closing):
+    """A deliberately slow subscriber on its own connection: its handler sleeps delay_ms per message and
+    nats-py queues at most pending_limit; what it discards arrives as SlowConsumerError."""
+    nc = await connect(params)
+    closing.append(nc)
+    counts = dict(received=0, dropped=0, errors=0)
+    forward = nc._error_cb  # fleet_nats.connect's recorder; nats-py has no public per-connection hook
+
+    async def on_error(exc):
+        if isinstance(exc, SlowConsumerError):
+            counts['dropped'] += 1
+        else:
+            counts['errors'] += 1
+            if forward is not None:
+                await forward(exc)
+
+    nc._error_cb = on_error
+    delay = spec['delay_ms'] / 1000.0
+
+    async def handler(msg):
+        counts['received'] += 1
+        if delay:
+            await asyncio.sleep(delay)
+
+    sub = await nc.subscribe(spec['subject'], cb=handler, pending_msgs_limit=spec['pending_limit'])
+    await nc.flush()
+
+    def result():
+        return dict(subject=spec['subject'], pending_limit=spec['pending_limit'], delay_ms=spec['delay_ms'],
+                    received=counts['received'], dropped=counts['dropped'], pending=sub.pending_msgs,
+                    errors=counts['errors'])
+    return result
+
+
+async def run(params):
+    nc = await connect(params)
+    closing = [nc]
+    scenario = params['scenario']
     headers = params['headers'] or None
-
     subjects = params['subjects']
-
-    async def send(index):
-        # Raises on a timeout, no responders or a broken connection: fleet_load counts each by kind.
-        reply = await nc.request(subjects[index % len(subjects)], payload, timeout=params['timeout'], headers=headers)
-        return not reply_is_error(reply.headers, reply.data)
-
     try:
-        return await fleet_load.run_scenario(params['scenario'], send, name=params['name'])
+        payload = body_of(params)
+        max_payload = getattr(nc, 'max_payload', None)  # what the server announced (nats-py); None: not known
+        if max_payload is not None and len(payload) > max_payload:
+            raise Refused("payload_bytes %d (the request body) exceeds the server's max_payload of %d bytes: "
+                          "nothing was sent" % (len(payload), max_payload))
+
+        async def send(index, connection=None):
+            # Raises on a timeout, no responders or a broken connection: fleet_load counts each by kind.
+            reply = await (connection or nc).request(subjects[index % len(subjects)], payload,
+                                                     timeout=params['timeout'], headers=headers)
+            return not reply_is_error(reply.headers, reply.data)
+
+        async def open_connection(number):
+            connection = await connect(params)
+            closing.append(connection)
+            return connection
+
+        slow = None
+        if scenario.get('slow_consumer'):
+            slow = await slow_consumer(params, scenario['slow_consumer'], closing)
+        spread = 'connections' in scenario or 'connect' in scenario
+        record = await fleet_load.run_scenario(scenario, send, name=params['name'], payload_bytes=len(payload),
+                                               open_connection=open_connection if spread else None)
+        record['max_payload'] = max_payload
+        record['slow_consumer'] = slow() if slow else None
+        return record
     finally:
-        await nc.close()
+        await asyncio.gather(*(connection.close() for connection in closing), return_exceptions=True)
 
 
 def main():
@@ -187,7 +274,10 @@ def main():
     params['headers'] = {str(k): str(v) for k, v in params['headers'].items()}
     shown = ', '.join(params['subjects'][:3]) + (' and %d more' % (len(params['subjects']) - 3)
                                                   if len(params['subjects']) > 3 else '')
-    record = run_or_fail(module, run(params), 'load on %s' % shown, subjects=params['subjects'])
+    try:
+        record = run_or_fail(module, run(params), 'load on %s' % shown, subjects=params['subjects'])
+    except Refused as exc:
+        module.fail_json(msg='the load scenario is refused: %s' % exc, problems=[str(exc)], subjects=params['subjects'])
     record['subjects'] = params['subjects']
     module.exit_json(changed=False, record=record, summary=record['summary'], subjects=params['subjects'])
 

@@ -139,3 +139,83 @@ def test_the_record_is_what_the_performance_gate_reads(reference_agent, load, tm
     gate = performance_gate(str(results), str(ROOT / "criteria/default.yml"), scenarios=("spike",))
     assert gate["outcome"] == "PASS", gate["reasons"]
     assert gate["measured"]["spike"]["requests"] == record["requests"]
+
+
+# ---------------------------------------------------------------- stress (issue 10, "Stress")
+
+def test_a_payload_over_the_servers_max_payload_is_refused_before_anything_is_sent(nats_server, load):
+    # Nobody listens: a request sent would come back as no responders, not as this refusal.
+    nobody = "agents.nobody.%s.cmd.ping" % uuid.uuid4()
+    result = load(nobody, dict(executor="constant-arrival-rate", rate=10, duration=0.5, max_vus=5,
+                               payload_bytes=2 * 1024 * 1024))
+    assert result["failed"] and "exceeds the server's max_payload of 1048576 bytes" in result["msg"], result["msg"]
+    assert "nothing was sent" in result["msg"] and "record" not in result
+
+
+def test_a_large_payload_within_max_payload_is_sent_and_its_bytes_counted(reference_agent, load):
+    reference_agent()
+    result = load(PING, dict(executor="constant-arrival-rate", rate=20, duration=0.5, max_vus=10,
+                             payload_bytes=256 * 1024), payload={"note": "large"})
+    record = result["record"]
+    assert not result.get("failed") and record["errors"] == 0 and record["requests"] == 10, record["summary"]
+    assert record["payload_bytes"] == 256 * 1024 and record["max_payload"] == 1024 * 1024
+    assert record["bytes_sent"] == 10 * 256 * 1024 and record["bytes_sent_per_s"] == pytest.approx(20 * 256 * 1024)
+
+
+def test_requests_are_spread_over_three_connections(reference_agent, load):
+    reference_agent()
+    result = load(PING, dict(executor="constant-arrival-rate", rate=30, duration=1.0, max_vus=20, connections=3))
+    record = result["record"]
+    assert record["errors"] == 0 and record["requests"] == 30, record["summary"]
+    connections = record["connections"]
+    assert connections["connect"] == "ahead" and connections["opened"] == 3 and connections["failed"] == 0
+    assert connections["requests_per_connection"] == [10, 10, 10]
+
+
+def test_a_rate_search_finds_the_knee_of_a_slow_agent(reference_agent, load):
+    # 100 ms per reply and at most 3 in flight carry 30/s: 5 and 15/s fit, 45/s drops
+    reference_agent(FAULT_REPLY_DELAY_MS="100")
+    result = load(PING, dict(executor="rate-search", start_rate=5, factor=3, max_rate=135, stage_duration=1.0,
+                             max_vus=3, knee=[dict(metric="dropped", comparator=">", threshold=0)]))
+    record = result["record"]
+    assert [stage["rate"] for stage in record["stages_run"]] == [5, 15, 45], record["stages_run"]
+    assert record["stages_run"][0]["dropped"] == record["stages_run"][1]["dropped"] == 0
+    assert record["knee"]["rate"] == 45 and record["knee"]["stage"] == 2 and record["stages_run"][2]["dropped"] > 0
+    assert record["stages_run"][1]["p99_ms"] >= 100  # the agent's delay is in every reply
+    assert record["elapsed_seconds"] == pytest.approx(3.0, abs=0.05)  # the 135/s stage never ran
+    assert "knee at 45 requests/s (stage 2)" in result["summary"]
+
+
+def test_a_storm_of_twenty_connections_records_the_connect_times(reference_agent, load):
+    reference_agent()
+    result = load(PING, dict(executor="constant-arrival-rate", rate=100, duration=1.0, max_vus=50, connections=20,
+                             connect="storm"))
+    record = result["record"]
+    connections = record["connections"]
+    assert connections["connect"] == "storm" and connections["opened"] == 20 and connections["failed"] == 0
+    connect_ms = connections["connect_ms"]  # HDR percentiles (3 digits) against the exact max
+    assert connect_ms["count"] == 20 and 0 < connect_ms["p50"] <= connect_ms["p99"] <= connect_ms["max"] * 1.01 < 2000
+    assert sum(connections["requests_per_connection"]) == record["requests"] == 100 and record["errors"] == 0
+    assert "20 connection(s) opened at once (storm), 0 failed" in result["summary"]
+
+
+def test_a_slow_consumer_on_the_loaded_subject_drops_what_it_cannot_queue(reference_agent, load):
+    # it sees every request of the load: 100/s against 20/s handled and 5 queued at most
+    reference_agent()
+    result = load(PING, dict(executor="constant-arrival-rate", rate=100, duration=1.0, max_vus=50,
+                             slow_consumer=dict(subject=PING, pending_limit=5, delay_ms=50)))
+    record = result["record"]
+    slow = record["slow_consumer"]
+    assert record["requests"] == record["answered"] == 100, record["summary"]
+    assert slow["subject"] == PING and slow["dropped"] > 50 and 10 <= slow["received"] <= 30, slow
+    assert slow["received"] + slow["dropped"] + slow["pending"] == 100 and slow["errors"] == 0, slow
+
+
+def test_check_mode_sends_nothing_and_opens_no_connection_for_a_storm(load):
+    scenario = dict(executor="constant-arrival-rate", rate=10, duration=0.5, max_vus=5, connections=20,
+                    connect="storm", payload_bytes=1024)
+    result = load(PING, scenario, check=True, url="nats://127.0.0.1:1")
+    assert not result.get("failed") and result["record"] is None, result.get("msg")
+    bad = load(PING, dict(scenario, connections=float("nan")), check=True, url="nats://127.0.0.1:1")
+    assert bad["failed"] and any(p.startswith("readiness_load_scenarios.probe-load.connections: must be an integer "
+                                              "in [1, 500]") for p in bad["problems"]), bad["problems"]

@@ -223,15 +223,15 @@ def scenarios_with(name, change=None, remove=(), **top):
     (scenarios_with("endurance", dict(rate="100")),
      VAR + ".endurance.rate: must be a number in (0, 10,000] requests per second, got '100'"),
     (scenarios_with("spike", dict(maxvus=5)),
-     VAR + ".spike: unknown key maxvus (allowed: executor, stages, max_vus, start_rate, thresholds, "
-           "interval_seconds, compressed)"),
+     VAR + ".spike: unknown key maxvus (allowed: executor, stages, max_vus, start_rate, recovery, "
+           "thresholds, interval_seconds, compressed, payload_bytes, connections, connect, slow_consumer)"),
     (scenarios_with("spike", remove=("max_vus",)),
      VAR + ".spike.max_vus: missing (an integer in [1, 10,000] requests in flight)"),
     (scenarios_with("ramp-up", remove=("stages",)),
      VAR + ".ramp-up.stages: missing (a list of 1 to 100 stages {duration, target})"),
     (scenarios_with("spike", dict(executor="per-vu-iterations")),
      VAR + ".spike.executor: must be one of constant-vus, ramping-vus, constant-arrival-rate, "
-           "ramping-arrival-rate, got 'per-vu-iterations'"),
+           "ramping-arrival-rate, rate-search, got 'per-vu-iterations'"),
     (scenarios_with("spike", dict(stages=[dict(duration=10, target=1e9)])),
      VAR + ".spike.stages[0].target: must be a number in [0, 10,000] requests per second, got 1000000000.0"),
     (scenarios_with("ramp-up", dict(stages=[dict(duration=10, target=2.5)])),
@@ -291,8 +291,8 @@ def test_validation_reports_every_problem_at_once_and_run_scenario_refuses_them(
     data = scenarios_with("spike", dict(max_vus=0, start_rate=-1, extra=1))
     problems = fl.validate_scenarios(data)
     assert problems == [
-        VAR + ".spike: unknown key extra (allowed: executor, stages, max_vus, start_rate, thresholds, "
-              "interval_seconds, compressed)",
+        VAR + ".spike: unknown key extra (allowed: executor, stages, max_vus, start_rate, recovery, "
+              "thresholds, interval_seconds, compressed, payload_bytes, connections, connect, slow_consumer)",
         VAR + ".spike.max_vus: must be an integer in [1, 10,000] requests in flight, got 0",
         VAR + ".spike.start_rate: must be a number in [0, 10,000] requests per second, got -1"]
     vt = VirtualTime()
