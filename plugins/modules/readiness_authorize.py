@@ -19,7 +19,7 @@ description:
     approver name to key, from vault or an AWX credential), never from the task's arguments; they are
     held in memory only and never written, shown or logged. An approver without a key, or a key not
     among O(trusted_keys), fails the task naming the approver.
-  - A NO-GO is signed too: it is the record that the fleet state was refused, with its reasons.
+  - A NO-GO is signed too, as the record that the fleet state was refused, with its reasons.
   - Runs once on the controller (an action plugin).
 version_added: "1.2.0"
 author: fleetwave maintainers

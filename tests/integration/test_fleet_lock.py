@@ -475,13 +475,15 @@ def test_a_wave_refused_by_the_lock_stops_before_its_journal(nats_server, tmp_pa
 
 
 def test_a_readiness_run_is_refused_by_a_live_wave_before_it_sends_anything(nats_server, tmp_path):
-    inventory = local_fleet(tmp_path, nats_server)
+    sandbox = yaml.safe_load((REPO / "inventory/sandbox/group_vars/all/50-sandbox.yml").read_text())
+    inventory = local_fleet(tmp_path, nats_server, **{name: sandbox[name] for name in (
+        "readiness_signing_keys", "readiness_trusted_keys")})  # the approvers can sign
     state_dir = str(tmp_path / "artifacts" / "state")
     with live_wave_lock(tmp_path, state_dir) as held:
         proc = run_project_playbook(inventory, "readiness.yml", "-e", "readiness_run=readiness-refused")
         assert proc.returncode != 0
         assert "fleet locked by alice (run wave2-live, playbook wave2.yml" in proc.stdout, proc.stdout + proc.stderr
-        assert "Load scenario" not in proc.stdout and "Start the load area" not in proc.stdout
+        assert "Load scenario" not in proc.stdout and "Start area" not in proc.stdout
         assert not (tmp_path / "artifacts" / "readiness" / "readiness-refused").exists()
         assert directory_lock(state_dir).peek() == held  # left to the wave
 

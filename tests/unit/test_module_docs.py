@@ -87,6 +87,12 @@ def test_docs_parse_and_name_the_module(name):
     assert documentation["short_description"] and documentation["description"]
     assert isinstance(examples, list) and examples
     assert isinstance(returns, dict) and returns
+    # Every description is text (a line with "word: more" in plain YAML parses as a mapping, which
+    # ansible-doc cannot render).
+    descriptions = [documentation["description"]] + [o["description"] for o in documentation["options"].values()] + [
+        r["description"] for r in returns.values()]
+    assert [d for d in descriptions if not isinstance(d, str) and not (
+        isinstance(d, list) and all(isinstance(line, str) for line in d))] == []
 
 
 @pytest.mark.parametrize("name", MODULES)
