@@ -66,16 +66,14 @@ import asyncio
 import bisect
 import json
 import math
-import os
 import re
-import tempfile
 import time
 
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_limits import out_of_range
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
     NatsUnreachable, is_no_responders, redact, redact_url)
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_probe import (
-    HOST_HEADER, MSG_ID_HEADER, POLL_S, SETTLE_S, TARGET_HEADER, Schedule, generate, header, is_subject,
+    HOST_HEADER, MSG_ID_HEADER, SETTLE_S, TARGET_HEADER, Probe, Schedule, generate, header, is_subject,
     reply_is_error)
 
 try:
@@ -258,7 +256,7 @@ class Traffic:
     """One run on a connected client nc (nats-py); run() returns the observations."""
 
     def __init__(self, nc, params, log, clock=time.monotonic, wall=time.time):
-        self.nc, self.params, self.log, self.clock = nc, params, log, clock
+        self.nc, self.params, self.log, self.clock, self.sleep = nc, params, log, clock, asyncio.sleep
         self.mono0, self.wall0 = clock(), wall()
         self.targets = plan_targets(params['targets'])
         extra = {str(k): str(v) for k, v in (params.get('headers') or {}).items()}
@@ -387,12 +385,8 @@ class Traffic:
                 seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
                 body.get('unified') if isinstance(body.get('unified'), bool) else None])
 
-    async def _wait(self, done, deadline, not_before=None):
-        while self.clock() < deadline:
-            if done() and (not_before is None or self.clock() >= not_before):
-                return True
-            await asyncio.sleep(POLL_S)
-        return done()
+    # Poll done() until deadline (not returning before not_before): the probe's wait, on self.clock and self.sleep.
+    _wait = Probe._wait
 
     # -- the run
 
@@ -489,23 +483,10 @@ def summary(observations):
                '; OVERFLOW: %s' % observations['overflow'] if observations.get('overflow') else ''))
 
 
-def write_observations(dest, observations):
-    """Write the observations as JSON to dest atomically (a temporary file in its folder, renamed)."""
-    folder = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), dir=folder)
-    try:
-        with os.fdopen(handle, 'w') as stream:
-            json.dump(observations, stream, separators=(',', ':'), allow_nan=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, dest)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return dest
+def encode_observations(observations):
+    """The observations as compact JSON bytes (what the module writes to dest, atomically); ValueError for
+    a NaN or infinity, which JSON cannot carry."""
+    return json.dumps(observations, separators=(',', ':'), allow_nan=False).encode('utf-8')
 
 
 def _json(data):

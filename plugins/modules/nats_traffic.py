@@ -175,11 +175,14 @@ window:
   sample: {"started_at": 1764757190.0, "ended_at": 1764757252.6}
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.fleetwave.rollout.plugins.module_utils.agent_env import atomic_write
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import (
     NATS_ARGUMENT_SPEC, check_nats_library, protect_secrets, run_or_fail)
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_traffic import (
-    run_traffic, summary, validate, write_observations)
+    encode_observations, run_traffic, summary, validate)
 
 
 def main():
@@ -223,8 +226,10 @@ def main():
     observations = run_or_fail(module, run_traffic(params), 'traffic (%g s at %g/s)' % (params['duration'],
                                                                                        params['rate']))
     try:
-        write_observations(params['dest'], observations)
-    except OSError as exc:
+        os.makedirs(os.path.dirname(os.path.abspath(params['dest'])), exist_ok=True)
+        atomic_write(module, params['dest'], encode_observations(observations))
+        os.chmod(params['dest'], 0o644)  # observations, no secret: readable like the run's other artifacts
+    except (OSError, ValueError) as exc:
         module.fail_json(msg='cannot write the observations to %s: %s' % (params['dest'], exc),
                          counts=observations['counts'])
     module.exit_json(changed=True, dest=params['dest'], summary=summary(observations), counts=observations['counts'],

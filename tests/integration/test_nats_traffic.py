@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import pathlib
 import time
 
 import pytest
@@ -36,7 +37,7 @@ def traffic(run_module, tmp_path):  # noqa: F811
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
 
     def start(url, duration, rate, check=False, **options):
-        dest = tmp_path / ("traffic-%d.json" % time.monotonic_ns())
+        dest = tmp_path / "failure-modes" / ("traffic-%d.json" % time.monotonic_ns())
         args = dict(dict(url=url, targets=TARGETS, event_subjects=EVENTS, duration=duration, rate=rate,
                          timeout=TIMEOUT, dest=str(dest), name="test"), **options)
 
@@ -65,6 +66,8 @@ def test_healthy_traffic_is_answered_and_every_event_accounted_for(reference_age
     assert counts["events"] >= 2 * 14 and counts["events_unaccountable"] == 0
     assert result["event_accounting"].startswith("sequence") and result["changed"] is True
     assert result["connection"]["disconnects"] == 0 and observations["overflow"] is None
+    written = pathlib.Path(result["dest"])  # atomically, into the folder it made: no temporary file left
+    assert written.stat().st_mode & 0o777 == 0o644 and [p.name for p in written.parent.iterdir()] == [written.name]
     start = observations["started_at"]
     record = ledger(observations, start + 1.0, start + 1.1)
     requests, events = record["requests"]["totals"], record["events"]["totals"]
