@@ -214,14 +214,14 @@ def fleet_request_baseline(probe):
             for key, instance in _probed_instances(probe) if instance.get('sent')}
 
 
-def readiness_load_plan(scenarios, factor=1, max_seconds=None):
-    """The readiness run's load scenarios as they will run: readiness_load_scenarios validated (every
-    problem at once, naming its key and the allowed range) and, for the sandbox, compressed by factor
-    (every duration, window and interval divided by it, none longer than max_seconds)."""
-    problems = fleet_load.validate_scenarios(scenarios)
+def readiness_load_plan(scenarios, factor=1, max_seconds=None, variable=fleet_load.VARIABLE):
+    """The readiness run's load (or stress) scenarios as they will run: the inventory's variable
+    validated (every problem at once, naming its key and the allowed range) and, for the sandbox,
+    compressed by factor (every duration, window and interval divided by it, none longer than
+    max_seconds)."""
+    problems = fleet_load.validate_scenarios(scenarios, where=variable)
     if problems:
-        raise AnsibleFilterError('readiness_load_scenarios is refused (nothing was sent):\n  - '
-                                 + '\n  - '.join(problems))
+        raise AnsibleFilterError('%s is refused (nothing was sent):\n  - %s' % (variable, '\n  - '.join(problems)))
     # Given with -e key=value, a number arrives as text.
     try:
         factor = float(factor)

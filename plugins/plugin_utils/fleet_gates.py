@@ -41,6 +41,10 @@ performance
     that its comparator confirms). A closed-model scenario (``model`` ``closed``, as
     ``module_utils/fleet_load`` writes them) has no requested rate (``null``): its VUs set the
     concurrency, so the rate check does not apply to it; its achieved rate must still be there.
+    ``stress`` (optional): the stress results, same format; every scenario of ``STRESS_SCENARIOS``
+    must be there, each held to its own thresholds (none required: it goes beyond the peak on
+    purpose, so its rate and drops are figures, not failures) and, when it was configured with a
+    ``recovery``, recovered after its overload; a knee search's knee is recorded.
 compliance
     ``evidence_dir``: the evidence folder, whose ``evidence-index.json`` must match it
     (``fleet_attest.check_index``); ``audit_trails``: the audit trails (paths inside it), each
@@ -127,6 +131,8 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate impor
 PASS, FAIL = 'PASS', 'FAIL'
 GATES = ('code', 'security', 'performance', 'compliance', 'docs', 'testing', 'deployment', 'support')
 LOAD_SCENARIOS = ('10-concurrent', '50-concurrent', 'ramp-up', 'spike', 'endurance', 'soak')
+STRESS_SCENARIOS = ('2x-peak', '5x-peak', 'saturation-knee', 'large-payloads', 'slow-consumer', 'connection-storm',
+                    'overload-recovery')
 LOAD_METRICS = ('error_rate_pct', 'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms')
 RUNBOOKS = ('deployment', 'monitoring-alerting', 'troubleshooting', 'performance', 'incident-response')
 RUNBOOK_INDEX = 'index.md'
@@ -791,9 +797,12 @@ def security_gate(secrets, scan_roots, project_root, inventory, unit_file, nats_
 
 # ================================================================================ performance
 
-def performance_gate(results, criteria_file, scenarios=LOAD_SCENARIOS, min_rate_ratio=0.95, max_dropped=0):
+def performance_gate(results, criteria_file, scenarios=LOAD_SCENARIOS, min_rate_ratio=0.95, max_dropped=0,
+                     stress=None, stress_scenarios=STRESS_SCENARIOS):
     """Every load scenario present and within the criteria file's primary criteria (LOAD_METRICS),
-    its requested rate reached, nothing dropped beyond max_dropped, its own thresholds passed."""
+    its requested rate reached, nothing dropped beyond max_dropped, its own thresholds passed. With
+    stress (the stress results, same format), every stress scenario present, its own thresholds
+    passed and an overload recovered (_stress_problems)."""
     reasons, measured = [], {}
     try:
         criteria = [c for c in load_criteria(criteria_file).get('primary', []) if c['metric'] in LOAD_METRICS]
@@ -813,7 +822,19 @@ def performance_gate(results, criteria_file, scenarios=LOAD_SCENARIOS, min_rate_
         reasons.extend('load scenario %s (%s): %s' % (name, results, problem)
                        for problem in _scenario_problems(scenario, criteria, min_rate_ratio, max_dropped,
                                                          measured.setdefault(name, {})))
-    return _record('performance', reasons, (results, criteria_file), measured)
+    if stress is not None:
+        data = _load_json(stress, 'the stress results', reasons)
+        found = data.get('scenarios') if isinstance(data, dict) else None
+        if data is not None and not isinstance(found, dict):
+            reasons.append('the stress results %s have no scenarios mapping' % stress)
+        for name in stress_scenarios if isinstance(found, dict) else ():
+            scenario = found.get(name)
+            if not isinstance(scenario, dict):
+                reasons.append('no evidence: stress scenario %s missing from %s' % (name, stress))
+                continue
+            reasons.extend('stress scenario %s (%s): %s' % (name, stress, problem) for problem in
+                           _stress_problems(scenario, measured.setdefault('stress', {}).setdefault(name, {})))
+    return _record('performance', reasons, (results, criteria_file) + ((stress,) if stress else ()), measured)
 
 
 def _scenario_problems(scenario, criteria, min_rate_ratio, max_dropped, figures):
@@ -848,8 +869,14 @@ def _scenario_problems(scenario, criteria, min_rate_ratio, max_dropped, figures)
         problems.append('no data for dropped requests')
     elif dropped > max_dropped:
         problems.append('%s request(s) dropped (at most %s)' % (_fmt(dropped), _fmt(max_dropped)))
+    return problems + _threshold_problems(scenario)
+
+
+def _threshold_problems(scenario, required=True):
+    """Each of a scenario's own thresholds that failed, or whose passed its measured value does not confirm."""
+    problems = []
     thresholds = scenario.get('thresholds')
-    if not isinstance(thresholds, list) or not thresholds:
+    if required and (not isinstance(thresholds, list) or not thresholds):
         problems.append('no thresholds recorded')
     for threshold in thresholds if isinstance(thresholds, list) else ():
         name = threshold.get('name') if isinstance(threshold, dict) else None
@@ -864,6 +891,33 @@ def _scenario_problems(scenario, criteria, min_rate_ratio, max_dropped, figures)
         elif not threshold.get('passed'):
             problems.append('threshold %s failed: measured %s, limit %s %s' % (
                 name, _fmt(value), threshold['comparator'], _fmt(limit)))
+    return problems
+
+
+def _stress_problems(scenario, figures):
+    """A stress scenario goes beyond the peak on purpose: it is held to its own thresholds (none
+    required), an overload to its recovery, and a knee search reports its knee; its rate and drops
+    are figures, not failures."""
+    problems = _threshold_problems(scenario, required=False)
+    figures.update(requested_rate=_number(scenario.get('requested_rate')),
+                   achieved_rate=_number(scenario.get('achieved_rate')), dropped=_number(scenario.get('dropped')),
+                   requests=_number(scenario.get('requests')), errors=_number(scenario.get('errors')))
+    if not figures['requests']:
+        problems.append('no requests sent')
+    recovery = scenario.get('recovery')
+    if (scenario.get('config') or {}).get('recovery') is not None:
+        figures['recovery'] = recovery
+        if not isinstance(recovery, dict):
+            problems.append('no recovery recorded after the overload')
+        elif recovery.get('recovered') is not True:
+            problems.append('did not recover after the overload: %s' % (
+                recovery.get('note') or 'recovered is %r' % (recovery.get('recovered'),)))
+        else:
+            figures['recovery_seconds'] = _number(recovery.get('seconds'))
+    if scenario.get('executor') == 'rate-search':
+        knee = scenario.get('knee')
+        figures['knee_rate'] = _number(knee.get('rate')) if isinstance(knee, dict) else None
+        figures['knee'] = knee if isinstance(knee, dict) else scenario.get('knee_note')
     return problems
 
 

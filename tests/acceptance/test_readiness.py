@@ -27,7 +27,9 @@ from .conftest import ARTIFACTS, AGENTS, HOSTS, ROOT, env_flag, run_playbook, su
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
 SIX = ["10-concurrent", "50-concurrent", "ramp-up", "spike", "endurance", "soak"]
-AREAS_RUN = ["load", "runbooks", "gates", "evidence", "authorization", "reports"]
+AREAS_RUN = ["load", "stress", "runbooks", "gates", "evidence", "authorization", "reports"]
+STRESS = ["2x-peak", "5x-peak", "saturation-knee", "large-payloads", "slow-consumer", "connection-storm",
+          "overload-recovery"]
 GATES = ["code", "security", "performance", "compliance", "docs", "testing", "deployment", "support"]
 
 
@@ -88,7 +90,7 @@ def test_the_load_area_runs_the_six_scenarios_against_every_agent(first_run):
     [taken] = tasks_ok(done, "Take the fleet lock")
     assert taken["event_data"]["res"]["holder"]["run_id"] == run
     assert taken["event_data"]["res"]["holder"]["playbook"] == "readiness.yml"
-    assert len(tasks_ok(done, "Renew the fleet lock before scenario")) == len(SIX)
+    assert len(tasks_ok(done, "Renew the fleet lock before scenario")) == len(SIX) + len(STRESS)
     assert lock_holder() is None
 
 
@@ -108,12 +110,40 @@ def test_the_load_goes_where_the_env_files_say(first_run):
 def test_the_performance_gate_is_decided_from_the_records(first_run):
     run, _ = first_run
     gate = read(run, "gates/performance.json")
-    assert gate["gate"] == "performance" and sorted(gate["measured"]) == sorted(SIX)
+    assert gate["gate"] == "performance" and sorted(gate["measured"]) == sorted(SIX + ["stress"])
+    assert sorted(gate["measured"]["stress"]) == sorted(STRESS)
     assert (gate["outcome"] == "PASS") == (gate["reasons"] == []), gate["reasons"]
     evidence = {item["path"]: item["sha256"] for item in gate["evidence"]}
-    assert str(ARTIFACTS / "readiness" / run / "load/results.json") in evidence
+    assert {str(ARTIFACTS / "readiness" / run / area / "results.json") for area in ("load", "stress")} <= set(evidence)
     for name in SIX:
         assert gate["measured"][name]["requests"] == read(run, "load/%s.json" % name)["requests"]
+    for name in STRESS:
+        assert gate["measured"]["stress"][name]["requests"] == read(run, "stress/%s.json" % name)["requests"]
+
+
+def test_the_stress_area_runs_seven_scenarios_beyond_the_peak(first_run):
+    run, done = first_run
+    results = read(run, "stress/results.json")
+    assert sorted(results["scenarios"]) == sorted(STRESS)
+    records = {name: read(run, "stress/%s.json" % name) for name in STRESS}
+    for name, record in records.items():
+        assert record == results["scenarios"][name] and record["requests"] > 0, record["summary"]
+        assert record["summary"] in shown(done, "Show scenario %s" % name)
+    assert records["2x-peak"]["requested_rate"] == pytest.approx(200, rel=0.05)
+    assert records["5x-peak"]["requested_rate"] == pytest.approx(500, rel=0.05)
+    assert records["large-payloads"]["payload_bytes"] == 262144 and records["large-payloads"]["bytes_sent"] > 0
+    storm = records["connection-storm"]["connections"]
+    assert (storm["count"], storm["connect"]) == (200, "storm") and storm["opened"] + storm["failed"] == 200
+    assert storm["connect_ms"]["p50"] is not None
+    slow = records["slow-consumer"]["slow_consumer"]
+    assert slow["subject"] == ">" and slow["received"] > 0
+    knee = records["saturation-knee"]
+    assert knee["stages_run"] and (knee["knee"] is not None or knee["knee_note"].startswith("no knee up to"))
+    assert isinstance(records["overload-recovery"]["recovery"]["recovered"], bool)
+    status = read(run, "status.json")["areas"]["stress"]
+    assert (status["state"], status["done"], status["total"]) == ("complete", 7, 7)
+    passed = sum(1 for record in records.values() if record["thresholds_passed"])
+    assert status["outcome"] == "%d/7 scenarios within their thresholds" % passed
 
 
 def test_the_status_page_shows_the_areas_run_complete_and_the_rest_pending(first_run):
@@ -121,10 +151,11 @@ def test_the_status_page_shows_the_areas_run_complete_and_the_rest_pending(first
     folder = ARTIFACTS / "readiness" / run
     status = read(run, "status.json")
     load = status["areas"]["load"]
-    gate = read(run, "gates/performance.json")
+    passed = sum(1 for name in SIX if read(run, "load/%s.json" % name)["thresholds_passed"])
     assert (load["state"], load["done"], load["total"], load["progress"]) == ("complete", 6, 6, 1.0)
-    assert load["outcome"] == "performance gate %s" % gate["outcome"]
-    assert load["links"]["results"] == "load/results.json" and load["links"]["gate"] == "gates/performance.json"
+    assert load["outcome"] == "%d/6 scenarios within their thresholds" % passed
+    assert load["links"]["results"] == "load/results.json" and load["links"]["targets"] == "load/targets.json"
+    assert status["areas"]["gates"]["links"]["performance"] == "gates/performance.json"
     assert {area for area, entry in status["areas"].items() if entry["state"] == "pending"} == \
         set(status["areas"]) - set(AREAS_RUN)
     assert all(status["areas"][area]["state"] == "complete" for area in AREAS_RUN)
@@ -159,7 +190,7 @@ def test_a_rate_that_cannot_be_held_is_said_compared_and_fails_the_gate(first_ru
     second = "readiness-test-second"
     # One request in flight at most, 3,000 due each second: far more than one connection's round trips.
     scenario = {"soak": dict(executor="constant-arrival-rate", rate=3000, duration=60, max_vus=1)}
-    done = run_playbook(tmp_path, "readiness.yml", extravars=dict(readiness_run=second, readiness_areas=["load"],
+    done = run_playbook(tmp_path, "readiness.yml", extravars=dict(readiness_run=second, readiness_areas=["load", "gates"],
                                                                   readiness_load_scenarios=scenario))
     assert done.rc == 0, done.stdout[-4000:]
     record = read(second, "load/soak.json")
@@ -177,7 +208,9 @@ def test_a_rate_that_cannot_be_held_is_said_compared_and_fails_the_gate(first_ru
     assert any("soak" in reason and "dropped" in reason for reason in gate["reasons"]), gate["reasons"]
     for name in set(SIX) - {"soak"}:
         assert any(reason.startswith("no evidence: load scenario %s missing" % name) for reason in gate["reasons"])
-    assert read(second, "status.json")["areas"]["load"]["outcome"] == "performance gate FAIL"
+    assert any(reason.startswith("no evidence: the stress results") for reason in gate["reasons"]), gate["reasons"]
+    status = read(second, "status.json")["areas"]
+    assert status["load"]["state"] == "complete" and status["stress"]["state"] == "pending"
 
 
 @pytest.mark.parametrize("scenarios, message", [
@@ -260,9 +293,10 @@ def test_the_decision_is_signed_and_verify_accepts_it(first_run):
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["subject"][0]["name"] == "evidence-index.json" and len(statement["subject"]) > 20
-    # Stress and the failure modes are not built: the decision names them, and every blocking gate.
+    # The failure modes are not built: the decision names them, and every blocking gate.
     assert predicate["decision"] == "NO-GO"
-    assert {"area stress not complete", "area failure-modes not complete"} <= set(predicate["reasons"])
+    assert "area failure-modes not complete" in predicate["reasons"]
+    assert "area stress not complete" not in predicate["reasons"]
     assert any(r.startswith("gate deployment FAIL") for r in predicate["reasons"])
     assert predicate["approvers"] == ["release-manager", "sre-lead"]
     assert predicate["fleet_state"]["hosts"] == list(HOSTS)
@@ -273,7 +307,7 @@ def test_the_decision_is_signed_and_verify_accepts_it(first_run):
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert ": VALID: NO-GO, signed by release-manager, sre-lead (2 distinct trusted keys, threshold 2)" in verified.stdout
     [decision] = shown(done, "Show the decision and how to verify the certificate")
-    assert decision.startswith("Readiness run %s: NO-GO - area stress not complete" % run), decision
+    assert decision.startswith("Readiness run %s: NO-GO - area failure-modes not complete" % run), decision
     # No signing key was written anywhere in the run's folder.
     written = b"".join(p.read_bytes() for p in (ARTIFACTS / "readiness" / run).rglob("*") if p.is_file())
     for key in ("75ba90f73d839f7a25c3fd99d56f66ae7c72acfb152aad46f15d75d242afab1b",
@@ -331,7 +365,8 @@ def test_the_reports_render_every_chart_in_headless_chromium(first_run, tmp_path
     # Requested vs achieved rate, and each scenario's latency and throughput over time; the areas' durations.
     assert {"load-rate", "timeline-durations"} <= set(ids)
     assert {"load-%s-%s" % (name, kind) for name in SIX for kind in ("latency", "throughput")} <= set(ids)
-    assert "NO-GO" in report and "Not available" in report  # the decision; stress and ledgers not there yet
+    assert "NO-GO" in report and "Not available" in report  # the decision; the ledgers are not there yet
+    assert {"stress-rate"} | {"stress-%s-latency" % name for name in STRESS} <= set(ids)
     check_page(tmp_path, reports / "report.html", ids, 1200, fleet_charts.PALETTE[:3], charts_in_view=False)
     brief_ids = fleet_charts.chart_ids((reports / "brief.html").read_text())
     assert "load-rate" in brief_ids

@@ -349,6 +349,40 @@ def test_performance_fails_on_each_kind_of_bad_result_naming_scenario_and_file(t
     assert all("spike" in reason for reason in record["reasons"])
 
 
+def stress_results(tmp_path, **changes):
+    """Stress results: every stress scenario as it ran, beyond the peak (drops and a missed rate are
+    figures there, not failures); changes replace a scenario (None leaves it out)."""
+    scenarios = {name: scenario(requested_rate=500.0, achieved_rate=310.0, dropped=900, config={})
+                 for name in fg.STRESS_SCENARIOS}
+    scenarios["saturation-knee"] = scenario(executor="rate-search", config={}, thresholds=[],
+                                            knee={"rate": 400.0, "stage": 3, "reason": "latency_p99_ms 250 > 200"})
+    scenarios["overload-recovery"] = scenario(config={"recovery": {"metric": "latency_p99_ms"}},
+                                              recovery={"recovered": True, "seconds": 1.2})
+    for name, change in changes.items():
+        scenarios[name] = None if change is None else dict(scenarios[name], **change)
+    return write(tmp_path / "stress.json", {"scenarios": {k: v for k, v in scenarios.items() if v is not None}})
+
+
+def test_stress_scenarios_are_held_to_their_own_thresholds_and_recovery_not_to_the_peak_criteria(tmp_path):
+    record = passed(fg.performance_gate(load_results(tmp_path), CRITERIA, stress=stress_results(tmp_path)))
+    stress = record["measured"]["stress"]
+    assert sorted(stress) == sorted(fg.STRESS_SCENARIOS)
+    assert stress["5x-peak"]["dropped"] == 900 and stress["saturation-knee"]["knee_rate"] == 400.0
+    assert stress["overload-recovery"]["recovery_seconds"] == 1.2
+    results = stress_results(tmp_path, **{"overload-recovery": dict(recovery={"recovered": False, "seconds": None,
+                                                                               "note": "never back under 200 ms"})})
+    failed(fg.performance_gate(load_results(tmp_path), CRITERIA, stress=results), "stress scenario overload-recovery",
+           "did not recover after the overload: never back under 200 ms")
+    failed(fg.performance_gate(load_results(tmp_path), CRITERIA, stress=stress_results(
+        tmp_path, **{"2x-peak": dict(thresholds=[{"name": "p99", "comparator": "<", "threshold": 500, "measured": 800.0,
+                                                  "passed": False}])})),
+           "stress scenario 2x-peak", "threshold p99 failed: measured 800")
+    failed(fg.performance_gate(load_results(tmp_path), CRITERIA, stress=stress_results(tmp_path, **{"large-payloads": None})),
+           "no evidence: stress scenario large-payloads missing")
+    failed(fg.performance_gate(load_results(tmp_path), CRITERIA, stress=str(tmp_path / "none.json")),
+           "no evidence: the stress results expected at")
+
+
 # ================================================================================ compliance
 
 @pytest.fixture

@@ -61,7 +61,8 @@ def test_evidence_the_gate_does_not_take_is_refused_naming_what_it_takes(tmp_pat
     result = gate(tmp_path, {key: str(results) if value == "RESULTS" else value for key, value in evidence.items()})
     assert result["failed"] and message in result["msg"], result["msg"]
     if message.startswith(("unknown", "missing")):
-        assert result["msg"].endswith("(the gate takes: results, criteria_file, scenarios, min_rate_ratio, max_dropped)")
+        assert result["msg"].endswith("(the gate takes: results, criteria_file, scenarios, min_rate_ratio, max_dropped, "
+                                      "stress, stress_scenarios)")
     assert not (tmp_path / "readiness").exists()
 
 
