@@ -14,19 +14,10 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_actio
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (
     ArtifactError, ArtifactStore, Layout)
 
-# The approvers' private keys: a mapping approver name -> key, from vault or an AWX credential. Read here
-# from the inventory, never an argument (an argument travels in the task's invocation).
-SIGNING_KEYS_VAR = 'readiness_signing_keys'
 
 
 class ActionModule(ControllerAction):
     DOCUMENTATION = DOCUMENTATION
-    task_vars = None
-
-    def run(self, tmp=None, task_vars=None):
-        self.task_vars = task_vars or {}
-        return super().run(tmp, task_vars)
-
     def act(self, args, result):
         try:
             return self._authorize(args, result)
@@ -37,9 +28,9 @@ class ActionModule(ControllerAction):
         """The approvers' SigningKeys, each checked to be usable and their trusted key; ValueError names
         the approver (never the value)."""
         trusted = fleet_attest.trusted_keys(args['trusted_keys'])
-        keys = self._inventory_value(self.task_vars, SIGNING_KEYS_VAR) or {}
+        keys = self._inventory_value(self.task_vars, fleet_attest.SIGNING_KEYS_VAR) or {}
         if not isinstance(keys, dict):
-            raise ValueError('%s must be a mapping of approver name to private key' % SIGNING_KEYS_VAR)
+            raise ValueError('%s must be a mapping of approver name to private key' % fleet_attest.SIGNING_KEYS_VAR)
         approvers = list(args['approvers'])
         if not approvers or len(set(approvers)) != len(approvers):
             raise ValueError('approvers: at least one, each named once (%s)' % ', '.join(approvers))
@@ -49,7 +40,7 @@ class ActionModule(ControllerAction):
         without = [name for name in approvers if not keys.get(name)]
         if without:
             raise ValueError('no signing key for approver(s) %s in %s (from vault or an AWX credential)'
-                             % (', '.join(without), SIGNING_KEYS_VAR))
+                             % (', '.join(without), fleet_attest.SIGNING_KEYS_VAR))
         signing = [fleet_attest.SigningKey(name, keys[name]) for name in approvers]
         untrusted = [key.approver for key in signing if trusted.get(key.keyid, (None,))[0] != key.approver]
         if untrusted:
@@ -65,7 +56,7 @@ class ActionModule(ControllerAction):
             fleet_gate.load_criteria(args['criteria_file']), args['criteria_thresholds'], 'criteria_thresholds'))
         if args['keys_only']:
             return dict(result, changed=False, signers=[key.approver for key in signing])
-        run_dir = ArtifactStore(args['artifacts_dir']).path(Layout.readiness_run(args['run']))
+        run_dir = self.readiness_run_dir(args)
         evidence = os.path.join(run_dir, Layout.READINESS_EVIDENCE)
         status = fleet_status.read(run_dir)
         incomplete = [area for area in fleet_status.AREAS  # in the run's order

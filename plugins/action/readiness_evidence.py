@@ -19,7 +19,7 @@ class ActionModule(ControllerAction):
 
     def act(self, args, result):
         try:
-            run_dir = ArtifactStore(args['artifacts_dir']).path(Layout.readiness_run(args['run']))
+            run_dir = self.readiness_run_dir(args)
         except (ValueError, ArtifactError) as exc:
             return dict(result, failed=True, msg=str(exc))
         folder = os.path.join(run_dir, Layout.READINESS_EVIDENCE)

@@ -7,7 +7,7 @@ import inspect
 import os
 
 from ansible_collections.fleetwave.rollout.plugins.modules.readiness_gate import DOCUMENTATION
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_gates
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_attest, fleet_gates
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (
     ArtifactError, ArtifactStore, Layout)
@@ -28,18 +28,11 @@ GATES = {
 KEYED = ('evidence_key', 'secrets', 'nats_connection', 'declared_public')
 # The inventory's secrets (each a value), and the approvers' signing keys (a mapping name: key).
 SECRET_VARS = fleet_gates.SECRET_VARS
-SIGNING_KEYS_VAR = 'readiness_signing_keys'
 NATS_CONNECTION_VAR = 'fleet_nats_connection'
 
 
 class ActionModule(ControllerAction):
     DOCUMENTATION = DOCUMENTATION
-
-    task_vars = None
-
-    def run(self, tmp=None, task_vars=None):
-        self.task_vars = task_vars or {}
-        return super().run(tmp, task_vars)
 
     def inventory_secrets(self):
         """({label: value} of every secret the inventory gives this run, labels naming variables, never
@@ -50,10 +43,10 @@ class ActionModule(ControllerAction):
             value = self._inventory_value(self.task_vars, name)
             if isinstance(value, str) and value:
                 found[name] = value
-        keys = self._inventory_value(self.task_vars, SIGNING_KEYS_VAR) or {}
+        keys = self._inventory_value(self.task_vars, fleet_attest.SIGNING_KEYS_VAR) or {}
         for approver, value in (keys.items() if isinstance(keys, dict) else ()):
             if isinstance(value, str) and value:
-                found['%s[%s]' % (SIGNING_KEYS_VAR, approver)] = value
+                found['%s[%s]' % (fleet_attest.SIGNING_KEYS_VAR, approver)] = value
         public = self._inventory_value(self.task_vars, fleet_gates.PUBLIC_SECRETS_VAR) or []
         return found, sorted({label.split('[')[0] for label in found} & set(public))
 

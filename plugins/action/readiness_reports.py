@@ -9,8 +9,7 @@ import os
 from ansible_collections.fleetwave.rollout.plugins.modules.readiness_reports import DOCUMENTATION
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_reports
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (
-    ArtifactError, ArtifactStore, Layout)
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactError
 
 
 class ActionModule(ControllerAction):
@@ -18,7 +17,7 @@ class ActionModule(ControllerAction):
 
     def act(self, args, result):
         try:
-            run_dir = ArtifactStore(args['artifacts_dir']).path(Layout.readiness_run(args['run']))
+            run_dir = self.readiness_run_dir(args)
             written = [] if self._task.check_mode else fleet_reports.render_reports(run_dir)
         except (ArtifactError, ValueError, OSError) as exc:
             return dict(result, failed=True, msg='readiness_reports: %s' % (getattr(exc, 'strerror', None) or exc))

@@ -9,7 +9,7 @@ from ansible_collections.fleetwave.rollout.plugins.modules.readiness_status impo
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_status
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import (
-    ArtifactError, ArtifactStore, Layout)
+    ArtifactError, Layout)
 
 
 class ActionModule(ControllerAction):
@@ -20,7 +20,7 @@ class ActionModule(ControllerAction):
                      message=args['message'], outcome=args['outcome'], links=args['links'])
         changes = {key: value for key, value in given.items() if value is not None}
         try:
-            run_dir = ArtifactStore(args['artifacts_dir']).path(Layout.readiness_run(args['run']))
+            run_dir = self.readiness_run_dir(args)
             write = fleet_status.check if self._task.check_mode else fleet_status.update
             record = write(run_dir, args['area'], **changes)
         except (ValueError, ArtifactError, OSError) as exc:

@@ -23,15 +23,9 @@ description:
   - Runs once on the controller (an action plugin).
 version_added: "1.2.0"
 author: fleetwave maintainers
+extends_documentation_fragment:
+  - fleetwave.rollout.readiness
 options:
-  artifacts_dir:
-    description: Root of the artifact store.
-    type: path
-    required: true
-  run:
-    description: The readiness run's id (its folder's name under C(readiness/)).
-    type: str
-    required: true
   approvers:
     description: The names of those who sign; each has a key in C(readiness_signing_keys).
     type: list

@@ -24,15 +24,9 @@ description:
   - Runs once on the controller (an action plugin).
 version_added: "1.2.0"
 author: fleetwave maintainers
+extends_documentation_fragment:
+  - fleetwave.rollout.readiness
 options:
-  artifacts_dir:
-    description: Root of the artifact store.
-    type: path
-    required: true
-  run:
-    description: The readiness run's id (its folder's name under C(readiness/)).
-    type: str
-    required: true
   files:
     description: Files to copy, a mapping of each destination (relative to the evidence folder) to its source file.
     type: dict

@@ -24,15 +24,9 @@ description:
     is read from the inventory (C(fleet_evidence_key)), never passed as an argument.
 version_added: "1.2.0"
 author: fleetwave maintainers
+extends_documentation_fragment:
+  - fleetwave.rollout.readiness
 options:
-  artifacts_dir:
-    description: Root of the artifact store.
-    type: path
-    required: true
-  run:
-    description: The readiness run's id (its folder's name under C(readiness/)).
-    type: str
-    required: true
   gate:
     description: The gate decided.
     type: str

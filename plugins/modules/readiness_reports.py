@@ -18,15 +18,8 @@ description:
   - Runs once on the controller (an action plugin).
 version_added: "1.2.0"
 author: fleetwave maintainers
-options:
-  artifacts_dir:
-    description: Root of the artifact store.
-    type: path
-    required: true
-  run:
-    description: The readiness run's id (its folder's name under C(readiness/)).
-    type: str
-    required: true
+extends_documentation_fragment:
+  - fleetwave.rollout.readiness
 notes:
   - In check mode nothing is rendered.
 '''

@@ -12,21 +12,24 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.fleetwave.rollout.plugins.doc_fragments import nats as nats_fragment
+from ansible_collections.fleetwave.rollout.plugins.doc_fragments import readiness as readiness_fragment
 from ansible_collections.fleetwave.rollout.plugins.module_utils.fleet_nats import NATS_ARGUMENT_SPEC
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import ArtifactStore, Layout
 
 _SPEC_KEYS = ('type', 'required', 'default', 'choices', 'elements', 'no_log')
 # The doc fragments a stub may extend (extends_documentation_fragment, optionally .<variable>), and
 # which of their options are secrets: documentation cannot say no_log, the fragment's spec does.
 FRAGMENTS = {'fleetwave.rollout.nats': (nats_fragment.ModuleDocFragment,
-                                        {name for name, spec in NATS_ARGUMENT_SPEC.items() if spec.get('no_log')})}
+                                        {name for name, spec in NATS_ARGUMENT_SPEC.items() if spec.get('no_log')}),
+             'fleetwave.rollout.readiness': (readiness_fragment.ModuleDocFragment, set())}
 
 
 def argument_spec(documentation):
     """A module argument_spec from a DOCUMENTATION string's options, its doc fragments' merged in
     as ansible-doc merges them."""
     documentation = yaml.safe_load(documentation)
-    options = dict(documentation['options'])
+    options = dict(documentation.get('options') or {})
     for name in documentation.get('extends_documentation_fragment') or []:
         base, variable = (name, 'DOCUMENTATION') if name in FRAGMENTS else name.rsplit('.', 1)
         fragment, secrets = FRAGMENTS[base]
@@ -46,7 +49,10 @@ class ControllerAction(ActionBase):
     _requires_connection = False
     DOCUMENTATION = None
 
+    task_vars = None  # the task's variables, for what an action reads from the inventory itself
+
     def run(self, tmp=None, task_vars=None):
+        self.task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         args, problem = self.validated_args()
         if problem:
@@ -84,6 +90,11 @@ class ControllerAction(ActionBase):
         if checked.error_messages:
             return None, '%s: %s' % (name, '; '.join(checked.error_messages))
         return checked.validated_parameters, None
+
+    def readiness_run_dir(self, args):
+        """The readiness run's folder from the readiness fragment's artifacts_dir and run (ArtifactError or
+        ValueError when the run's name would leave the store)."""
+        return ArtifactStore(args['artifacts_dir']).path(Layout.readiness_run(args['run']))
 
     def act(self, args, result):
         raise NotImplementedError

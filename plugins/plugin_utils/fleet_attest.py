@@ -66,6 +66,9 @@ INDEX = Layout.EVIDENCE_INDEX
 INDEX_VERSION = 1
 GO, NO_GO, GO_WITH_CONSTRAINTS = 'GO', 'NO-GO', 'GO with constraints'
 DECISIONS = (GO, NO_GO, GO_WITH_CONSTRAINTS)
+# The inventory variable holding the approvers' private keys (approver name: key), from vault or an AWX
+# credential; the actions read it themselves, never as an argument.
+SIGNING_KEYS_VAR = 'readiness_signing_keys'
 KEY_FORMS = 'an Ed25519 private key: PEM (PKCS#8), OpenSSH, or the raw 32-byte seed in hex (64 digits) or base64'
 PUBLIC_KEY_FORMS = 'an Ed25519 public key: PEM, ssh-ed25519, or the raw 32 bytes in hex (64 digits) or base64'
 

@@ -174,6 +174,7 @@ def test_stub_argument_spec_requires_what_is_documented_and_applies_its_defaults
 
 # Where each stub's arguments are read: its action plugin, and the plugin_utils functions it hands
 # the whole argument dict to.
+RUN_DIR = ("plugin_utils/controller_action.py", {"readiness_run_dir"})  # the readiness fragment's options
 READ_BY = {
     "artifact_record": [("action/artifact_record.py", None)],
     "wave_plan": [("action/wave_plan.py", None)],
@@ -183,12 +184,12 @@ READ_BY = {
     "wave_journal": [("action/wave_journal.py", None), ("plugin_utils/fleet_journal.py", {"record_step"})],
     "wave_decision": [("action/wave_decision.py", None)],
     "fleet_lock": [("action/fleet_lock.py", None)],
-    "readiness_status": [("action/readiness_status.py", None)],
+    "readiness_status": [("action/readiness_status.py", None), RUN_DIR],
     "readiness_gate": [("action/readiness_gate.py", None)],
-    "readiness_evidence": [("action/readiness_evidence.py", None)],
-    "readiness_authorize": [("action/readiness_authorize.py", None)],
+    "readiness_evidence": [("action/readiness_evidence.py", None), RUN_DIR],
+    "readiness_authorize": [("action/readiness_authorize.py", None), RUN_DIR],
     "readiness_certificate_info": [("action/readiness_certificate_info.py", None)],
-    "readiness_reports": [("action/readiness_reports.py", None)],
+    "readiness_reports": [("action/readiness_reports.py", None), RUN_DIR],
 }
 
 
