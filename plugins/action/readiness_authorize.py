@@ -15,9 +15,9 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
     ArtifactError, ArtifactStore, Layout)
 
 
-
 class ActionModule(ControllerAction):
     DOCUMENTATION = DOCUMENTATION
+
     def act(self, args, result):
         try:
             return self._authorize(args, result)

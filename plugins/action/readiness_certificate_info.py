@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from ansible_collections.fleetwave.rollout.plugins.modules.readiness_certificate_info import DOCUMENTATION
@@ -23,14 +22,11 @@ class ActionModule(ControllerAction):
                       run=os.path.basename(os.path.dirname(os.path.abspath(path))))
         try:
             trusted = fleet_attest.trusted_keys(args['trusted_keys'])
-            with open(path, 'rb') as handle:
-                envelope = json.loads(handle.read().decode('utf-8'))
         except fleet_attest.AttestError as exc:
             return dict(result, failed=True, msg='readiness_certificate_info: trusted_keys: %s' % exc)
-        except OSError as exc:
-            return dict(result, failures=['%s: unreadable: %s' % (path, exc.strerror or exc)])
-        except ValueError:
-            return dict(result, failures=['%s: not JSON, so not a DSSE envelope' % path])
+        envelope, problem = fleet_attest.read_envelope(path)
+        if problem:
+            return dict(result, failures=['%s: %s' % (path, problem)])
         try:
             verdict = fleet_attest.verify(envelope, trusted, args['threshold'], base_dir, evidence_key=self.evidence_key)
         except fleet_attest.AttestError as exc:

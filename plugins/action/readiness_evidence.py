@@ -31,8 +31,9 @@ class ActionModule(ControllerAction):
         try:
             _index, collected = fleet_attest.collect(folder, args['files'], args['folders'], args['audit_trails'])
             store = ArtifactStore(folder)
-            store.write_text(Layout.EVIDENCE_SUMMARY, fleet_gates.evidence_summary(args['run'], folder))
-            store.write_text(Layout.EVIDENCE_REPORT, fleet_gates.evidence_report(args['run'], folder))
+            records = fleet_gates.evidence_records(folder)
+            store.write_text(Layout.EVIDENCE_SUMMARY, fleet_gates.evidence_summary(args['run'], *records))
+            store.write_text(Layout.EVIDENCE_REPORT, fleet_gates.evidence_report(args['run'], folder, *records))
             index_path, index = fleet_attest.write_index(folder)  # again, with the two documents
         except (fleet_attest.AttestError, ArtifactError, ValueError, OSError) as exc:
             return dict(result, failed=True, msg='readiness_evidence: %s' % (getattr(exc, 'strerror', None) or exc))

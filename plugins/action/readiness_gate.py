@@ -26,8 +26,6 @@ GATES = {
 # argument travels in the task's invocation, where results and logs could show it): the evidence key,
 # and for the security gate the secrets it searches for and the controller's NATS connection.
 KEYED = ('evidence_key', 'secrets', 'nats_connection', 'declared_public')
-# The inventory's secrets (each a value), and the approvers' signing keys (a mapping name: key).
-SECRET_VARS = fleet_gates.SECRET_VARS
 NATS_CONNECTION_VAR = 'fleet_nats_connection'
 
 
@@ -39,7 +37,7 @@ class ActionModule(ControllerAction):
         values; [labels of those the inventory declares public test values, searched for in the artifacts
         only])."""
         found = {}
-        for name in SECRET_VARS:
+        for name in fleet_gates.SECRET_VARS:  # each a value; the approvers' keys are a mapping
             value = self._inventory_value(self.task_vars, name)
             if isinstance(value, str) and value:
                 found[name] = value

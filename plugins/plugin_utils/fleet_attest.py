@@ -506,6 +506,17 @@ def _b64(text):
         return None
 
 
+def read_envelope(path):
+    """(the certificate's JSON, None), or (None, why it cannot be read as a DSSE envelope)."""
+    try:
+        with open(path, 'rb') as handle:
+            return json.loads(handle.read().decode('utf-8')), None
+    except OSError as exc:
+        return None, 'unreadable: %s' % (exc.strerror or exc)
+    except ValueError:  # UnicodeDecodeError too
+        return None, 'not JSON: not a DSSE envelope'
+
+
 def verify(envelope, trusted, threshold, base_dir, now=None, evidence_key=None):
     """Check a certificate offline; a Verdict listing every check that failed.
 
@@ -733,14 +744,9 @@ def main(argv):
         parser.error(str(exc))
     base_dir = args.base_dir or os.path.dirname(os.path.abspath(args.certificate))
     cert = args.certificate
-    try:
-        with open(cert, 'rb') as handle:
-            envelope = json.loads(handle.read().decode('utf-8'))
-    except OSError as exc:
-        print('%s: REFUSED\nFAILED: unreadable: %s' % (cert, exc.strerror or exc))
-        return 1
-    except ValueError:
-        print('%s: REFUSED\nFAILED: not JSON: not a DSSE envelope' % cert)
+    envelope, problem = read_envelope(cert)
+    if problem:
+        print('%s: REFUSED\nFAILED: %s' % (cert, problem))
         return 1
     verdict = verify(envelope, keys, threshold, base_dir, now=now, evidence_key=evidence_key)
     predicate = verdict.predicate

@@ -809,32 +809,28 @@ def performance_gate(results, criteria_file, scenarios=LOAD_SCENARIOS, min_rate_
     except Exception as exc:  # CriteriaError, OSError: the criteria are evidence too
         reasons.append('no evidence: the criteria file %s is not usable (%s)' % (criteria_file, exc))
         criteria = []
-    data = _load_json(results, 'the load results', reasons)
-    found = data.get('scenarios') if isinstance(data, dict) else None
-    if data is not None and not isinstance(found, dict):
-        reasons.append('the load results %s have no scenarios mapping' % results)
-        found = None
-    for name in scenarios if found is not None else ():
-        scenario = found.get(name)
-        if not isinstance(scenario, dict):
-            reasons.append('no evidence: load scenario %s missing from %s' % (name, results))
-            continue
+    for name, scenario in _scenarios_in(results, 'load', scenarios, reasons):
         reasons.extend('load scenario %s (%s): %s' % (name, results, problem)
                        for problem in _scenario_problems(scenario, criteria, min_rate_ratio, max_dropped,
                                                          measured.setdefault(name, {})))
-    if stress is not None:
-        data = _load_json(stress, 'the stress results', reasons)
-        found = data.get('scenarios') if isinstance(data, dict) else None
-        if data is not None and not isinstance(found, dict):
-            reasons.append('the stress results %s have no scenarios mapping' % stress)
-        for name in stress_scenarios if isinstance(found, dict) else ():
-            scenario = found.get(name)
-            if not isinstance(scenario, dict):
-                reasons.append('no evidence: stress scenario %s missing from %s' % (name, stress))
-                continue
-            reasons.extend('stress scenario %s (%s): %s' % (name, stress, problem) for problem in
-                           _stress_problems(scenario, measured.setdefault('stress', {}).setdefault(name, {})))
+    for name, scenario in _scenarios_in(stress, 'stress', stress_scenarios, reasons) if stress is not None else ():
+        reasons.extend('stress scenario %s (%s): %s' % (name, stress, problem) for problem in
+                       _stress_problems(scenario, measured.setdefault('stress', {}).setdefault(name, {})))
     return _record('performance', reasons, (results, criteria_file) + ((stress,) if stress else ()), measured)
+
+
+def _scenarios_in(path, kind, names, reasons):
+    """(name, scenario) of each of names in the results file at path (kind: load or stress); what is
+    missing or malformed is added to reasons instead."""
+    data = _load_json(path, 'the %s results' % kind, reasons)
+    found = data.get('scenarios') if isinstance(data, dict) else None
+    if data is not None and not isinstance(found, dict):
+        reasons.append('the %s results %s have no scenarios mapping' % (kind, path))
+    for name in names if isinstance(found, dict) else ():
+        if isinstance(found.get(name), dict):
+            yield name, found[name]
+        else:
+            reasons.append('no evidence: %s scenario %s missing from %s' % (kind, name, path))
 
 
 def _scenario_problems(scenario, criteria, min_rate_ratio, max_dropped, figures):
@@ -1229,7 +1225,8 @@ def support_gate(inventory):
 # ================================================================================ all eight
 
 def decide_gates(records):
-    """{outcome, summary, failed}: PASS only when each of the eight gates is there once and passed."""
+    """{outcome, summary, failed, problems}: PASS only when each of the eight gates is there once and
+    passed; problems names a gate decided twice, not decided, or unknown."""
     by_gate, problems = {}, []
     for record in records:
         gate = record.get('gate') if isinstance(record, dict) else None
@@ -1244,7 +1241,7 @@ def decide_gates(records):
     passed = len(GATES) - len(failed)
     summary = '%d/%d gates PASS' % (passed, len(GATES)) + (
         '; FAIL: %s' % ', '.join(failed) if failed else '') + ('; %s' % '; '.join(problems) if problems else '')
-    return dict(outcome=outcome, summary=summary, failed=failed)
+    return dict(outcome=outcome, summary=summary, failed=failed, problems=problems)
 
 
 def authorization_decision(records, incomplete_areas=(), constraint_gates=()):
@@ -1266,7 +1263,8 @@ def authorization_decision(records, incomplete_areas=(), constraint_gates=()):
 
     blocking = [gate for gate in verdict['failed'] if gate not in constraint_gates]
     reasons = ['area %s not complete' % area for area in incomplete_areas] + [why(gate) for gate in blocking]
-    reasons += [p for p in verdict['summary'].split('; ')[1:] if 'decided twice' in p or p.startswith('unknown gate')]
+    # A gate not decided is among the failed (named by why()); twice decided or unknown ones block too.
+    reasons += [p for p in verdict['problems'] if not p.endswith(' not decided')]
     if reasons:
         return fleet_attest.NO_GO, reasons, []
     if verdict['failed']:
@@ -1314,10 +1312,9 @@ def _ledger_lines(ledgers):
     return lines
 
 
-def evidence_summary(run, folder):
-    """The executive summary of a readiness run's evidence folder, in Markdown: the gates' outcome,
-    each gate in a line, the load scenarios and failure modes in one line each."""
-    records, results, ledgers = evidence_records(folder)
+def evidence_summary(run, records, results, ledgers):
+    """The executive summary of a readiness run's evidence (evidence_records), in Markdown: the gates'
+    outcome, each gate in a line, the load scenarios and failure modes in one line each."""
     decided = decide_gates(records)
     by_gate = {r['gate']: r for r in records}
     lines = ['# Readiness run %s: executive summary' % run, '', '**Gates: %s** (%s).' % (decided['outcome'],
@@ -1334,11 +1331,10 @@ def evidence_summary(run, folder):
     return '\n'.join(lines) + '\n'
 
 
-def evidence_report(run, folder):
-    """The technical report of a readiness run's evidence folder, in Markdown: the gates table with
+def evidence_report(run, folder, records, results, ledgers):
+    """The technical report of a readiness run's evidence folder (evidence_records of it), in Markdown: the gates table with
     every reason and evidence link, each gate's measured figures, the load scenarios' thresholds and
     the failure modes' ledgers."""
-    records, results, ledgers = evidence_records(folder)
     lines = ['# Readiness run %s: technical report' % run, '',
              render_markdown(records, base_dir=folder).replace('# Readiness gates', '## Readiness gates', 1), '']
     for record in sorted(records, key=lambda r: GATES.index(r['gate']) if r['gate'] in GATES else len(GATES)):

@@ -664,17 +664,19 @@ def records(**outcomes):
 
 
 def test_decide_gates_passes_only_when_all_eight_pass():
-    assert fg.decide_gates(records()) == dict(outcome=fg.PASS, summary="8/8 gates PASS", failed=[])
+    assert fg.decide_gates(records()) == dict(outcome=fg.PASS, summary="8/8 gates PASS", failed=[], problems=[])
     decided = fg.decide_gates(records(security=fg.FAIL, testing=fg.FAIL))
     assert decided == dict(outcome=fg.FAIL, summary="6/8 gates PASS; FAIL: security, testing",
-                           failed=["security", "testing"])
+                           failed=["security", "testing"], problems=[])
 
 
 def test_decide_gates_fails_on_a_gate_not_decided_or_decided_twice():
     decided = fg.decide_gates(records()[:-1])
     assert decided["outcome"] == fg.FAIL and decided["failed"] == ["support"] and "support not decided" in decided["summary"]
+    assert decided["problems"] == ["support not decided"]
     decided = fg.decide_gates(records() + [records()[0]])
     assert decided["outcome"] == fg.FAIL and "code decided twice" in decided["summary"]
+    assert decided["problems"] == ["code decided twice"]
 
 
 def test_render_markdown_has_one_row_per_gate_with_its_evidence_linked(tmp_path):
