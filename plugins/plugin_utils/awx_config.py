@@ -13,7 +13,7 @@ allowed; an empty list means the data would be accepted by the awx.awx modules t
 * secrets: a credential's secret input is a placeholder rendered when the data is applied, never a
   literal; an injector uses only its type's inputs.
 * surveys: each job template's survey asks exactly what its playbook takes from a person
-  (awx/playbook_variables.yml), typed alike; that declaration is itself held against the playbooks'
+  (awx/launch_variables.yml), typed alike; that declaration is itself held against the playbooks'
   source, so a variable the playbook no longer reads, or a default that moved, is found.
 * workflows: node identifiers unique, edges to existing nodes, no cycle, approval timeouts above 0,
   node and schedule prompts the template accepts, and every node whose playbook changes hosts has a
@@ -24,6 +24,7 @@ allowed; an empty list means the data would be accepted by the awx.awx modules t
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import pathlib
 import re
@@ -43,7 +44,7 @@ OBJECT_MODULES = {
     'controller_workflows': 'workflow_job_template',
     'controller_schedules': 'schedule',
 }
-PLAYBOOK_VARIABLES = 'fleetwave_playbook_variables'
+LAUNCH_VARIABLES = 'fleetwave_launch_variables'
 CONFIGURE_PLAYBOOK = 'playbooks/awx/configure.yml'
 
 # Credential types every AWX has, and the inputs of those that are secrets.
@@ -88,8 +89,8 @@ def load_data(folder):
     return data
 
 
-def load_playbook_variables(path):
-    return _read_yaml(path).get(PLAYBOOK_VARIABLES, {})
+def load_launch_variables(path):
+    return _read_yaml(path).get(LAUNCH_VARIABLES, {})
 
 
 def find_collection(name='awx.awx', paths=None):
@@ -105,6 +106,7 @@ def find_collection(name='awx.awx', paths=None):
     raise FileNotFoundError('collection %s is not installed (searched %s)' % (name, ', '.join(map(str, search))))
 
 
+@functools.lru_cache(maxsize=None)
 def module_options(collection_dir, module):
     """The options a module documents (DOCUMENTATION, read from its source without importing it)."""
     source = pathlib.Path(collection_dir, 'plugins', 'modules', module + '.py').read_text(encoding='utf-8')
@@ -134,7 +136,7 @@ def _type_problem(value, spec):
         'list': lambda v: isinstance(v, list),
     }.get(kind)
     if expected and not expected(value):
-        return 'must be a %s, got %s %r' % (kind, type(value).__name__, value)
+        return 'must be of type %s, got %s %r' % (kind, type(value).__name__, value)
     return None
 
 
@@ -219,13 +221,13 @@ def _where(path, variable, obj):
     return "%s: %s '%s'" % (path, variable, obj.get('name') if isinstance(obj, dict) else obj)
 
 
-def validate(data_dir, playbook_variables_file, project_root, collection_dir=None, data=None, playbooks=None):
+def validate(data_dir, launch_variables_file, project_root, collection_dir=None, data=None, playbooks=None):
     """Every problem of the configuration; ``data`` and ``playbooks`` replace what the files hold
     (the tests pass broken copies)."""
     config = _Config(load_data(data_dir) if data is None else data,
-                     load_playbook_variables(playbook_variables_file) if playbooks is None else playbooks,
+                     load_launch_variables(launch_variables_file) if playbooks is None else playbooks,
                      project_root)
-    collection_dir = collection_dir or find_collection()
+    collection_dir = pathlib.Path(collection_dir or find_collection())
     problems = []
     for variable, (path, objects) in sorted(config.data.items()):
         module = OBJECT_MODULES.get(variable)
@@ -238,7 +240,7 @@ def validate(data_dir, playbook_variables_file, project_root, collection_dir=Non
             problems += check_options(obj, options, _where(config.relative(path), variable, obj), module)
     problems += _check_references(config)
     problems += _check_credentials(config)
-    problems += _check_playbook_variables(config)
+    problems += _check_launch_variables(config)
     problems += _check_surveys(config)
     problems += _check_workflows(config)
     problems += _check_schedules(config)
@@ -322,9 +324,9 @@ def _code(text):
     return '\n'.join(line for line in text.splitlines() if not line.lstrip().startswith('#'))
 
 
-def _check_playbook_variables(config):
+def _check_launch_variables(config):
     problems = []
-    where_map = 'awx/playbook_variables.yml: %s' % PLAYBOOK_VARIABLES
+    where_map = 'awx/launch_variables.yml: %s' % LAUNCH_VARIABLES
     for playbook, declared in sorted(config.playbooks.items()):
         path = config.root / playbook
         if not path.is_file():
@@ -358,6 +360,16 @@ def _survey_questions(template):
     return spec.get('spec') or [] if isinstance(spec, dict) else []
 
 
+def _choices_in(root, source):
+    """The flow list ``variable: [a, b]`` of a file (the values a playbook accepts), or None."""
+    if not source:
+        return None
+    path = root / source['file']
+    text = _code(path.read_text(encoding='utf-8')) if path.is_file() else ''
+    found = re.search(r'^\s*%s:\s*(\[[^\]]*\])' % re.escape(source['variable']), text, re.M)
+    return yaml.safe_load(found.group(1)) if found else []
+
+
 def _check_surveys(config):
     problems = []
     for path, template in config.objects('controller_templates'):
@@ -365,7 +377,7 @@ def _check_surveys(config):
         playbook = template.get('playbook')
         declared = config.playbooks.get(playbook)
         if declared is None:
-            problems.append('%s: playbook %s is not described in awx/playbook_variables.yml (described: %s)'
+            problems.append('%s: playbook %s is not described in awx/launch_variables.yml (described: %s)'
                             % (where, playbook, ', '.join(sorted(config.playbooks))))
             continue
         takes = declared.get('variables') or {}
@@ -397,6 +409,10 @@ def _check_surveys(config):
                 defaults = str(question.get('default') or '').split('\n') if question.get('default') else []
                 problems += ['%s: default %r is not one of its choices %s' % (label, d, ', '.join(choices))
                              for d in defaults if d not in choices]
+                offered = _choices_in(config.root, takes[variable].get('choices_in'))
+                if offered is not None and choices != offered:
+                    problems.append('%s: choices %s, but %s offers %s'
+                                    % (label, ', '.join(choices), takes[variable]['choices_in']['file'], ', '.join(offered)))
                 if takes[variable].get('type') == 'bool' and sorted(choices) != ['false', 'true']:
                     problems.append('%s: a yes/no variable offers exactly "true" and "false", got %s' % (label, choices))
         for variable, spec in sorted(takes.items()):

@@ -1,0 +1,343 @@
+"""plugins/plugin_utils/awx_config.py: the AWX controller configuration (awx/controller/*.yml and
+awx/launch_variables.yml) checked without a controller. The shipped data validates clean; each
+deliberately broken copy fails naming its problem - a wrong module option, type or choice, a missing
+failure edge, a cycle, an approval that waits forever, a survey variable the playbook does not take,
+a playbook variable the survey does not ask - so the checks can fail. The argument specs are the
+installed awx.awx collection's own."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import awx_config
+
+from tests.unit.conftest import REPO
+
+pytestmark = pytest.mark.unit
+
+DATA_DIR = REPO / 'awx' / 'controller'
+LAUNCH_VARIABLES = REPO / 'awx' / 'launch_variables.yml'
+TEMPLATES = "awx/controller/templates.yml: controller_templates"
+WORKFLOW = "awx/controller/workflows.yml: controller_workflows 'fleetwave waves'"
+VARIABLES = "awx/launch_variables.yml: fleetwave_launch_variables"
+
+
+@pytest.fixture(scope='module')
+def shipped():
+    return awx_config.load_data(DATA_DIR), awx_config.load_launch_variables(LAUNCH_VARIABLES)
+
+
+@pytest.fixture(scope='module')
+def collection():
+    return awx_config.find_collection()
+
+
+def problems_of(shipped, collection, edit):
+    """The problems of a copy of the shipped data after ``edit(objects, playbooks)``."""
+    data, playbooks = copy.deepcopy(shipped)
+    objects = {variable: entries for variable, (_, entries) in data.items()}
+    edit(objects, playbooks)
+    return awx_config.validate(DATA_DIR, LAUNCH_VARIABLES, REPO, collection, data=data, playbooks=playbooks)
+
+
+def named(objects, variable, name):
+    return next(obj for obj in objects[variable] if obj['name'] == name)
+
+
+def node(objects, identifier):
+    nodes = named(objects, 'controller_workflows', 'fleetwave waves')['workflow_nodes']
+    return next(n for n in nodes if n['identifier'] == identifier)
+
+
+def question(objects, template, variable):
+    spec = named(objects, 'controller_templates', template)['survey_spec']['spec']
+    return next(q for q in spec if q['variable'] == variable)
+
+
+# --- the shipped configuration --------------------------------------------------------------------
+
+def test_shipped_configuration_is_clean(collection):
+    assert awx_config.validate(DATA_DIR, LAUNCH_VARIABLES, REPO, collection) == []
+
+
+def test_every_object_type_has_data_and_a_module(shipped):
+    data, _ = shipped
+    assert set(data) == set(awx_config.OBJECT_MODULES)
+
+
+def test_argument_specs_come_from_the_installed_collection(collection):
+    options = awx_config.module_options(collection, 'job_template')
+    assert options['timeout']['type'] == 'int'
+    assert options['job_type']['choices'] == ['run', 'check']
+    nodes = awx_config.module_options(collection, 'workflow_job_template')['workflow_nodes']
+    assert nodes['suboptions']['identifier']['required'] is True
+    assert set(nodes['suboptions']['related']['suboptions']) >= {'success_nodes', 'failure_nodes', 'always_nodes'}
+
+
+def test_the_wave_workflow_runs_waves_with_approvals_between_them(shipped):
+    data, _ = shipped
+    workflow = data['controller_workflows'][1][0]
+    success = {n['identifier']: [t['identifier'] for t in n.get('related', {}).get('success_nodes', [])]
+               for n in workflow['workflow_nodes']}
+    path, here = [], 'wave1'
+    while here:
+        path.append(here)
+        here = (success[here] or [None])[0]
+    assert path == ['wave1', 'approve-wave2', 'wave2', 'approve-wave3', 'wave3', 'readiness', 'sign-off']
+
+
+def test_the_playbook_sources_include_imported_playbooks_and_roles():
+    sources = {str(p.relative_to(REPO)) for p in awx_config._playbook_sources(REPO, 'playbooks/wave2.yml')}
+    assert {'playbooks/wave/preflight.yml', 'playbooks/wave/inconclusive.yml',
+            'roles/wave_deploy/tasks/deploy.yml', 'roles/wave_rollback/tasks/prove.yml'} <= sources
+
+
+# --- wrong module options -------------------------------------------------------------------------
+
+def test_an_unknown_option_is_named_with_what_the_module_takes(shipped, collection):
+    def edit(objects, _):
+        named(objects, 'controller_templates', 'fleetwave wave 2')['job_timeout'] = 108000
+    problems = problems_of(shipped, collection, edit)
+    assert len(problems) == 2  # the module refuses it, and configure.yml would not pass it
+    assert problems[0].startswith(f"{TEMPLATES} 'fleetwave wave 2': unknown option job_timeout; awx.awx.job_template "
+                                  "takes: allow_simultaneous, ask_credential_on_launch,")
+    assert problems[1].startswith(f"{TEMPLATES} 'fleetwave wave 2': option job_timeout is not passed by "
+                                  "playbooks/awx/configure.yml")
+
+
+def test_a_wrong_type_is_named(shipped, collection):
+    def edit(objects, _):
+        named(objects, 'controller_templates', 'fleetwave wave 2')['timeout'] = '30h'
+    problems = problems_of(shipped, collection, edit)
+    assert f"{TEMPLATES} 'fleetwave wave 2': option timeout must be of type int, got str '30h'" in problems
+
+
+def test_a_value_outside_the_choices_is_named(shipped, collection):
+    def edit(objects, _):
+        named(objects, 'controller_schedules', 'fleetwave daily drift check')['job_type'] = 'preview'
+    assert problems_of(shipped, collection, edit) == [
+        "awx/controller/schedules.yml: controller_schedules 'fleetwave daily drift check': option job_type: "
+        "'preview' is not one of 'run', 'check'"]
+
+
+def test_a_missing_required_option_is_named(shipped, collection):
+    def edit(objects, _):
+        del named(objects, 'controller_credentials', 'fleetwave NATS')['credential_type']
+    assert ("awx/controller/credentials.yml: controller_credentials 'fleetwave NATS': missing required option "
+            "credential_type") in problems_of(shipped, collection, edit)
+
+
+def test_a_wrong_suboption_of_a_workflow_node_is_named(shipped, collection):
+    def edit(objects, _):
+        related = node(objects, 'wave2')['related']
+        related['on_failure'] = related.pop('failure_nodes')
+    problems = problems_of(shipped, collection, edit)
+    assert problems[0] == (f"{WORKFLOW}: option workflow_nodes[wave2]: option related: unknown option on_failure; "
+                           "awx.awx.workflow_job_template takes: always_nodes, credentials, failure_nodes, "
+                           "instance_groups, labels, success_nodes")
+
+
+def test_an_option_configure_yml_does_not_pass_is_named(shipped, collection):
+    def edit(objects, _):
+        named(objects, 'controller_templates', 'fleetwave site')['forks'] = 5
+    problems = problems_of(shipped, collection, edit)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{TEMPLATES} 'fleetwave site': option forks is not passed by "
+                                  "playbooks/awx/configure.yml (its awx.awx.job_template task passes: allow_simultaneous,")
+
+
+def test_a_reference_to_an_object_the_data_lacks_is_named(shipped, collection):
+    def edit(objects, _):
+        named(objects, 'controller_templates', 'fleetwave rollback')['inventory'] = 'fleetwave staging'
+    assert problems_of(shipped, collection, edit) == [
+        f"{TEMPLATES} 'fleetwave rollback': option inventory names 'fleetwave staging', which the data does not "
+        "define (defined: fleetwave production, fleetwave sandbox)"]
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+def test_a_literal_secret_is_refused(shipped, collection):
+    def edit(objects, _):
+        named(objects, 'controller_credentials', 'fleetwave NATS')['inputs']['nats_password'] = 'hunter2'
+    assert problems_of(shipped, collection, edit) == [
+        "awx/controller/credentials.yml: controller_credentials 'fleetwave NATS': inputs.nats_password is a secret "
+        "written as a literal; it must be a placeholder rendered when the data is applied (a lookup of the "
+        "environment or of vault)"]
+
+
+def test_an_injector_of_an_input_the_type_lacks_is_named(shipped, collection):
+    def edit(objects, _):
+        kind = named(objects, 'controller_credential_types', 'fleetwave NATS')
+        kind['injectors']['extra_vars']['vault_nats_password'] = '{{ nats_pass }}'
+    assert problems_of(shipped, collection, edit) == [
+        "awx/controller/credential_types.yml: controller_credential_types 'fleetwave NATS': "
+        "injectors.extra_vars.vault_nats_password uses nats_pass, not an input of this type "
+        "(inputs: nats_password, nats_user)"]
+
+
+# --- the workflow graph ---------------------------------------------------------------------------
+
+def test_a_missing_failure_edge_is_named(shipped, collection):
+    def edit(objects, _):
+        del node(objects, 'wave2')['related']['failure_nodes']
+    assert problems_of(shipped, collection, edit) == [
+        f"{WORKFLOW}: node wave2 runs playbooks/wave2.yml, which changes hosts, but has no failure edge to the "
+        "rollback (directly, or through an approval node whose failure edge leads to it)"]
+
+
+def test_an_approval_after_a_failure_that_leads_nowhere_is_named(shipped, collection):
+    def edit(objects, _):
+        del node(objects, 'wave3-stopped')['related']
+    assert problems_of(shipped, collection, edit) == [
+        f"{WORKFLOW}: node wave3 runs playbooks/wave3.yml, which changes hosts, but has no failure edge to the "
+        "rollback (directly, or through an approval node whose failure edge leads to it)"]
+
+
+def test_a_direct_failure_edge_to_the_rollback_is_enough(shipped, collection):
+    def edit(objects, _):
+        node(objects, 'wave1')['related']['failure_nodes'] = [{'identifier': 'rollback-wave1'}]
+    assert problems_of(shipped, collection, edit) == []
+
+
+def test_the_rollback_of_another_wave_is_named(shipped, collection):
+    def edit(objects, _):
+        node(objects, 'rollback-wave2')['extra_data']['rollback_wave'] = 'wave3'
+    assert problems_of(shipped, collection, edit) == [
+        f"{WORKFLOW}: node wave2 runs playbooks/wave2.yml, but its rollback node rollback-wave2 rolls back wave3"]
+
+
+def test_a_cycle_is_named(shipped, collection):
+    def edit(objects, _):
+        node(objects, 'approve-wave3')['related']['success_nodes'].append({'identifier': 'wave1'})
+    assert problems_of(shipped, collection, edit) == [
+        f"{WORKFLOW}: the nodes form a cycle: wave1 -> approve-wave2 -> wave2 -> approve-wave3 -> wave1"]
+
+
+def test_an_edge_to_a_missing_node_is_named(shipped, collection):
+    def edit(objects, _):
+        node(objects, 'readiness')['related']['success_nodes'] = [{'identifier': 'signoff'}]
+    problems = problems_of(shipped, collection, edit)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{WORKFLOW}: node readiness: success_nodes points to signoff, which is not a node "
+                                  "(nodes: approve-wave2, approve-wave3, readiness,")
+
+
+def test_a_node_identifier_used_twice_is_named(shipped, collection):
+    def edit(objects, _):
+        node(objects, 'sign-off')['identifier'] = 'readiness'
+    assert f"{WORKFLOW}: node identifier readiness is used twice" in problems_of(shipped, collection, edit)
+
+
+@pytest.mark.parametrize('timeout', [0, None])
+def test_an_approval_that_waits_forever_is_named(shipped, collection, timeout):
+    def edit(objects, _):
+        node(objects, 'approve-wave3')['unified_job_template']['timeout'] = timeout
+    problems = problems_of(shipped, collection, edit)
+    assert problems[-1] == (f"{WORKFLOW}: node approve-wave3: approval timeout must be seconds above 0 (0 or none "
+                            f"waits forever), got {timeout!r}")
+
+
+def test_node_extra_data_outside_the_survey_is_named(shipped, collection):
+    def edit(objects, _):
+        node(objects, 'rollback-wave1')['extra_data']['rollback_hosts'] = 'dgx-1'
+    assert problems_of(shipped, collection, edit) == [
+        f"{WORKFLOW}: node rollback-wave1: extra_data rollback_hosts is not a question of template 'fleetwave "
+        "rollback''s survey (questions: fleet_lock_force, rollback_agents, rollback_wave)"]
+
+
+def test_a_schedule_prompt_the_template_does_not_ask_is_named(shipped, collection):
+    def edit(objects, _):
+        named(objects, 'controller_templates', 'fleetwave site')['ask_job_type_on_launch'] = False
+    assert problems_of(shipped, collection, edit) == [
+        "awx/controller/schedules.yml: controller_schedules 'fleetwave daily drift check': sets job_type, but "
+        "template 'fleetwave site' does not ask for it (ask_job_type_on_launch)"]
+
+
+# --- surveys against the playbooks ----------------------------------------------------------------
+
+def test_a_survey_variable_the_playbook_does_not_take_is_named(shipped, collection):
+    def edit(objects, _):
+        spec = named(objects, 'controller_templates', 'fleetwave rollback')['survey_spec']['spec']
+        spec.append(dict(question_name='Confirm', variable='rollback_confirm', type='text', required=True))
+    assert problems_of(shipped, collection, edit) == [
+        f"{TEMPLATES} 'fleetwave rollback': survey question rollback_confirm: playbooks/rollback.yml does not take "
+        "rollback_confirm (it takes: fleet_lock_force, rollback_agents, rollback_wave)"]
+
+
+def test_a_playbook_variable_the_survey_does_not_ask_is_named(shipped, collection):
+    def edit(objects, _):
+        spec = named(objects, 'controller_templates', 'fleetwave readiness')['survey_spec']['spec']
+        spec[:] = [q for q in spec if q['variable'] != 'readiness_run']
+    assert problems_of(shipped, collection, edit) == [
+        f"{TEMPLATES} 'fleetwave readiness': playbooks/readiness.yml takes readiness_run, but the survey does not ask it"]
+
+
+def test_a_required_playbook_variable_asked_as_optional_is_named(shipped, collection):
+    def edit(objects, playbooks):
+        del playbooks['playbooks/rollback.yml']['variables']['rollback_agents']['default_in']
+    assert problems_of(shipped, collection, edit) == [
+        f"{TEMPLATES} 'fleetwave rollback': playbooks/rollback.yml needs rollback_agents (no default anywhere), but "
+        "the survey question is not required"]
+
+
+def test_a_survey_type_unlike_the_variable_is_named(shipped, collection):
+    def edit(objects, _):
+        question(objects, 'fleetwave readiness', 'readiness_areas')['type'] = 'text'
+    assert problems_of(shipped, collection, edit) == [
+        f"{TEMPLATES} 'fleetwave readiness': survey question readiness_areas: type 'text' for a list; allowed: multiselect"]
+
+
+def test_survey_choices_unlike_the_playbook_are_named(shipped, collection):
+    def edit(objects, _):
+        asked = question(objects, 'fleetwave readiness', 'readiness_areas')
+        asked['choices'] = [c for c in asked['choices'] if c != 'reports']
+        asked['default'] = '\n'.join(asked['choices'])
+    problems = problems_of(shipped, collection, edit)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{TEMPLATES} 'fleetwave readiness': survey question readiness_areas: choices load, "
+                                  "stress,")
+    assert problems[0].endswith(", authorization, reports")
+
+
+def test_a_default_outside_the_choices_is_named(shipped, collection):
+    def edit(objects, _):
+        question(objects, 'fleetwave rollback', 'fleet_lock_force')['default'] = 'yes'
+    assert problems_of(shipped, collection, edit) == [
+        f"{TEMPLATES} 'fleetwave rollback': survey question fleet_lock_force: default 'yes' is not one of its choices "
+        "true, false"]
+
+
+def test_a_declared_variable_the_playbook_does_not_read_is_named(shipped, collection):
+    def edit(_, playbooks):
+        playbooks['playbooks/site.yml']['variables']['site_confirm'] = {'type': 'str'}
+    problems = problems_of(shipped, collection, edit)
+    assert f"{VARIABLES}: playbooks/site.yml takes site_confirm, but neither it nor a file it includes reads it" in problems
+    assert f"{TEMPLATES} 'fleetwave site': playbooks/site.yml takes site_confirm, but the survey does not ask it" in problems
+
+
+def test_a_default_that_is_not_where_declared_is_named(shipped, collection):
+    def edit(_, playbooks):
+        playbooks['playbooks/readiness.yml']['variables']['readiness_areas']['default_in'] = 'playbooks/readiness.yml'
+    assert problems_of(shipped, collection, edit) == [
+        f"{VARIABLES}: playbooks/readiness.yml variable readiness_areas: playbooks/readiness.yml gives it no default"]
+
+
+def test_a_variable_the_playbook_documents_but_the_map_lacks_is_named(shipped, collection):
+    def edit(objects, playbooks):
+        del playbooks['playbooks/rollback.yml']['variables']['fleet_lock_force']
+        spec = named(objects, 'controller_templates', 'fleetwave rollback')['survey_spec']['spec']
+        spec[:] = [q for q in spec if q['variable'] != 'fleet_lock_force']
+        for identifier in ('rollback-wave1', 'rollback-wave2', 'rollback-wave3'):
+            del node(objects, identifier)['extra_data']['fleet_lock_force']
+    assert problems_of(shipped, collection, edit) == [
+        f"{VARIABLES}: playbooks/rollback.yml documents -e fleet_lock_force, which is not declared for it"]
+
+
+def test_a_template_whose_playbook_is_not_described_is_named(shipped, collection):
+    def edit(objects, _):
+        named(objects, 'controller_templates', 'fleetwave site')['playbook'] = 'playbooks/post-rollback.yml'
+    assert problems_of(shipped, collection, edit) == [
+        f"{TEMPLATES} 'fleetwave site': playbook playbooks/post-rollback.yml is not described in "
+        "awx/launch_variables.yml (described: playbooks/readiness.yml, playbooks/rollback.yml, playbooks/site.yml, "
+        "playbooks/wave1.yml, playbooks/wave2.yml, playbooks/wave3.yml)"]
