@@ -35,6 +35,7 @@ import yaml
 # Which awx.awx module applies each variable's objects (infra.aap_configuration's names).
 OBJECT_MODULES = {
     'controller_organizations': 'organization',
+    'controller_execution_environments': 'execution_environment',
     'controller_projects': 'project',
     'controller_inventories': 'inventory',
     'controller_inventory_sources': 'inventory_source',
@@ -68,11 +69,15 @@ PROMPTS = {
 }
 
 
+class Unsafe(str):
+    """A string tagged ``!unsafe``: Ansible passes it on as it is (an AWX injector template)."""
+
+
 class _DataLoader(yaml.SafeLoader):
-    """YAML as include_vars reads it: ``!unsafe`` marks a string Ansible must not render."""
+    """YAML as include_vars reads it, ``!unsafe`` included."""
 
 
-_DataLoader.add_constructor('!unsafe', lambda loader, node: loader.construct_scalar(node))
+_DataLoader.add_constructor('!unsafe', lambda loader, node: Unsafe(loader.construct_scalar(node)))
 
 
 def _read_yaml(path):
@@ -94,8 +99,8 @@ def load_launch_variables(path):
 
 
 def find_collection(name='awx.awx', paths=None):
-    """The folder of an installed collection, searched as Ansible does (its collection paths, then
-    the Python path, where pip's ansible package installs it)."""
+    """The folder of an installed collection: in ``paths``, the user's and the system's collection
+    folders, then the Python path (where pip's ansible package installs it)."""
     namespace, collection = name.split('.')
     search = list(paths or []) + [os.path.expanduser('~/.ansible/collections'), '/usr/share/ansible/collections']
     search += sys.path
@@ -120,7 +125,7 @@ def module_options(collection_dir, module):
 
 def _templated(value):
     """A value Ansible renders when the data is applied: its type is known only then."""
-    return isinstance(value, str) and '{{' in value
+    return isinstance(value, str) and not isinstance(value, Unsafe) and '{{' in value
 
 
 def _type_problem(value, spec):
@@ -253,10 +258,11 @@ def _check_references(config):
     organizations = config.names('controller_organizations')
     projects, inventories = config.names('controller_projects'), config.names('controller_inventories')
     credentials = config.names('controller_credentials')
+    environments = config.names('controller_execution_environments')
     credential_types = config.names('controller_credential_types') | BUILTIN_CREDENTIAL_TYPES
     wanted = {
         'organization': organizations, 'project': projects, 'source_project': projects, 'inventory': inventories,
-        'credential_type': credential_types,
+        'credential_type': credential_types, 'execution_environment': environments, 'default_environment': environments,
     }
     for variable in OBJECT_MODULES:
         for path, obj in config.objects(variable):

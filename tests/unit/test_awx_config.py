@@ -176,6 +176,15 @@ def test_an_injector_of_an_input_the_type_lacks_is_named(shipped, collection):
         "(inputs: nats_password, nats_user)"]
 
 
+def test_an_unsafe_string_is_not_a_placeholder(shipped, collection):
+    def edit(objects, _):
+        inputs = named(objects, 'controller_credentials', 'fleetwave NATS')['inputs']
+        inputs['nats_password'] = awx_config.Unsafe('{{ nats_password }}')
+    problems = problems_of(shipped, collection, edit)
+    assert len(problems) == 1
+    assert "inputs.nats_password is a secret written as a literal" in problems[0]
+
+
 # --- the workflow graph ---------------------------------------------------------------------------
 
 def test_a_missing_failure_edge_is_named(shipped, collection):
