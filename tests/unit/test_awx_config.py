@@ -113,14 +113,6 @@ def test_a_wrong_type_is_named(shipped, collection):
     assert f"{TEMPLATES} 'fleetwave wave 2': option timeout must be of type int, got str '30h'" in problems
 
 
-def test_a_value_outside_the_choices_is_named(shipped, collection):
-    def edit(objects, _):
-        named(objects, 'controller_schedules', 'fleetwave daily drift check')['job_type'] = 'preview'
-    assert problems_of(shipped, collection, edit) == [
-        "awx/controller/schedules.yml: controller_schedules 'fleetwave daily drift check': option job_type: "
-        "'preview' is not one of 'run', 'check'"]
-
-
 def test_a_missing_required_option_is_named(shipped, collection):
     def edit(objects, _):
         del named(objects, 'controller_credentials', 'fleetwave NATS')['credential_type']
@@ -147,24 +139,59 @@ def test_an_option_configure_yml_does_not_pass_is_named(shipped, collection):
                                   "playbooks/awx/configure.yml (its awx.awx.job_template task passes: allow_simultaneous,")
 
 
-def test_a_reference_to_an_object_the_data_lacks_is_named(shipped, collection):
-    def edit(objects, _):
-        named(objects, 'controller_templates', 'fleetwave rollback')['inventory'] = 'fleetwave staging'
-    assert problems_of(shipped, collection, edit) == [
+# --- one value changed, one problem ---------------------------------------------------------------
+
+# Where the value is (a variable and an object's name, or a workflow node's identifier, then the keys),
+# the value, and the one problem it must cause.
+ONE_VALUE = {
+    'a value outside the choices': (
+        ('controller_schedules', 'fleetwave daily drift check', 'job_type'), 'preview',
+        "awx/controller/schedules.yml: controller_schedules 'fleetwave daily drift check': option job_type: "
+        "'preview' is not one of 'run', 'check'"),
+    'a reference to an object the data lacks': (
+        ('controller_templates', 'fleetwave rollback', 'inventory'), 'fleetwave staging',
         f"{TEMPLATES} 'fleetwave rollback': option inventory names 'fleetwave staging', which the data does not "
-        "define (defined: fleetwave production, fleetwave sandbox)"]
+        "define (defined: fleetwave production, fleetwave sandbox)"),
+    'a literal secret': (
+        ('controller_credentials', 'fleetwave NATS', 'inputs', 'nats_password'), 'hunter2',
+        "awx/controller/credentials.yml: controller_credentials 'fleetwave NATS': inputs.nats_password is a secret "
+        "written as a literal; it must be a placeholder rendered when the data is applied (a lookup of the "
+        "environment or of vault)"),
+    'a schedule prompt the template does not ask': (
+        ('controller_templates', 'fleetwave site', 'ask_job_type_on_launch'), False,
+        "awx/controller/schedules.yml: controller_schedules 'fleetwave daily drift check': sets job_type, but "
+        "template 'fleetwave site' does not ask for it (ask_job_type_on_launch)"),
+    'the rollback of another wave': (
+        ('node', 'rollback-wave2', 'extra_data', 'rollback_wave'), 'wave3',
+        f"{WORKFLOW}: node wave2 runs playbooks/wave2.yml, but its rollback node rollback-wave2 rolls back wave3"),
+    'node extra data outside the survey': (
+        ('node', 'rollback-wave1', 'extra_data', 'rollback_hosts'), 'dgx-1',
+        f"{WORKFLOW}: node rollback-wave1: extra_data rollback_hosts is not a question of template 'fleetwave "
+        "rollback''s survey (questions: fleet_lock_force, rollback_agents, rollback_wave)"),
+    'an approval timeout of 0': (
+        ('node', 'approve-wave3', 'unified_job_template', 'timeout'), 0,
+        f"{WORKFLOW}: node approve-wave3: approval timeout must be seconds above 0 (0 or none waits forever), got 0"),
+    'an approval without a timeout': (
+        ('node', 'approve-wave3', 'unified_job_template', 'timeout'), None,
+        f"{WORKFLOW}: node approve-wave3: approval timeout must be seconds above 0 (0 or none waits forever), got None"),
+}
+
+
+@pytest.mark.parametrize('where, value, expected', ONE_VALUE.values(), ids=list(ONE_VALUE))
+def test_one_wrong_value_is_named(shipped, collection, where, value, expected):
+    def edit(objects, _):
+        kind, name, *keys = where
+        target = node(objects, name) if kind == 'node' else named(objects, kind, name)
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    problems = problems_of(shipped, collection, edit)
+    assert problems[-1:] == [expected]
+    # None is not an int either: the module's argument spec refuses it first.
+    assert len(problems) == (2 if value is None else 1)
 
 
 # --- secrets --------------------------------------------------------------------------------------
-
-def test_a_literal_secret_is_refused(shipped, collection):
-    def edit(objects, _):
-        named(objects, 'controller_credentials', 'fleetwave NATS')['inputs']['nats_password'] = 'hunter2'
-    assert problems_of(shipped, collection, edit) == [
-        "awx/controller/credentials.yml: controller_credentials 'fleetwave NATS': inputs.nats_password is a secret "
-        "written as a literal; it must be a placeholder rendered when the data is applied (a lookup of the "
-        "environment or of vault)"]
-
 
 def test_an_injector_of_an_input_the_type_lacks_is_named(shipped, collection):
     def edit(objects, _):
@@ -209,13 +236,6 @@ def test_a_direct_failure_edge_to_the_rollback_is_enough(shipped, collection):
     assert problems_of(shipped, collection, edit) == []
 
 
-def test_the_rollback_of_another_wave_is_named(shipped, collection):
-    def edit(objects, _):
-        node(objects, 'rollback-wave2')['extra_data']['rollback_wave'] = 'wave3'
-    assert problems_of(shipped, collection, edit) == [
-        f"{WORKFLOW}: node wave2 runs playbooks/wave2.yml, but its rollback node rollback-wave2 rolls back wave3"]
-
-
 def test_a_cycle_is_named(shipped, collection):
     def edit(objects, _):
         node(objects, 'approve-wave3')['related']['success_nodes'].append({'identifier': 'wave1'})
@@ -236,31 +256,6 @@ def test_a_node_identifier_used_twice_is_named(shipped, collection):
     def edit(objects, _):
         node(objects, 'sign-off')['identifier'] = 'readiness'
     assert f"{WORKFLOW}: node identifier readiness is used twice" in problems_of(shipped, collection, edit)
-
-
-@pytest.mark.parametrize('timeout', [0, None])
-def test_an_approval_that_waits_forever_is_named(shipped, collection, timeout):
-    def edit(objects, _):
-        node(objects, 'approve-wave3')['unified_job_template']['timeout'] = timeout
-    problems = problems_of(shipped, collection, edit)
-    assert problems[-1] == (f"{WORKFLOW}: node approve-wave3: approval timeout must be seconds above 0 (0 or none "
-                            f"waits forever), got {timeout!r}")
-
-
-def test_node_extra_data_outside_the_survey_is_named(shipped, collection):
-    def edit(objects, _):
-        node(objects, 'rollback-wave1')['extra_data']['rollback_hosts'] = 'dgx-1'
-    assert problems_of(shipped, collection, edit) == [
-        f"{WORKFLOW}: node rollback-wave1: extra_data rollback_hosts is not a question of template 'fleetwave "
-        "rollback''s survey (questions: fleet_lock_force, rollback_agents, rollback_wave)"]
-
-
-def test_a_schedule_prompt_the_template_does_not_ask_is_named(shipped, collection):
-    def edit(objects, _):
-        named(objects, 'controller_templates', 'fleetwave site')['ask_job_type_on_launch'] = False
-    assert problems_of(shipped, collection, edit) == [
-        "awx/controller/schedules.yml: controller_schedules 'fleetwave daily drift check': sets job_type, but "
-        "template 'fleetwave site' does not ask for it (ask_job_type_on_launch)"]
 
 
 # --- surveys against the playbooks ----------------------------------------------------------------
