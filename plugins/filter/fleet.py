@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.fleetwave.rollout.plugins.module_utils import fleet_load, fleet_nats
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_ledger
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_checkpoint import instance_key
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import identity, subject_prefix
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_server import fleet_view
@@ -264,6 +265,28 @@ def readiness_load_compare(current, previous):
     return fleet_load.compare_with_previous(current, previous)
 
 
+def readiness_failure_plan(modes, budgets, hosts):
+    """The failure-modes area's plan (fleet_ledger.failure_plan): readiness_failure_modes and
+    readiness_loss_budgets checked, every problem at once, before anything is injected."""
+    try:
+        return fleet_ledger.failure_plan(modes, budgets, list(hosts))
+    except fleet_ledger.LedgerError as exc:
+        raise AnsibleFilterError('The failure modes are refused (nothing was injected):\n  - %s'
+                                 % '\n  - '.join(str(exc).split('; ')))
+
+
+def readiness_failure_traffic(names, catalog, hosts, subject_legacy, subject_unified, verb='ping'):
+    """What nats_traffic sends and listens to through each failure: a request target per instance
+    of the agents names on hosts (addressed with Agent-Target) and the agents' events on both subject
+    families. Returns {targets: [{subject, host, target}], event_subjects: [{subject, family}]}."""
+    agents = [identity(name, catalog[name], subject_legacy, subject_unified) for name in names]
+    return dict(
+        targets=[dict(subject='%s.cmd.%s' % (agent['legacy'], verb), host=host, target='%s@%s' % (agent['name'], host))
+                 for agent in agents for host in hosts],
+        event_subjects=[dict(subject='%s.evt.>' % agent[family], family=family)
+                        for agent in agents for family in fleet_ledger.SUBJECT_FAMILIES])
+
+
 def fleet_url_without_userinfo(url):
     """A URL (NATS, a server list, the monitoring endpoint) with every user info dropped, as documents
     show it: nats://user:secret@host:4222 -> nats://host:4222. What counts as user info is what
@@ -289,4 +312,6 @@ class FilterModule:
             'readiness_load_targets': readiness_load_targets,
             'readiness_load_compare': readiness_load_compare,
             'fleet_url_without_userinfo': fleet_url_without_userinfo,
+            'readiness_failure_plan': readiness_failure_plan,
+            'readiness_failure_traffic': readiness_failure_traffic,
         }

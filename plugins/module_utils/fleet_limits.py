@@ -58,6 +58,10 @@ LIMITS = {
     'max_reordered': _range(0, 1_000_000, 'events', _BUDGET, integer=True),
     'max_late': _range(0, 1_000_000, 'replies', _BUDGET, integer=True),
     'max_detection_seconds': _range(0, DAY_S, 'seconds', _BUDGET, low_open=True),
+    # how long the readiness run holds each failure before undoing it (readiness_failure_modes)
+    'hold_seconds': _range(0, DAY_S, 'seconds', 'inventory, each failure mode of `readiness_failure_modes`'),
+    # the traffic after the hold, for a failure whose outage is long next to the run's tail
+    'tail_seconds': _range(0, DAY_S, 'seconds', 'inventory, a failure mode of `readiness_failure_modes` (optional)'),
     'max_recovery_seconds': _range(0, DAY_S, 'seconds', _BUDGET, low_open=True),
     # the load scenarios of the readiness run (module_utils/fleet_load); production soak runs for hours
     'load_duration_seconds': _range(0, 7 * DAY_S, 'seconds', _LOAD + ': `duration`, the sum of `stages[].duration`',

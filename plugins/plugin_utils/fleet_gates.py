@@ -1282,7 +1282,7 @@ def evidence_records(folder):
         if isinstance(record, dict) and record.get('gate'):
             records.append(record)
     results = _load_json(os.path.join(folder, 'load', 'results.json'), 'the load results', [])
-    ledgers, modes_dir = {}, os.path.join(folder, 'failure-modes')
+    ledgers, modes_dir = {}, os.path.join(folder, Layout.FAILURE_MODES_DIR)
     for mode in sorted(os.listdir(modes_dir)) if os.path.isdir(modes_dir) else ():
         record = _load_json(os.path.join(modes_dir, mode, Layout.LEDGER), 'a ledger', [])
         if isinstance(record, dict):

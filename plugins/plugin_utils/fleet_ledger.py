@@ -48,7 +48,9 @@ A lost request is **inside the failure window** when its life, from ``intended_a
 of the run when never recovered); a lost event copy when its ``published_at`` falls in it. A copy
 without a publish time cannot be placed and counts outside: loss is never excused by a missing time.
 
-Timings: ``detection_seconds`` is detected_at - injected_at. A request **failed** when it was lost,
+Timings: ``detection_seconds`` is detected_at - injected_at; with ``detect_from_traffic`` and no
+detected_at given, detected_at is when the traffic first saw a failed request (its timeout ran out,
+its error came back, or it could not be sent), never before the injection. A request **failed** when it was lost,
 late or answered with an error, its life reaching past the injection; ``first_failed_at`` and
 ``last_failed_at`` are the intended times of the first and last. ``recovery_seconds`` runs from the
 injection to the first good reply (in time, no error) to a request intended after the last failure
@@ -70,7 +72,8 @@ duplicated, reordered) per such group: its size does not grow with the length of
 
 The record (``RECORD_VERSION``)
 ===============================
-``{"version", "mode", "window": {injected_at, detected_at, recovered_at} (UTC stamps),
+``{"version", "mode", "window": {injected_at, detected_at, recovered_at} (UTC stamps), "detected_by"
+("declared", "traffic" or null),
 "timeout_seconds", "sample_ids", "requests": {"totals": {...}, "groups": {"<target> <subject>":
 {target, subject, sent, unsent, answered, late, lost, lost_in_window, lost_outside_window,
 duplicated, errors, lost_in_window_ids, lost_outside_window_ids, late_ids, duplicated_ids}}},
@@ -95,6 +98,9 @@ BUDGET_KEYS = ('max_lost_pct', 'max_lost_outside_window', 'max_duplicated', 'max
                'max_detection_seconds', 'max_recovery_seconds')
 BUDGET_VARIABLE = 'readiness_loss_budgets'
 SUBJECT_FAMILIES = ('legacy', 'unified')
+# How a failure was detected when the run's own monitoring is the traffic: the first request that
+# failed after the injection, at the moment that was visible (its timeout ran out, its error came back).
+DETECTED_BY_TRAFFIC = 'traffic'
 # Ids kept per group and kind; the counts are always complete.
 SAMPLE_IDS = 20
 
@@ -154,6 +160,69 @@ def validate_budgets(budgets, where=BUDGET_VARIABLE):
     if problems:
         raise LedgerError('; '.join(problems))
     return {mode: dict(budgets[mode]) for mode in FAILURE_MODES}
+
+
+INJECTION_VARIABLE = 'readiness_failure_modes'
+_STEP_KEYS = ('on', 'argv')
+_MODE_KEYS = ('inject', 'undo', 'hold_seconds', 'tail_seconds')
+
+
+def _step_problems(step, where, hosts):
+    if not isinstance(step, dict):
+        return ['%s: must be a mapping of on (an inventory host, localhost for the controller) and argv (the command '
+                'as a list of words), got %r' % (where, step)]
+    problems = _keys_problems(step, _STEP_KEYS, where, 'missing (required: %s)', 'unknown key (allowed: %s)')
+    if 'on' in step and step['on'] not in hosts:
+        problems.append('%s.on: %r is not a host of the inventory (allowed: %s)' % (where, step['on'], ', '.join(hosts)))
+    argv = step.get('argv')
+    if 'argv' in step and (not isinstance(argv, list) or not argv
+                           or not all(isinstance(word, str) and word for word in argv)):
+        problems.append('%s.argv: must be a non-empty list of non-empty strings (the command and its arguments, '
+                        'no shell), got %r' % (where, argv))
+    return problems
+
+
+def failure_plan(modes, budgets, hosts):
+    """The failure-modes area's plan from the inventory: readiness_failure_modes (each mode of
+    FAILURE_MODES: inject {on, argv}, undo {on, argv} or null when the fleet recovers by itself,
+    hold_seconds between them, and optionally tail_seconds, the traffic after the hold when not
+    readiness_failure_tail_seconds) and readiness_loss_budgets, every problem at once; hosts: the
+    inventory's hosts (localhost is the controller). Returns [{mode, inject, undo, hold_seconds,
+    tail_seconds (None: the run's), budget}] in
+    FAILURE_MODES order; LedgerError naming each problem's variable path and what is allowed."""
+    problems = []
+    try:
+        budgets = validate_budgets(budgets)
+    except LedgerError as exc:
+        problems.append(str(exc))
+    if not isinstance(modes, dict):
+        raise LedgerError('; '.join(problems + ['%s: must be a mapping of the failure modes %s, got %r' % (
+            INJECTION_VARIABLE, ', '.join(FAILURE_MODES), modes)]))
+    problems += _keys_problems(modes, FAILURE_MODES, INJECTION_VARIABLE,
+                               'missing (every failure mode is injected: %s)', 'unknown failure mode (allowed: %s)')
+    plan = []
+    for mode in FAILURE_MODES:
+        where, entry = '%s.%s' % (INJECTION_VARIABLE, mode), modes.get(mode)
+        if mode not in modes:
+            continue
+        if not isinstance(entry, dict):
+            problems.append('%s: must be a mapping of %s, got %r' % (where, ', '.join(_MODE_KEYS), entry))
+            continue
+        problems += ['%s.%s: unknown key (allowed: %s)' % (where, key, ', '.join(_MODE_KEYS))
+                     for key in sorted(map(str, entry)) if key not in _MODE_KEYS]
+        problems += _step_problems(entry.get('inject'), where + '.inject', hosts)
+        if entry.get('undo') is not None:
+            problems += _step_problems(entry['undo'], where + '.undo', hosts)
+        hold, tail = entry.get('hold_seconds', 0), entry.get('tail_seconds')
+        for key, value in (('hold_seconds', hold), ('tail_seconds', tail)):
+            problem = out_of_range(key, value) if value is not None else None
+            if problem:
+                problems.append('%s.%s: %s' % (where, key, problem))
+        plan.append(dict(mode=mode, inject=entry.get('inject'), undo=entry.get('undo'), hold_seconds=hold,
+                         tail_seconds=tail, budget=budgets.get(mode) if isinstance(budgets, dict) else None))
+    if problems:
+        raise LedgerError('; '.join(problems))
+    return plan
 
 
 # ================================================================================ inputs
@@ -243,9 +312,12 @@ def _keep(group, kind, item_id, sample):
 
 # ================================================================================ the ledger
 
-def build_ledger(mode, window, requests, replies, published, received, timeout, budget, sample=SAMPLE_IDS):
+def build_ledger(mode, window, requests, replies, published, received, timeout, budget, sample=SAMPLE_IDS,
+                 detect_from_traffic=False):
     """The record of one failure mode (module docstring): every request and event copy accounted
-    for, judged against budget. LedgerError on bad input, naming the field and what is allowed."""
+    for, judged against budget. LedgerError on bad input, naming the field and what is allowed.
+    detect_from_traffic: a window without detected_at takes the moment the traffic itself first saw
+    the failure (DETECTED_BY_TRAFFIC); the record's ``detected_by`` says which."""
     if mode not in FAILURE_MODES:
         raise LedgerError('mode: must be one of %s, got %r' % (', '.join(FAILURE_MODES), mode))
     problem = out_of_range('timeout', timeout)
@@ -296,6 +368,7 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
             entry[4], entry[6] = at, error
 
     groups, failed = {}, [0, None, None]  # failed requests since the injection: count, first, last intended
+    seen = None  # when the traffic first saw a failure after the injection
     for request_id, (key, intended, sent, own, first, replies_n, error) in sorted(
             pending.items(), key=lambda item: (item[1][1], item[0])):
         group = _group(groups, key, _REQUEST_COUNTS, _REQUEST_IDS, target=key[0], subject=key[1])
@@ -319,6 +392,11 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
         if error:
             group['errors'] += 1
         if (first is None or first > sent + own or error) and life_end >= injected:
+            # An error is seen when it comes back; a lost or late request when its timeout runs out,
+            # an unsent one when it could not go out.
+            at = first if error and first is not None and first <= sent + own else life_end if sent is not None \
+                else intended
+            seen = max(at, injected) if seen is None else min(seen, max(at, injected))
             failed[0] += 1
             failed[1] = intended if failed[1] is None else failed[1]  # in intended order
             failed[2] = intended
@@ -378,6 +456,9 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
             _keep(group, kind + '_ids', copy_key[0], sample)
 
     # --- totals, timings, verdict
+    detected_by = 'declared' if detected is not None else None
+    if detected is None and detect_from_traffic and seen is not None:
+        detected, detected_by = seen, DETECTED_BY_TRAFFIC
     request_totals = {name: sum(g[name] for g in groups.values()) for name in _REQUEST_COUNTS}
     request_totals['unmatched_replies'] = unmatched_replies
     event_totals = {name: sum(g[name] for g in events.values()) for name in _EVENT_COUNTS}
@@ -393,7 +474,7 @@ def build_ledger(mode, window, requests, replies, published, received, timeout, 
         unmatched=unmatched_replies + unmatched_events,
         detection_seconds=timings['detection_seconds'], recovery_seconds=timings['recovery_seconds'])
     record = dict(
-        version=RECORD_VERSION, mode=mode, timeout_seconds=float(timeout), sample_ids=sample,
+        version=RECORD_VERSION, mode=mode, timeout_seconds=float(timeout), sample_ids=sample, detected_by=detected_by,
         window=dict(injected_at=utc(injected), detected_at=utc(detected) if detected is not None else None,
                     recovered_at=utc(recovered) if recovered is not None else None),
         requests=dict(totals=request_totals, groups={'%s %s' % k: g for k, g in sorted(groups.items())}),

@@ -71,7 +71,6 @@ REPORTS_DIR = 'reports'
 CHARTS_DIR = 'charts'  # inside REPORTS_DIR
 REPORT_HTML, REPORT_MD, BRIEF_HTML, BRIEF_MD = 'report.html', 'report.md', 'brief.html', 'brief.md'
 RESULTS = {'load': 'load/results.json', 'stress': 'stress/results.json'}
-FAILURE_MODES_DIR = 'failure-modes'
 GATES_DIR = 'gates'
 EVIDENCE_DIR = Layout.READINESS_EVIDENCE
 CERTIFICATE = Layout.CERTIFICATE
@@ -442,12 +441,12 @@ class _Run:
                 else:
                     self.gates_problems.append(problem or 'gates/%s is not a gate record' % name)
         self.ledgers, self.ledger_problems = {}, {}
-        folder = self.store.path(FAILURE_MODES_DIR)
+        folder = self.store.path(Layout.FAILURE_MODES_DIR)
         found = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
         known = [m for m in fleet_ledger.FAILURE_MODES if m in found]
         for mode in known + [m for m in found if m not in known and not m.startswith('.')]:
             if os.path.isdir(os.path.join(folder, mode)):
-                record, problem = self.read(os.path.join(FAILURE_MODES_DIR, mode, Layout.LEDGER), 'ledger')
+                record, problem = self.read(os.path.join(Layout.FAILURE_MODES_DIR, mode, Layout.LEDGER), 'ledger')
                 if record is not None:
                     self.ledgers[mode] = record
                 elif mode in fleet_ledger.FAILURE_MODES or os.path.exists(os.path.join(folder, mode, Layout.LEDGER)):
@@ -754,7 +753,7 @@ def _comparison_section(doc, run, ids, area, results, scenarios):
 
 def _ledger_check(mode, record):
     """(verdict text, reasons, lost lines): the budget verdict as its own figures confirm it."""
-    where = '%s/%s/%s' % (FAILURE_MODES_DIR, mode, Layout.LEDGER)
+    where = '%s/%s/%s' % (Layout.FAILURE_MODES_DIR, mode, Layout.LEDGER)
     problems = fleet_ledger.check_record(record, where)
     try:
         lost = fleet_ledger.lost_lines(record)
@@ -768,12 +767,12 @@ def _failure_modes_section(doc, run, ids):
     modes = list(run.ledgers)
     if not modes and not run.ledger_problems:
         doc.missing('the data-integrity ledgers of the failure modes (%s)' % ', '.join(fleet_ledger.FAILURE_MODES),
-                    'no ledger at %s/<mode>/%s' % (FAILURE_MODES_DIR, Layout.LEDGER))
+                    'no ledger at %s/<mode>/%s' % (Layout.FAILURE_MODES_DIR, Layout.LEDGER))
         return
     for mode in fleet_ledger.FAILURE_MODES:
         if mode not in run.ledgers:
             doc.missing('the data-integrity ledger of failure mode %s' % mode, run.ledger_problems.get(mode)
-                        or 'no ledger at %s/%s/%s' % (FAILURE_MODES_DIR, mode, Layout.LEDGER))
+                        or 'no ledger at %s/%s/%s' % (Layout.FAILURE_MODES_DIR, mode, Layout.LEDGER))
     for mode, problem in run.ledger_problems.items():
         if mode not in fleet_ledger.FAILURE_MODES:
             doc.missing('the ledger of %s' % mode, problem)
@@ -798,7 +797,7 @@ def _failure_modes_section(doc, run, ids):
                'detection s', 'recovery s'], rows)
     for mode in modes:
         record = run.ledgers[mode]
-        rel = '%s/%s/%s' % (FAILURE_MODES_DIR, mode, Layout.LEDGER)
+        rel = '%s/%s/%s' % (Layout.FAILURE_MODES_DIR, mode, Layout.LEDGER)
         verdict, problems, lost = _ledger_check(mode, record)
         window = _mapping(record.get('window'))
         doc.heading(3, 'Failure mode %s: %s' % (mode, verdict), anchor='mode-%s' % fleet_charts.slugify(mode))
@@ -889,13 +888,24 @@ def _evidence_items(record):
             for item in _list(record.get('evidence')) if isinstance(item, dict) and item.get('path')]
 
 
+# The brief is one page: a reason longer than this (a ledger names every lost id) is cut, the master
+# report has it whole.
+BRIEF_REASON_CHARS = 240
+
+
+def _short(text):
+    if len(text) <= BRIEF_REASON_CHARS:
+        return text
+    return text[:BRIEF_REASON_CHARS].rsplit(' ', 1)[0] + ' ... (in full in the master report)'
+
+
 def _gates_glance(doc, run):
     by_gate = {r.get('gate'): r for r in run.gates}
     rows = []
     for gate in fleet_gates.GATES:
         record = by_gate.get(gate)
         reasons = _list((record or {}).get('reasons'))
-        first = (_text(reasons[0]) + (' (and %d more)' % (len(reasons) - 1) if len(reasons) > 1 else '')
+        first = (_short(_text(reasons[0])) + (' (and %d more)' % (len(reasons) - 1) if len(reasons) > 1 else '')
                  if reasons else '')
         rows.append([gate, _mark(_text(record.get('outcome')) if record else 'FAIL'),
                      first or ('-' if record else 'not decided (no record)')])
@@ -1038,7 +1048,7 @@ def _reasons(run):
     return 'Reasons (the certificate states none; from the failed gates and the incomplete areas)', derived
 
 
-def _decision_block(doc, run):
+def _decision_block(doc, run, brief=False):
     decision = run.decision
     predicate = run.predicate
     if decision is None:
@@ -1064,7 +1074,7 @@ def _decision_block(doc, run):
         label, reasons = _reasons(run)
         if reasons:
             doc.para(Strong('%s:' % label))
-            doc.items(reasons)
+            doc.items([_short(reason) for reason in reasons] if brief else reasons)
 
 
 # ================================================================================ timeline, evidence, sign-off
@@ -1252,7 +1262,7 @@ def _master(run, ids):
 def _brief(run, master):
     doc = _Doc('Readiness run %s: stakeholder brief' % run.run)
     doc.heading(2, 'Decision', anchor='decision')
-    _decision_block(doc, run)
+    _decision_block(doc, run, brief=True)
     doc.heading(2, 'Key figures', anchor='key-figures')
     doc.figures(_key_figures(run))
     doc.heading(2, 'Gates at a glance', anchor='gates-at-a-glance')

@@ -133,7 +133,9 @@ def test_filter_plugin_exports_its_filters():
                        "readiness_load_seconds": fleet.readiness_load_seconds,
                        "readiness_load_targets": fleet.readiness_load_targets,
                        "readiness_load_compare": fleet.readiness_load_compare,
-                       "fleet_url_without_userinfo": fleet.fleet_url_without_userinfo}
+                       "fleet_url_without_userinfo": fleet.fleet_url_without_userinfo,
+                       "readiness_failure_plan": fleet.readiness_failure_plan,
+                       "readiness_failure_traffic": fleet.readiness_failure_traffic}
 
 
 def test_identities_are_built_as_the_wave_plan_builds_them():

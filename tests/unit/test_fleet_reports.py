@@ -467,3 +467,11 @@ def test_the_certificate_is_decoded_not_trusted(tmp_path, rendered):
     fr.render_reports(run_dir, now=NOW)
     sign_off = section(read(run_dir, 'report.html'), 'sign-off')
     assert 'no trusted-keys.json to name it' in sign_off and '--trusted-keys &lt;trusted keys file&gt;' in sign_off
+
+
+def test_the_brief_cuts_a_long_reason_that_the_report_keeps_whole():
+    long = 'gate deployment FAIL: failure mode nats-restart: requests lost: ' + ', '.join('r%d' % i for i in range(200))
+    short = fr._short(long)
+    assert len(short) < fr.BRIEF_REASON_CHARS + 40 and short.endswith('... (in full in the master report)')
+    assert long.startswith(short[:-len(' ... (in full in the master report)')])
+    assert fr._short('gate code FAIL: lint') == 'gate code FAIL: lint'

@@ -190,6 +190,7 @@ READ_BY = {
     "readiness_authorize": [("action/readiness_authorize.py", None), RUN_DIR],
     "readiness_certificate_info": [("action/readiness_certificate_info.py", None)],
     "readiness_reports": [("action/readiness_reports.py", None), RUN_DIR],
+    "readiness_ledger": [("action/readiness_ledger.py", None), RUN_DIR],
 }
 
 
