@@ -1,14 +1,16 @@
 """playbooks/readiness.yml on the test fleet (real nats-server, the reference agents in systemd
 stand-ins, ansible-runner as AWX runs it), with the sandbox's compressed scenarios: the load area -
 the fleet state read from the env files, the six load scenarios against every agent's ping subject,
-their records, the comparison with the previous run, the performance gate - then the runbooks
+their records, the comparison with the previous run, the performance gate - the five failure modes
+injected with traffic through each, undone, each accounted for in its ledger - then the runbooks
 rendered from the inventory, the gates decided from their evidence, the evidence collected, indexed
 and judged (compliance), and the authorization certificate signed by the sandbox's approvers: a
 certificate that scripts/verify-certificate accepts, refuses once a file, its payload type, its
 signers or its window is not what was signed, and that a wave requiring it refuses to start on. The
 status page with its completion markers throughout. A second run of one scenario that cannot hold
 its rate shows the shortfall said and counted, the comparison with the first run, and a gate that
-fails naming what is missing. Bad scenarios are refused before anything is sent."""
+fails naming what is missing; its kill -9 over a budget of no loss fails the deployment gate and the
+decision, naming what was lost. Bad scenarios are refused before anything is sent."""
 
 from __future__ import annotations
 
@@ -18,16 +20,19 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_charts, fleet_state
 from tests.browser import check_page, needs_chromium
 
-from .conftest import ARTIFACTS, AGENTS, HOSTS, ROOT, env_flag, run_playbook, subject
+from .conftest import (ARTIFACTS, AGENTS, HOSTS, ROOT, env_flag, fleet_snapshot, gather, run_playbook,
+                       server_subscribers, subject)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
 SIX = ["10-concurrent", "50-concurrent", "ramp-up", "spike", "endurance", "soak"]
-AREAS_RUN = ["load", "stress", "runbooks", "gates", "evidence", "authorization", "reports"]
+AREAS_RUN = ["load", "stress", "failure-modes", "runbooks", "gates", "evidence", "authorization", "reports"]
+MODES = ["agent-kill", "standin-stop", "nats-restart", "node-freeze", "env-corrupt-or-disk-full"]
 STRESS = ["2x-peak", "5x-peak", "saturation-knee", "large-payloads", "slow-consumer", "connection-storm",
           "overload-recovery"]
 GATES = ["code", "security", "performance", "compliance", "docs", "testing", "deployment", "support"]
@@ -59,9 +64,51 @@ def first_run(sandbox, tmp_path_factory):
     # The test fleet's own artifacts: earlier runs of these tests would be previous runs.
     shutil.rmtree(ARTIFACTS / "readiness", ignore_errors=True)
     run = "readiness-test-first"
+    before = fleet_snapshot()
     done = run_playbook(tmp_path_factory.mktemp("readiness"), "readiness.yml", extravars=dict(readiness_run=run))
     assert done.rc == 0, done.stdout[-4000:]
+    FLEET_AFTER.update(before=before, after=fleet_snapshot())
     return run, done
+
+
+FLEET_AFTER: dict = {}  # the fleet before and after the first run (its failure modes undone)
+
+
+def test_the_failure_modes_are_injected_undone_and_each_accounted_for_in_a_ledger(first_run):
+    run, done = first_run
+    status = read(run, "status.json")["areas"]["failure-modes"]
+    ledgers = {mode: read(run, "failure-modes/%s/ledger.json" % mode) for mode in MODES}
+    passed = [mode for mode, ledger in ledgers.items() if ledger["verdict"] == "PASS"]
+    assert (status["state"], status["done"], status["total"]) == ("complete", 5, 5)
+    assert status["outcome"] == "%d/5 failure modes within their budgets" % len(passed)
+    assert status["links"]["agent-kill"] == "failure-modes/agent-kill/ledger.json"
+    for mode, ledger in ledgers.items():
+        window, measured = ledger["window"], ledger["measured"]
+        # Every request sent and every event published accounted for, by the traffic's own records.
+        traffic = read(run, "failure-modes/%s/traffic.json" % mode)
+        assert measured["requests"] == traffic["counts"]["requests"] > 100, mode
+        assert measured["events"] > 100 and measured["unmatched"] == 0, (mode, ledger["reasons"])
+        totals = ledger["requests"]["totals"]
+        assert totals["answered"] + totals["late"] + totals["lost"] == totals["sent"], mode
+        # The failure was seen by the traffic and undone: injected < detected, recovered after it.
+        assert window["injected_at"] < window["recovered_at"] and ledger["detected_by"] == "traffic", (mode, window)
+        assert 0 < ledger["timings"]["detection_seconds"] <= 2 * 2 + 1, (mode, ledger["timings"])
+        assert (ledger["verdict"] == "PASS") == (ledger["reasons"] == []), (mode, ledger["reasons"])
+    # What each failure costs is where it was injected: the killed instance, the stopped host's instances.
+    assert {g["target"] for g in ledgers["agent-kill"]["requests"]["groups"].values() if g["lost"]} <= \
+        {"nats-expert@dgx-3"}
+    assert ledgers["agent-kill"]["requests"]["totals"]["lost"] > 0
+    assert {g["target"].split("@")[1] for g in ledgers["standin-stop"]["requests"]["groups"].values() if g["lost"]} \
+        == {"dgx-3"}
+    assert ledgers["nats-restart"]["requests"]["totals"]["unsent"] > 0  # cut off from the server, never buffered
+    # Undone: the env files, backups and flags are as before the run; every instance answers.
+    before, after = FLEET_AFTER["before"], FLEET_AFTER["after"]
+    assert {h: (before[h]["files"], before[h]["manifest"]) for h in HOSTS} == \
+        {h: (after[h]["files"], after[h]["manifest"]) for h in HOSTS}
+    for agent in AGENTS:  # the server's view: the contract agent names no host, and answers once per request
+        assert len(server_subscribers(subject(agent, "legacy"))) == len(HOSTS), agent
+        assert gather(subject(agent, "legacy"))["replies"] >= 1, agent
+    assert "corrupted" not in after["dgx-3"]["files"]
 
 
 def test_the_load_area_runs_the_six_scenarios_against_every_agent(first_run):
@@ -156,17 +203,15 @@ def test_the_status_page_shows_the_areas_run_complete_and_the_rest_pending(first
     assert load["outcome"] == "%d/6 scenarios within their thresholds" % passed
     assert load["links"]["results"] == "load/results.json" and load["links"]["targets"] == "load/targets.json"
     assert status["areas"]["gates"]["links"]["performance"] == "gates/performance.json"
-    assert {area for area, entry in status["areas"].items() if entry["state"] == "pending"} == \
-        set(status["areas"]) - set(AREAS_RUN)
+    assert set(status["areas"]) == set(AREAS_RUN)
     assert all(status["areas"][area]["state"] == "complete" for area in AREAS_RUN)
-    assert status["state"] == "running" and status["complete"] is False
+    assert status["state"] == "complete" and status["complete"] is True
     for area in AREAS_RUN:
         assert json.loads((folder / area / "complete").read_text())["outcome"] == status["areas"][area]["outcome"]
-    assert (folder / "complete-phase-2").exists() and (folder / "complete-phase-3").exists()
-    assert not (folder / "complete-phase-1").exists()
+    assert all((folder / ("complete-phase-%d" % phase)).exists() for phase in (1, 2, 3))
     assert status["areas"]["authorization"]["links"]["certificate"] == "certificate.json"
-    assert not (folder / "complete").exists()
-    assert "http-equiv=\"refresh\"" in (folder / "status.html").read_text()
+    assert (folder / "complete").exists()
+    assert "http-equiv=\"refresh\"" not in (folder / "status.html").read_text()  # complete: nothing to wait for
     assert "| load |" in (folder / "status.md").read_text()
 
 
@@ -185,14 +230,34 @@ def test_a_run_named_again_does_not_run_its_complete_load_area_twice(first_run, 
                    for e in done.events)
 
 
-def test_a_rate_that_cannot_be_held_is_said_compared_and_fails_the_gate(first_run, tmp_path):
+def test_a_rate_that_cannot_be_held_and_a_failure_over_budget_fail_their_gates_and_the_decision(first_run, tmp_path):
     run, _ = first_run
     second = "readiness-test-second"
     # One request in flight at most, 3,000 due each second: far more than one connection's round trips.
     scenario = {"soak": dict(executor="constant-arrival-rate", rate=3000, duration=60, max_vus=1)}
-    done = run_playbook(tmp_path, "readiness.yml", extravars=dict(readiness_run=second, readiness_areas=["load", "gates"],
-                                                                  readiness_load_scenarios=scenario))
+    # kill -9 loses what was addressed to the instance until systemd has restarted it: over a budget of none.
+    budgets = yaml.safe_load((ROOT / "inventory/production/group_vars/all/00-contract.yml").read_text())[
+        "readiness_loss_budgets"]
+    budgets["agent-kill"]["max_lost_pct"] = 0
+    done = run_playbook(tmp_path, "readiness.yml", extravars=dict(
+        readiness_run=second, readiness_areas=["load", "failure-modes", "gates", "evidence", "authorization"],
+        readiness_load_scenarios=scenario, readiness_loss_budgets=budgets, readiness_failure_tail_seconds=6))
     assert done.rc == 0, done.stdout[-4000:]
+    ledger = read(second, "failure-modes/agent-kill/ledger.json")
+    lost = ledger["requests"]["totals"]["lost"]
+    assert ledger["verdict"] == "FAIL" and lost > 0
+    [reason] = [r for r in ledger["reasons"] if r.startswith("requests lost: %d of " % lost)]
+    assert "at most 0 %" in reason and "requests to nats-expert@dgx-3 on agent.nats-expert.cmd.ping" in reason
+    group = ledger["requests"]["groups"]["nats-expert@dgx-3 agent.nats-expert.cmd.ping"]
+    assert group["lost_in_window_ids"] and all(i in reason for i in group["lost_in_window_ids"][:3])
+    deployment = read(second, "gates/deployment.json")
+    assert deployment["outcome"] == "FAIL"
+    assert any(r.startswith("failure mode agent-kill: ") and "requests lost: %d of " % lost in r
+               for r in deployment["reasons"]), deployment["reasons"]
+    predicate = json.loads(base64.b64decode(read(second, "certificate.json")["payload"]))["predicate"]
+    assert predicate["decision"] == "NO-GO"
+    assert any(r.startswith("gate deployment FAIL") and "agent-kill" in r for r in predicate["reasons"]), \
+        predicate["reasons"]
     record = read(second, "load/soak.json")
     assert record["rate_reached"] is False and record["dropped"] > 0 and record["dropped_reasons"]["max_vus"] > 0
     assert record["requests"] + record["dropped"] == record["scheduled"]
@@ -211,6 +276,7 @@ def test_a_rate_that_cannot_be_held_is_said_compared_and_fails_the_gate(first_ru
     assert any(reason.startswith("no evidence: the stress results") for reason in gate["reasons"]), gate["reasons"]
     status = read(second, "status.json")["areas"]
     assert status["load"]["state"] == "complete" and status["stress"]["state"] == "pending"
+    assert status["failure-modes"]["state"] == "complete"
 
 
 @pytest.mark.parametrize("scenarios, message", [
@@ -273,12 +339,15 @@ def test_every_gate_is_decided_from_evidence_and_the_evidence_is_indexed(first_r
     assert not records["security"]["measured"]["leaks"]                            # no key written in the artifacts
     # The production inventory as shipped has no TLS: said, not hidden.
     assert any("TLS" in reason for reason in records["security"]["reasons"]), records["security"]["reasons"]
-    # No rollback rehearsed and no failure-mode ledger in this run yet: the deployment gate fails saying so.
-    assert any("no ledger of failure mode agent-kill" in r for r in records["deployment"]["reasons"])
+    # The deployment gate read every failure mode's ledger; no rollback was rehearsed in this run: it fails saying so.
+    assert set(records["deployment"]["measured"]["failure_modes"]) == set(MODES)
+    assert not any("no ledger of failure mode" in r for r in records["deployment"]["reasons"])
+    assert any("rollback" in r for r in records["deployment"]["reasons"]), records["deployment"]["reasons"]
     index = json.loads((folder / "evidence/evidence-index.json").read_text())
     listed = {entry["path"] for entry in index["files"]}
     assert {"gates/%s.json" % gate for gate in GATES} <= listed
     assert {"summary.md", "technical-report.md", "criteria.yml", "load/results.json", "runbooks/index.md"} <= listed
+    assert {"failure-modes/%s/ledger.json" % mode for mode in MODES} <= listed
     trails = [path for path in listed if path.startswith("audit/readiness-")]
     assert len(trails) == 1 and "audit/anchors.jsonl" in listed
     summary = (folder / "evidence/summary.md").read_text()
@@ -293,10 +362,9 @@ def test_the_decision_is_signed_and_verify_accepts_it(first_run):
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["subject"][0]["name"] == "evidence-index.json" and len(statement["subject"]) > 20
-    # The failure modes are not built: the decision names them, and every blocking gate.
+    # Every area complete: the decision names every blocking gate, and no missing area.
     assert predicate["decision"] == "NO-GO"
-    assert "area failure-modes not complete" in predicate["reasons"]
-    assert "area stress not complete" not in predicate["reasons"]
+    assert not any(r.startswith("area ") for r in predicate["reasons"]), predicate["reasons"]
     assert any(r.startswith("gate deployment FAIL") for r in predicate["reasons"])
     assert predicate["approvers"] == ["release-manager", "sre-lead"]
     assert predicate["fleet_state"]["hosts"] == list(HOSTS)
@@ -307,7 +375,7 @@ def test_the_decision_is_signed_and_verify_accepts_it(first_run):
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert ": VALID: NO-GO, signed by release-manager, sre-lead (2 distinct trusted keys, threshold 2)" in verified.stdout
     [decision] = shown(done, "Show the decision and how to verify the certificate")
-    assert decision.startswith("Readiness run %s: NO-GO - area failure-modes not complete" % run), decision
+    assert decision.startswith("Readiness run %s: NO-GO - gate " % run), decision
     # No signing key was written anywhere in the run's folder.
     written = b"".join(p.read_bytes() for p in (ARTIFACTS / "readiness" / run).rglob("*") if p.is_file())
     for key in ("75ba90f73d839f7a25c3fd99d56f66ae7c72acfb152aad46f15d75d242afab1b",
