@@ -28,9 +28,7 @@ class ActionModule(ControllerAction):
         """The approvers' SigningKeys, each checked to be usable and their trusted key; ValueError names
         the approver (never the value)."""
         trusted = fleet_attest.trusted_keys(args['trusted_keys'])
-        keys = self._inventory_value(self.task_vars, fleet_attest.SIGNING_KEYS_VAR) or {}
-        if not isinstance(keys, dict):
-            raise ValueError('%s must be a mapping of approver name to private key' % fleet_attest.SIGNING_KEYS_VAR)
+        keys = fleet_attest.signing_keys_of(self._inventory_value(self.task_vars, fleet_attest.SIGNING_KEYS_VAR))
         approvers = list(args['approvers'])
         if not approvers or len(set(approvers)) != len(approvers):
             raise ValueError('approvers: at least one, each named once (%s)' % ', '.join(approvers))

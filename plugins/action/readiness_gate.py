@@ -41,8 +41,11 @@ class ActionModule(ControllerAction):
             value = self._inventory_value(self.task_vars, name)
             if isinstance(value, str) and value:
                 found[name] = value
-        keys = self._inventory_value(self.task_vars, fleet_attest.SIGNING_KEYS_VAR) or {}
-        for approver, value in (keys.items() if isinstance(keys, dict) else ()):
+        try:
+            keys = fleet_attest.signing_keys_of(self._inventory_value(self.task_vars, fleet_attest.SIGNING_KEYS_VAR))
+        except ValueError:  # unusable as keys, but still a secret to search for
+            keys = {'(text)': self._inventory_value(self.task_vars, fleet_attest.SIGNING_KEYS_VAR)}
+        for approver, value in keys.items():
             if isinstance(value, str) and value:
                 found['%s[%s]' % (fleet_attest.SIGNING_KEYS_VAR, approver)] = value
         public = self._inventory_value(self.task_vars, fleet_gates.PUBLIC_SECRETS_VAR) or []

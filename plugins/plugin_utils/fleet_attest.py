@@ -73,6 +73,21 @@ KEY_FORMS = 'an Ed25519 private key: PEM (PKCS#8), OpenSSH, or the raw 32-byte s
 PUBLIC_KEY_FORMS = 'an Ed25519 public key: PEM, ssh-ed25519, or the raw 32 bytes in hex (64 digits) or base64'
 
 
+def signing_keys_of(value):
+    """The approvers' keys as the inventory holds them: a mapping of approver to key, or that mapping as
+    JSON text (an AWX credential injects strings). ValueError when it is neither - never showing it."""
+    if isinstance(value, str) and value.strip():
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError('%s is text that is not a JSON mapping of approver name to private key (an AWX '
+                             'credential injects it as JSON text)' % SIGNING_KEYS_VAR) from None
+    value = value or {}
+    if not isinstance(value, dict):
+        raise ValueError('%s must be a mapping of approver name to private key' % SIGNING_KEYS_VAR)
+    return value
+
+
 class AttestError(Exception):
     """A certificate cannot be issued or checked as asked (an unusable key, evidence changed since
     its index was written, a malformed trusted keys list). Never carries a private key."""

@@ -120,3 +120,26 @@ def test_the_security_gate_takes_its_secrets_from_the_inventory_never_from_argum
     refused = gate(tmp_path, dict(secrets={"x": "y"}, scan_roots=[], project_root=str(REPO), inventory=str(REPO),
                                   unit_file="u"), name="security")
     assert refused["failed"] and "unknown evidence secrets" in refused["msg"]
+
+
+@pytest.mark.parametrize("keys, found", [
+    # An AWX credential injects the approvers' keys as JSON text: still each key, searched for.
+    ('{"sre-lead": "%s"}' % ("cd" * 32), {"readiness_signing_keys[sre-lead]": "cd" * 32}),
+    # Text that is no mapping is no usable key, but is still a secret to search for.
+    ("not json at all", {"readiness_signing_keys[(text)]": "not json at all"}),
+])
+def test_the_security_gate_searches_for_keys_given_as_text(keys, found):
+    act = action(readiness_gate)
+    act._templar = types.SimpleNamespace(template=lambda value: value)
+    act.task_vars = dict(readiness_signing_keys=keys)
+    assert act.inventory_secrets() == (found, [])
+
+
+def test_the_approvers_keys_are_a_mapping_or_its_json_text_never_shown_when_refused():
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_attest
+    assert fleet_attest.signing_keys_of('{"a": "k1"}') == {"a": "k1"} == fleet_attest.signing_keys_of({"a": "k1"})
+    assert fleet_attest.signing_keys_of(None) == {} == fleet_attest.signing_keys_of("")
+    for bad in ("secret-text-k9", '["secret-text-k9"]'):
+        with pytest.raises(ValueError) as raised:
+            fleet_attest.signing_keys_of(bad)
+        assert "secret-text-k9" not in str(raised.value) and "readiness_signing_keys" in str(raised.value)
