@@ -28,8 +28,8 @@ import functools
 import os
 import pathlib
 import re
-import sys
 
+import ansible_collections
 import yaml
 
 # Which awx.awx module applies each variable's objects (infra.aap_configuration's names).
@@ -100,10 +100,11 @@ def load_launch_variables(path):
 
 def find_collection(name='awx.awx', paths=None):
     """The folder of an installed collection: in ``paths``, the user's and the system's collection
-    folders, then the Python path (where pip's ansible package installs it)."""
+    folders, then where Python finds the ansible_collections namespace (pip's ansible package)."""
     namespace, collection = name.split('.')
     search = list(paths or []) + [os.path.expanduser('~/.ansible/collections'), '/usr/share/ansible/collections']
-    search += sys.path
+    # Where Python finds collections (pip's ansible package installs them there): the namespace's folders.
+    search += [str(pathlib.Path(folder).parent) for folder in ansible_collections.__path__]
     for root in search:
         folder = pathlib.Path(root or '.') / 'ansible_collections' / namespace / collection
         if (folder / 'plugins' / 'modules').is_dir():
