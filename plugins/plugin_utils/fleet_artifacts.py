@@ -130,10 +130,9 @@ class Layout:
     CERTIFICATE = 'certificate.json'
     TRUSTED_KEYS = 'trusted-keys.json'
     # The readiness run's data-integrity ledger of a failure mode (fleet_ledger), in that mode's folder
-    # of the failure-modes area's, beside the traffic's observations it was built from.
+    # of the failure-modes area's (the playbook writes the traffic's observations beside it).
     FAILURE_MODES_DIR = 'failure-modes'
     LEDGER = 'ledger.json'
-    TRAFFIC = 'traffic.json'
 
     @staticmethod
     def failure_ledger(folder, mode):
