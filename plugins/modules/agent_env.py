@@ -38,7 +38,7 @@ options:
       - V(present) sets O(values), O(secret_values) and O(defaults), creating the file (and its
         parent directory, mode 0755) when it is missing.
       - V(restored) puts back the newest backup recorded for O(path) in the manifest, skipping
-        the C(pre-restore) backups this state takes itself.
+        the C(pre-restore) backups this state takes itself, or the one O(restore_from) names.
     type: str
     choices: [present, restored]
     default: present
@@ -100,6 +100,13 @@ options:
       - With V(false), a symlink at O(path) is refused.
     type: bool
     default: false
+  restore_from:
+    description:
+      - With O(state=restored), the backup to put back (as RV(backup_file) or RV(restored_from)
+        returned it), instead of the newest; it must be recorded in the manifest for O(path), and
+        may be a C(pre-restore) one. A rollback rehearsal puts the file it rolled back in place
+        again this way, byte for byte.
+    type: path
   require:
     description:
       - With O(state=restored), values the backup must have, or nothing is restored.
@@ -194,7 +201,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleetwave.rollout.plugins.module_utils.agent_env import (
-    FLAG_KEY, PRE_RESTORE_LABEL, EnvFile, EnvFileError, atomic_write, backup_name, check_backup_file,
+    FLAG_KEY, PRE_RESTORE_LABEL, EnvFile, EnvFileError, atomic_write, backup_name, backups_for, check_backup_file,
     ensure_backup_dir, host_lock, load_manifest, manifest_path, mask_value, mask_values, newest_backup, parse_bool,
     read_nofollow, sha256_bytes, utc_now, validate_values, write_backup,
 )
@@ -327,7 +334,14 @@ def restored(module, secret_keys, real_path, warning):
     p = module.params
     path, backup_dir = p["path"], p["backup_dir"]
     manifest = load_manifest_or_fail(module, backup_dir)
-    entry = newest_backup(manifest, path)
+    wanted = p["restore_from"]
+    if wanted:
+        entry = next((b for b in backups_for(manifest, path) if b["backup"] == wanted), None)
+        if entry is None:
+            module.fail_json(msg="restore_from %s is not a backup recorded for %s in %s; nothing changed"
+                                 % (wanted, path, manifest_path(backup_dir)), path=path)
+    else:
+        entry = newest_backup(manifest, path)
     if entry is None:
         module.fail_json(msg="no backup recorded for %s in %s; nothing to restore" % (path, manifest_path(backup_dir)),
                          path=path)
@@ -394,13 +408,14 @@ def main():
             mode=dict(type="raw"),
             follow=dict(type="bool", default=False),
             require=dict(type="dict", default={}),
+            restore_from=dict(type="path"),
         ),
         supports_check_mode=True,
     )
     secret_keys = set(module.params["secret_keys"]) | set(module.params["secret_values"])
     state, path = module.params["state"], module.params["path"]
     # Silently ignoring an option would hide a mistake in a rollback play.
-    other_state = {"present": ("require",), "restored": ("values", "secret_values", "defaults")}[state]
+    other_state = {"present": ("require", "restore_from"), "restored": ("values", "secret_values", "defaults")}[state]
     misplaced = [k for k in other_state if module.params[k]]
     if misplaced:
         module.fail_json(msg="%s cannot be used with state=%s (for %s); nothing changed"

@@ -27,7 +27,7 @@ options:
     description: The area changed.
     type: str
     required: true
-    choices: [load, stress, failure-modes, gates, evidence, runbooks, authorization, reports]
+    choices: [rollback-rehearsal, load, stress, failure-modes, runbooks, gates, evidence, authorization, reports]
   state:
     description: The area's new state.
     type: str

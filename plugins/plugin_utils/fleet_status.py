@@ -40,7 +40,7 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
 FORMAT = 'fleetwave.readiness-status/1'
 # The phases of the readiness run (issue 10), in order, with their areas in order.
 PHASES = (
-    (1, 'readiness', ('load', 'stress', 'failure-modes', 'gates', 'evidence', 'runbooks')),
+    (1, 'readiness', ('rollback-rehearsal', 'load', 'stress', 'failure-modes', 'runbooks', 'gates', 'evidence')),
     (2, 'authorization', ('authorization',)),
     (3, 'reports', ('reports',)),
 )

@@ -31,7 +31,8 @@ from .conftest import (ARTIFACTS, AGENTS, HOSTS, ROOT, env_flag, fleet_snapshot,
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
 SIX = ["10-concurrent", "50-concurrent", "ramp-up", "spike", "endurance", "soak"]
-AREAS_RUN = ["load", "stress", "failure-modes", "runbooks", "gates", "evidence", "authorization", "reports"]
+AREAS_RUN = ["rollback-rehearsal", "load", "stress", "failure-modes", "runbooks", "gates", "evidence", "authorization",
+             "reports"]
 MODES = ["agent-kill", "standin-stop", "nats-restart", "node-freeze", "env-corrupt-or-disk-full"]
 STRESS = ["2x-peak", "5x-peak", "saturation-knee", "large-payloads", "slow-consumer", "connection-storm",
           "overload-recovery"]
@@ -101,14 +102,44 @@ def test_the_failure_modes_are_injected_undone_and_each_accounted_for_in_a_ledge
     assert {g["target"].split("@")[1] for g in ledgers["standin-stop"]["requests"]["groups"].values() if g["lost"]} \
         == {"dgx-3"}
     assert ledgers["nats-restart"]["requests"]["totals"]["unsent"] > 0  # cut off from the server, never buffered
-    # Undone: the env files, backups and flags are as before the run; every instance answers.
+    # Undone: the env files and flags are as before the run; every instance answers. The backups too,
+    # but for those the rollback rehearsal took of the instance it rolled back (next test).
     before, after = FLEET_AFTER["before"], FLEET_AFTER["after"]
-    assert {h: (before[h]["files"], before[h]["manifest"]) for h in HOSTS} == \
-        {h: (after[h]["files"], after[h]["manifest"]) for h in HOSTS}
+    assert {h: before[h]["files"] for h in HOSTS} == {h: after[h]["files"] for h in HOSTS}
+    assert {h: before[h]["manifest"] for h in HOSTS if h != "dgx-3"} == \
+        {h: after[h]["manifest"] for h in HOSTS if h != "dgx-3"}
     for agent in AGENTS:  # the server's view: the contract agent names no host, and answers once per request
         assert len(server_subscribers(subject(agent, "legacy"))) == len(HOSTS), agent
         assert gather(subject(agent, "legacy"))["replies"] >= 1, agent
     assert "corrupted" not in after["dgx-3"]["files"]
+
+
+def test_a_rollback_is_rehearsed_on_one_instance_timed_recorded_and_put_back(first_run):
+    run, done = first_run
+    rehearsal = read(run, "rollback-rehearsal/rehearsal.json")
+    status = read(run, "status.json")["areas"]["rollback-rehearsal"]
+    assert (rehearsal["host"], rehearsal["agent"]) == ("dgx-3", "nats-expert")
+    assert status["state"] == "complete" and status["links"]["rehearsal"] == "rollback-rehearsal/rehearsal.json"
+    assert status["outcome"] == "rolled back in %s s (limit 600 s)" % rehearsal["rollback_seconds"]
+    # Rolled back as rollback.yml does it: restored, legacy-only proven over NATS, watched, journaled and signed.
+    record = json.loads((ARTIFACTS / "rollbacks" / ("rollback-rehearsal-%s.json" % run)).read_text())
+    assert rehearsal["rollback_record"] == str(ARTIFACTS / "rollbacks" / ("rollback-rehearsal-%s.json" % run))
+    assert (record["step"], record["outcome"], record["wave"]) == ("rollback", "rolled back", "readiness-rehearsal")
+    assert record["evidence"] and record["detail"]["rehearsal"] == dict(run=run, host="dgx-3", agent="nats-expert")
+    assert record["detail"]["legacy_only"]["proven"] is True and record["detail"]["post_rollback"]["stable"] is True
+    assert record["detail"]["changed"] == {"dgx-3": ["nats-expert"]}
+    assert 0 < record["detail"]["seconds"] == rehearsal["rollback_seconds"] <= 600
+    assert status["started"] <= record["started"] <= record["finished"] <= status["finished"]
+    # Put back byte for byte; the backups it took are all of that one file, added after those before the run.
+    assert rehearsal["env_sha256"]["before"] == rehearsal["env_sha256"]["after"]
+    manifests = [json.loads(FLEET_AFTER[when]["dgx-3"]["manifest"] or '{"backups": []}')["backups"]
+                 for when in ("before", "after")]
+    assert manifests[1][:len(manifests[0])] == manifests[0] and len(manifests[1]) > len(manifests[0])
+    assert {entry["path"] for entry in manifests[1][len(manifests[0]):]} == {"/etc/agents/nats-expert.env"}
+    # The deployment gate judged this rehearsal: nothing it says is about the rollback.
+    gate = read(run, "gates/deployment.json")
+    assert gate["measured"]["run_id"] == "rollback-rehearsal-%s" % run and gate["measured"]["proven"] is True
+    assert all(r.startswith("failure mode ") for r in gate["reasons"]), gate["reasons"]
 
 
 def test_the_load_area_runs_the_six_scenarios_against_every_agent(first_run):
@@ -223,7 +254,7 @@ def test_a_run_named_again_does_not_run_its_complete_load_area_twice(first_run, 
     done = run_playbook(tmp_path, "readiness.yml", extravars=dict(readiness_run=run))
     assert done.rc == 0, done.stdout[-4000:]
     assert [(f.stat().st_mtime_ns, f.read_bytes()) for f in (results, certificate)] == before
-    for area in AREAS_RUN[1:]:
+    for area in AREAS_RUN:
         assert shown(done, "Say that this area is complete already: %s" % area), area
     assert shown(done, "Say that this area is complete already: load")[0].startswith("Load: complete already in %s" % run)
     assert not any(e.get("event") == "runner_on_ok" and e["event_data"].get("task", "").startswith("Load scenario")
@@ -294,6 +325,21 @@ def test_bad_scenarios_are_refused_before_anything_is_sent(sandbox, tmp_path, sc
     assert lock_holder() is None  # given up on the way out
 
 
+def test_a_rehearsal_that_cannot_be_done_stops_the_run_gives_the_lock_up_and_changes_nothing(sandbox, tmp_path):
+    run = "readiness-test-no-rehearsal"
+    before = fleet_snapshot()
+    done = run_playbook(tmp_path, "readiness.yml", extravars=dict(readiness_run=run,
+                                                                  readiness_rehearsal_agent="no-such-agent"))
+    assert done.rc != 0
+    assert any("The rollback rehearsal of no-such-agent@dgx-3 failed" in m and "has no env file on" in m
+               and "Nothing had been changed" in m for m in done.failed_messages()), \
+        done.failed_messages() or done.stdout[-3000:]
+    status = read(run, "status.json")["areas"]
+    assert status["rollback-rehearsal"]["state"] == "failed" and status["load"]["state"] == "pending"
+    assert lock_holder() is None
+    assert fleet_snapshot() == before
+
+
 def test_check_mode_validates_the_scenarios_and_sends_nothing(sandbox, tmp_path):
     run = "readiness-test-check"
     done = run_playbook(tmp_path, "readiness.yml", "--check", extravars=dict(readiness_run=run))
@@ -339,10 +385,10 @@ def test_every_gate_is_decided_from_evidence_and_the_evidence_is_indexed(first_r
     assert not records["security"]["measured"]["leaks"]                            # no key written in the artifacts
     # The production inventory as shipped has no TLS: said, not hidden.
     assert any("TLS" in reason for reason in records["security"]["reasons"]), records["security"]["reasons"]
-    # The deployment gate read every failure mode's ledger; no rollback was rehearsed in this run: it fails saying so.
+    # The deployment gate read every failure mode's ledger and this run's rehearsed rollback.
     assert set(records["deployment"]["measured"]["failure_modes"]) == set(MODES)
     assert not any("no ledger of failure mode" in r for r in records["deployment"]["reasons"])
-    assert any("rollback" in r for r in records["deployment"]["reasons"]), records["deployment"]["reasons"]
+    assert records["deployment"]["measured"]["outcome"] == "rolled back"
     index = json.loads((folder / "evidence/evidence-index.json").read_text())
     listed = {entry["path"] for entry in index["files"]}
     assert {"gates/%s.json" % gate for gate in GATES} <= listed
@@ -365,7 +411,7 @@ def test_the_decision_is_signed_and_verify_accepts_it(first_run):
     # Every area complete: the decision names every blocking gate, and no missing area.
     assert predicate["decision"] == "NO-GO"
     assert not any(r.startswith("area ") for r in predicate["reasons"]), predicate["reasons"]
-    assert any(r.startswith("gate deployment FAIL") for r in predicate["reasons"])
+    assert any(r.startswith("gate security FAIL") for r in predicate["reasons"])  # no TLS in production, above
     assert predicate["approvers"] == ["release-manager", "sre-lead"]
     assert predicate["fleet_state"]["hosts"] == list(HOSTS)
     assert [a["agent"] for a in predicate["fleet_state"]["agents"]] == list(AGENTS)

@@ -270,3 +270,32 @@ def test_unwritable_backup_dir_fails_clearly(agent_env, env, tmp_path):
     result = agent_env(values={FLAG_KEY: "true"}, backup=True)
     assert result["failed"] and result["msg"].startswith("could not update %s (backups in " % env)
     assert env.read_bytes() == ORIGINAL
+
+
+# --- state=restored with restore_from (a rollback rehearsal putting back what it rolled back) -----
+
+def test_restore_from_puts_back_a_named_pre_restore_backup_byte_for_byte(agent_env, env, backups):
+    env.write_bytes(ORIGINAL.replace(b"=false", b"=true") + b"# edited after the wave\n")
+    certified = env.read_bytes()
+    seed_backup(backups, env, ORIGINAL, 1, "wave2/phase1")
+    rolled = agent_env(state="restored", require={FLAG_KEY: False})
+    assert env.read_bytes() == ORIGINAL
+    put_back = agent_env(state="restored", restore_from=rolled["backup_file"])
+    assert put_back["changed"] and put_back["restored_from"] == rolled["backup_file"]
+    assert env.read_bytes() == certified
+    # The newest backup a real rollback would take is still the one from before the flip.
+    assert agent_env(state="restored", require={FLAG_KEY: False}, check=True)["restored_from"] == \
+        str(backups / "network-expert.env.1")
+
+
+def test_restore_from_refuses_a_backup_not_recorded_for_the_file(agent_env, env, backups):
+    seed_backup(backups, env, b"GEN=1\n", 1, "wave2/phase1")
+    result = agent_env(state="restored", restore_from=str(backups / "other.env.1"))
+    assert result["failed"] and "restore_from %s is not a backup recorded for %s" % (backups / "other.env.1", env) \
+        in result["msg"]
+    assert env.read_bytes() == ORIGINAL
+
+
+def test_restore_from_is_refused_with_state_present(agent_env, env):
+    result = agent_env(values={FLAG_KEY: "true"}, restore_from="/var/lib/fleetwave/backups/x")
+    assert result["failed"] and "restore_from cannot be used with state=present" in result["msg"]

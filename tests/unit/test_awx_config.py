@@ -299,8 +299,8 @@ def test_survey_choices_unlike_the_playbook_are_named(shipped, collection):
         asked['default'] = '\n'.join(asked['choices'])
     problems = problems_of(shipped, collection, edit)
     assert len(problems) == 1
-    assert problems[0].startswith(f"{TEMPLATES} 'fleetwave readiness': survey question readiness_areas: choices load, "
-                                  "stress,")
+    assert problems[0].startswith(f"{TEMPLATES} 'fleetwave readiness': survey question readiness_areas: choices rollback-rehearsal, "
+                                  "load, stress,")
     assert problems[0].endswith(", authorization, reports")
 
 

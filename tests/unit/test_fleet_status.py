@@ -18,7 +18,7 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
 
 pytestmark = pytest.mark.unit
 
-PHASE1 = ('load', 'stress', 'failure-modes', 'gates', 'evidence', 'runbooks')
+PHASE1 = ('rollback-rehearsal', 'load', 'stress', 'failure-modes', 'runbooks', 'gates', 'evidence')
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_first_update_creates_record_and_pages_with_every_area_pending(run_dir):
     load = record['areas']['load']
     assert load['state'] == 'running' and load['started'] and load['finished'] is None
     assert load['message'] == 'warming up' and load['links'] == {'folder': 'load/'}
-    assert all(record['areas'][a]['state'] == 'pending' for a in PHASE1[1:])
+    assert all(record['areas'][a]['state'] == 'pending' for a in PHASE1 if a != 'load')
     assert [p['state'] for p in record['phases']] == ['running', 'pending', 'pending']
     assert record['state'] == 'running' and record['complete'] is False
     assert os.path.isfile(os.path.join(run_dir, 'status.md'))
@@ -114,7 +114,7 @@ def test_failed_area_may_run_again_and_keeps_its_start(run_dir):
 
 
 @pytest.mark.parametrize('area, changes, expected', [
-    ('nope', {'state': 'running'}, r"area 'nope' is not an area.*allowed: load, stress, failure-modes"),
+    ('nope', {'state': 'running'}, r"area 'nope' is not an area.*allowed: rollback-rehearsal, load, stress, failure-modes"),
     ('load', {'state': 'done'}, r"area 'load'.*state 'done' is not a state \(allowed: pending, running, complete, failed\)"),
     ('load', {'colour': 'red'}, r"unknown change\(s\) colour \(allowed: state, progress"),
     ('load', {'progress': float('nan')}, r"area 'load'.*progress must be a finite number from 0 to 1.*nan"),
@@ -158,8 +158,9 @@ def test_markers_appear_exactly_when_areas_phases_and_run_complete(run_dir):
     assert markers(run_dir) == {'load/complete'}
     with open(os.path.join(run_dir, 'load', 'complete'), encoding='utf-8') as handle:
         assert json.load(handle)['outcome'] == 'pass'
-    for area in PHASE1[1:-1]:
-        fleet_status.mark_complete(run_dir, area, 'pass')
+    for area in PHASE1:
+        if area not in ('load', 'runbooks'):
+            fleet_status.mark_complete(run_dir, area, 'pass')
     assert 'complete-phase-1' not in markers(run_dir)
     fleet_status.update(run_dir, 'authorization', state='running')
     fleet_status.mark_complete(run_dir, 'runbooks', 'pass')
@@ -240,7 +241,7 @@ def test_markdown_is_a_table_of_phases_and_areas(run_dir):
     record = fleet_status.update(run_dir, 'evidence', state='running', progress=0.4, message='hashing')
     md = fleet_status.render_markdown(record)
     assert md.startswith('# Readiness run r1: RUNNING')
-    assert '| 1. readiness | RUNNING | 0/6 |' in md
+    assert '| 1. readiness | RUNNING | 0/7 |' in md
     assert '| 1 | evidence | RUNNING | 40% | hashing | \u2013 |' in md
     assert '| 3 | reports | PENDING |' in md
 
