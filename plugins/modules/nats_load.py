@@ -192,7 +192,11 @@ async def slow_consumer(params, spec, closing):
     sub = await nc.subscribe(spec['subject'], cb=handler, pending_msgs_limit=spec['pending_limit'])
     await nc.flush()
 
-    def result():
+    async def result():
+        # Every copy the server sent before this round trip is parsed by then - queued, or discarded with
+        # its SlowConsumerError scheduled - and the scheduled callbacks run in the pause: none is missed.
+        await nc.flush()
+        await asyncio.sleep(0.05)
         return dict(subject=spec['subject'], pending_limit=spec['pending_limit'], delay_ms=spec['delay_ms'],
                     received=counts['received'], dropped=counts['dropped'], pending=sub.pending_msgs,
                     errors=counts['errors'])
@@ -230,7 +234,7 @@ async def run(params):
         record = await fleet_load.run_scenario(scenario, send, name=params['name'], payload_bytes=len(payload),
                                                open_connection=open_connection if spread else None)
         record['max_payload'] = max_payload
-        record['slow_consumer'] = slow() if slow else None
+        record['slow_consumer'] = (await slow()) if slow else None
         return record
     finally:
         await asyncio.gather(*(connection.close() for connection in closing), return_exceptions=True)
