@@ -95,7 +95,8 @@ class ActionModule(ControllerAction):
                     if args['resume_run_id'] and current.get('run_id') == args['resume_run_id']:
                         run_id = args['resume_run_id']
                     holder = self._holder(dict(args, run_id=run_id))
-                    done = (held.preview_acquire if check else held.acquire)(holder, lease, args['force'])
+                    done = (held.preview_acquire if check else held.acquire)(holder, lease, args['force'],
+                                                                             args['force_run_id'] or None)
                 elif state == 'renewed':
                     done = (held.preview_renew if check else held.renew)(run_id, lease)
                 else:

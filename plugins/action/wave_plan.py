@@ -12,7 +12,7 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_evidence import HOW_TO_SET, EvidenceError
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_gate import (CriteriaError, load_criteria,
                                                                                   with_thresholds)
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, previous_outcome, unfinished
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_journal import JournalError, previous_decision, unfinished
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_plan import PlanError, build_plan
 
 PLAN_ARGS = ('wave', 'agents', 'waves', 'schedule', 'subject_legacy', 'subject_unified',
@@ -53,14 +53,15 @@ class ActionModule(ControllerAction):
             plan['criteria_file'] = args['criteria_file']
         plan['evidence'] = (dict(signed=True, key_id=self.evidence_key.key_id) if self.evidence_key
                             else dict(signed=False, unsigned=True))
-        plan['previous_outcome'] = plan['previous_record'] = None
+        plan['previous_outcome'] = plan['previous_record'] = plan['previous_run_id'] = None
         cut_off = None
         if args['artifacts_dir']:
             store = ArtifactStore(args['artifacts_dir'])
             try:
                 if plan['previous']:
                     plan['previous_record'] = store.path(Layout.wave_decision(plan['previous']))
-                plan['previous_outcome'] = previous_outcome(store, plan['previous'], self.evidence_key)
+                recorded = previous_decision(store, plan['previous'], self.evidence_key) or {}
+                plan['previous_outcome'], plan['previous_run_id'] = recorded.get('outcome'), recorded.get('run_id')
             except ArtifactError as exc:
                 return dict(result, failed=True, msg='cannot read the previous wave\'s decision: %s' % exc)
             except EvidenceError as exc:

@@ -98,6 +98,13 @@ options:
         (recorded in RV(takeover) as forced). For a rollback that cannot wait for a stuck wave.
     type: bool
     default: false
+  force_run_id:
+    description:
+      - For O(state=acquired), take the lock over from this run only, live or not, as O(force) does;
+        any other holder still refuses. For the rollback a workflow runs after a failed wave, which
+        the wave's job handed over (its C(set_stats) run id), so a wave started since is not taken over.
+    type: str
+    default: ""
 notes:
   - In check mode nothing is written; the result says what would happen (RV(outcome)), and a lock
     held by another run gives a warning rather than a failure.

@@ -121,8 +121,8 @@ unfinished:
 plan:
   description: >-
     The validated plan; C(previous_outcome) is the previous wave's recorded outcome (GO, NO-GO,
-    or null when none is recorded or O(artifacts_dir) is not given) and C(previous_record) the
-    file it is read from; C(evidence) is C({signed: true, key_id}) (the first 8 hex digits of the
+    or null when none is recorded or O(artifacts_dir) is not given), C(previous_run_id) the run
+    that recorded it and C(previous_record) the file it is read from; C(evidence) is C({signed: true, key_id}) (the first 8 hex digits of the
     key's SHA-256, never the key) or C({signed: false, unsigned: true}).
   returned: success
   type: dict
@@ -148,6 +148,7 @@ plan:
     criteria_file: criteria/default.yml
     criteria: {primary: [], secondary: [], rollback_triggers: [], on_trigger: rollback, comparison: {}}
     previous_outcome: GO
+    previous_run_id: wave1-20261130T080000Z
     previous_record: /srv/fleetwave/artifacts/checkpoints/wave1/decision.json
     evidence: {signed: true, key_id: 3f2a9c01}
 problems:

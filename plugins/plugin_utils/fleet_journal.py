@@ -351,10 +351,11 @@ def record_wave(store, plan, run_id, key=None):
                 checklist_path=store.path(Layout.checklist(run_id)))
 
 
-def previous_outcome(store, wave, key=None):
-    """The recorded outcome of a wave (GO / NO-GO), or None when none is recorded. With a key the
-    decision must be signed by it and name that wave (a decision copied from another wave's folder
-    is refused too): fleet_evidence.EvidenceError names the file and what failed."""
+def previous_decision(store, wave, key=None):
+    """The recorded decision of a wave (decision.json: its run_id, outcome GO / NO-GO, ...), or None
+    when none is recorded. With a key the decision must be signed by it and name that wave (a
+    decision copied from another wave's folder is refused too): fleet_evidence.EvidenceError names
+    the file and what failed."""
     if not wave:
         return None
     recorded = store.read_json(Layout.wave_decision(wave))
@@ -365,7 +366,13 @@ def previous_outcome(store, wave, key=None):
         fleet_evidence.verify(key, recorded, where)
         if recorded.get('wave') != wave:
             raise fleet_evidence.EvidenceError('%s: signed for wave %r, not %r' % (where, recorded.get('wave'), wave))
-    return recorded.get('outcome') if isinstance(recorded, dict) else None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def previous_outcome(store, wave, key=None):
+    """The recorded outcome of a wave (previous_decision's outcome), or None."""
+    recorded = previous_decision(store, wave, key)
+    return recorded.get('outcome') if recorded else None
 
 
 def plan_of(records):

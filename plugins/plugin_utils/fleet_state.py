@@ -486,12 +486,15 @@ class FleetLock:
 
     # --- acquire ---------------------------------------------------------------------------
 
-    def judge(self, entry, holder, now, force=False):
+    def judge(self, entry, holder, now, force=False, force_run_id=None):
         """What acquiring does against entry: ('acquired' | 'resumed' | 'taken over', takeover
-        record or None); raises LockHeld when it is refused. Writes nothing."""
+        record or None); raises LockHeld when it is refused. Writes nothing. force_run_id forces
+        against that run only (the one a workflow handed over: the wave whose rollback this is)."""
         if entry is None:
             return 'acquired', None
         current = entry.value.get('holder') or {}
+        named = bool(force_run_id) and current.get('run_id') == force_run_id
+        force = force or named
         until = epoch_of(current.get('lease_until'))
         expired = until is None or now >= until
         alive = self.liveness(current)
@@ -509,7 +512,9 @@ class FleetLock:
         elif alive is False:
             reason = 'its process %s on controller %s has exited' % (current.get('pid'), current.get('controller'))
         elif force:
-            reason = 'forced (fleet_lock_force) while %s' % (
+            reason = '%s while %s' % (
+                'forced from run %s, the run handed over (force_run_id)' % force_run_id if named
+                else 'forced (fleet_lock_force)',
                 'its process %s on this controller still runs' % current.get('pid') if alive
                 else 'its lease ran until %s' % current.get('lease_until'))
         elif expired:
@@ -525,13 +530,13 @@ class FleetLock:
             expired_since=current.get('lease_until') if expired else None,
             expired_for_seconds=round(now - until, 3) if expired and until is not None else None)
 
-    def acquire(self, holder, lease_seconds, force=False):
+    def acquire(self, holder, lease_seconds, force=False, force_run_id=None):
         """Take the lock for holder (who, run_id, playbook, controller, pid, process). Returns
         dict(action, holder, takeover, revision, key); raises LockHeld naming the holder."""
         for _attempt in range(self.ATTEMPTS):
             now = self.clock()
             entry = self.store.get(self.key)
-            action, takeover = self.judge(entry, holder, now, force)
+            action, takeover = self.judge(entry, holder, now, force, force_run_id)
             since = (entry.value.get('holder') or {}).get('since') if action == 'resumed' else None
             mine = dict(holder, since=since or utc(now), lease_seconds=lease_seconds,
                         lease_until=utc(now + lease_seconds))
@@ -548,13 +553,13 @@ class FleetLock:
                         previous=(entry.value.get('holder') if action == 'resumed' else None))
         raise StateError('the fleet lock %s kept changing during %d attempts; try again' % (self.key, self.ATTEMPTS))
 
-    def preview_acquire(self, holder, lease_seconds, force=False):
+    def preview_acquire(self, holder, lease_seconds, force=False, force_run_id=None):
         """What acquire would do now, writing nothing: its result, or action 'refused' with the holder
         and the refusal's message."""
         now = self.clock()
         entry = self.store.get(self.key)
         try:
-            action, takeover = self.judge(entry, holder, now, force)
+            action, takeover = self.judge(entry, holder, now, force, force_run_id)
         except LockHeld as exc:
             return dict(action='refused', holder=exc.holder, takeover=None, revision=entry.revision, key=self.key,
                         msg=str(exc))

@@ -77,6 +77,12 @@ class PlaybookRun:
         return [str(e["event_data"]["res"].get("msg", "")) for e in self.events
                 if e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors")]
 
+    def handed_over(self) -> dict:
+        """What the run handed over with set_stats, as ansible-runner records it for AWX (the
+        playbook_on_stats event's artifact_data: the extra vars of the workflow's next nodes)."""
+        [stats] = [e for e in self.events if e.get("event") == "playbook_on_stats"]
+        return stats["event_data"].get("artifact_data") or {}
+
 
 def playbook_env(playbook: str, tag: str = "") -> dict:
     """The environment of a playbook run on the test fleet: this repository's ansible.cfg (its

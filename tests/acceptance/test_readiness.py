@@ -15,6 +15,7 @@ decision, naming what was lost. Bad scenarios are refused before anything is sen
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -419,6 +420,10 @@ def test_the_decision_is_signed_and_verify_accepts_it(first_run):
     assert [a for a in predicate["audit"] if a["path"].startswith("audit/readiness-")], predicate["audit"]
     verified = verify_certificate(run)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    handed = done.handed_over()["fleetwave_readiness"]  # for the workflow's sign-off
+    certificate = ARTIFACTS / "readiness" / run / "certificate.json"
+    assert (handed["run_id"], handed["decision"], handed["complete"]) == (run, "NO-GO", True)
+    assert handed["certificate_sha256"] == hashlib.sha256(certificate.read_bytes()).hexdigest()
     assert ": VALID: NO-GO, signed by release-manager, sre-lead (2 distinct trusted keys, threshold 2)" in verified.stdout
     [decision] = shown(done, "Show the decision and how to verify the certificate")
     assert decision.startswith("Readiness run %s: NO-GO - gate " % run), decision

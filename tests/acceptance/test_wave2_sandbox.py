@@ -6,6 +6,7 @@ read-only checks first, then a second run, then the rollbacks that change the fl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -41,7 +42,10 @@ def wave2(sandbox, wave1_go, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wave2")
     ensure_legacy(tmp)
     started = time.monotonic()
-    run = run_playbook(tmp, "wave2.yml")
+    # As an AWX workflow starts it: wave 1's job handed its run over (set_stats), which the pre-flight
+    # holds against the decision recorded.
+    wave1 = json.loads(wave1_go.read_text())
+    run = run_playbook(tmp, "wave2.yml", extravars={"fleetwave_wave1": {"run_id": wave1["run_id"], "decision": "GO"}})
     print("wave 2 on the sandbox took %.0f s" % (time.monotonic() - started))
     assert run.rc == 0, run.stdout[-4000:]
     return run
@@ -63,6 +67,28 @@ def test_wave2_ends_go_with_every_checkpoint(wave2):
     report = (ARTIFACTS / "checkpoints/wave2/report.md").read_text()
     assert report.startswith("# wave2: GO")
     assert "GO: all 8 checkpoints passed." in report
+
+
+def test_wave2_hands_its_run_and_decision_over_to_the_next_node(wave2):
+    handed = wave2.handed_over()["fleetwave_wave2"]
+    recorded = decision()
+    assert (handed["run_id"], handed["decision"], handed["reasons"]) == (recorded["run_id"], "GO", [])
+    assert handed["lock_holder"] is None  # released with the decision (the pre-flight's was the run)
+    for name, path in (("decision", ARTIFACTS / "checkpoints/wave2/decision.json"),
+                       ("report", ARTIFACTS / "checkpoints/wave2/report.md")):
+        assert handed["%s_sha256" % name] == hashlib.sha256(path.read_bytes()).hexdigest(), name
+    assert handed["report"] == str(ARTIFACTS / "checkpoints/wave2/report.md")
+
+
+def test_a_wave_handed_another_run_of_the_previous_wave_refuses_and_changes_nothing(wave2, tmp_path):
+    before = fleet_snapshot()
+    run = run_playbook(tmp_path, "wave3.yml", extravars={"fleetwave_wave2": {"run_id": "wave2-20990101T000000Z",
+                                                                             "decision": "GO"}})
+    assert run.rc != 0
+    assert any("The workflow handed over wave2 run wave2-20990101T000000Z" in m
+               and "records run %s (GO)" % decision()["run_id"] in m and "Nothing was changed" in m
+               for m in run.failed_messages()), run.failed_messages() or run.stdout[-3000:]
+    assert fleet_snapshot() == before
 
 
 PRIMARY = {"agent_uptime", "error_rate", "message_delivery", "latency_p50", "latency_p99", "dual_publish_success",
@@ -248,5 +274,8 @@ def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
     # ... and watched after (the test fleet's compressed hour: one round 1 s after the proof).
     watch = record["detail"]["post_rollback"]
     assert watch["stable"] is True and watch["reasons"] == [], watch
+    handed = run.handed_over()["fleetwave_rollback"]
+    assert (handed["run_id"], handed["proven"], handed["stable"]) == (record["run_id"], True, True)
+    assert handed["record"] == str(ARTIFACTS / "rollbacks" / ("%s.json" % record["run_id"]))
     assert [r["round"] for r in watch["rounds"]] == [1] and watch["rounds"][0]["at_seconds"] >= 1, watch
     assert {h: sorted(a) for h, a in record["detail"]["changed"].items()} == flipped

@@ -507,6 +507,29 @@ def test_a_rollback_is_refused_by_a_live_wave_unless_forced_and_records_the_take
         assert directory_lock(state_dir).peek() is None  # released at the end of the rollback
 
 
+def test_a_rollback_after_a_failed_wave_in_a_workflow_takes_over_that_wave_only(nats_server, tmp_path):
+    # Under AWX the failed wave's job hands its run over (set_stats fleetwave_wave2), its process gone
+    # with its container but its lease still running: the rollback takes over that run and no other.
+    inventory = local_fleet(tmp_path, nats_server)
+    state_dir = str(tmp_path / "artifacts" / "state")
+    with live_wave_lock(tmp_path, state_dir) as held:
+        other = run_project_playbook(inventory, "rollback.yml", "-e", json.dumps(dict(
+            rollback_wave="wave2", wave_monitor_interval_seconds=300,  # a production wave 2 plan
+            fleetwave_wave2=dict(run_id="wave2-started-since", lock_holder="wave2-started-since"))))
+        assert other.returncode != 0
+        assert "fleet locked by alice (run wave2-live, playbook wave2.yml" in other.stdout, other.stdout
+        assert directory_lock(state_dir).peek() == held
+        handed = run_project_playbook(inventory, "rollback.yml", "-e", json.dumps(dict(
+            rollback_wave="wave2", wave_monitor_interval_seconds=300,
+            fleetwave_wave2=dict(run_id="wave2-live", lock_holder="wave2-live"))))
+        assert handed.returncode == 0, handed.stdout + handed.stderr
+        [record] = (tmp_path / "artifacts" / "rollbacks").glob("rollback-*.json")
+        took = json.loads(record.read_text())["detail"]["lock"]["takeover"]
+        assert took["forced"] is True and took["previous"]["run_id"] == "wave2-live"
+        assert took["reason"].startswith("forced from run wave2-live, the run handed over (force_run_id) while")
+        assert directory_lock(state_dir).peek() is None
+
+
 def test_a_rollback_takes_over_the_lock_of_a_dead_wave(nats_server, tmp_path):
     inventory = local_fleet(tmp_path, nats_server)
     state_dir = str(tmp_path / "artifacts" / "state")

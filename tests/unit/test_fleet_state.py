@@ -207,6 +207,18 @@ def test_force_takes_over_a_live_holder_and_says_so(store, clock):
     assert store.get("lock.fleet").value["takeover"]["forced"] is True
 
 
+def test_force_run_id_takes_over_that_run_only(store, clock):
+    lock = lock_of(store, clock)
+    lock.acquire(holder("wave2-1"), LEASE)
+    with pytest.raises(LockHeld):  # a wave started since is not the one handed over: refused
+        lock.acquire(holder("rollback-2", playbook="rollback.yml"), LEASE, force_run_id="wave2-0")
+    assert store.get("lock.fleet").value["holder"]["run_id"] == "wave2-1"
+    done = lock.acquire(holder("rollback-2", playbook="rollback.yml"), LEASE, force_run_id="wave2-1")
+    assert done["action"] == "taken over" and done["takeover"]["forced"] is True
+    assert done["takeover"]["reason"].startswith("forced from run wave2-1, the run handed over (force_run_id) while")
+    assert done["takeover"]["previous"]["run_id"] == "wave2-1"
+
+
 def test_force_is_not_recorded_when_the_lock_would_be_taken_anyway(store, clock):
     lock = lock_of(store, clock)
     lock.acquire(holder("wave2-1"), LEASE)
