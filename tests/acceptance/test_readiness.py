@@ -123,8 +123,8 @@ def test_a_rollback_is_rehearsed_on_one_instance_timed_recorded_and_put_back(fir
     assert status["state"] == "complete" and status["links"]["rehearsal"] == "rollback-rehearsal/rehearsal.json"
     assert status["outcome"] == "rolled back in %s s (limit 600 s)" % rehearsal["rollback_seconds"]
     # Rolled back as rollback.yml does it: restored, legacy-only proven over NATS, watched, journaled and signed.
-    record = json.loads((ARTIFACTS / "rollbacks" / ("rollback-rehearsal-%s.json" % run)).read_text())
-    assert rehearsal["rollback_record"] == str(ARTIFACTS / "rollbacks" / ("rollback-rehearsal-%s.json" % run))
+    record = json.loads((ARTIFACTS / "rollbacks" / ("rehearsal-%s.json" % run)).read_text())
+    assert rehearsal["rollback_record"] == str(ARTIFACTS / "rollbacks" / ("rehearsal-%s.json" % run))
     assert (record["step"], record["outcome"], record["wave"]) == ("rollback", "rolled back", "readiness-rehearsal")
     assert record["evidence"] and record["detail"]["rehearsal"] == dict(run=run, host="dgx-3", agent="nats-expert")
     assert record["detail"]["legacy_only"]["proven"] is True and record["detail"]["post_rollback"]["stable"] is True
@@ -139,7 +139,7 @@ def test_a_rollback_is_rehearsed_on_one_instance_timed_recorded_and_put_back(fir
     assert {entry["path"] for entry in manifests[1][len(manifests[0]):]} == {"/etc/agents/nats-expert.env"}
     # The deployment gate judged this rehearsal: nothing it says is about the rollback.
     gate = read(run, "gates/deployment.json")
-    assert gate["measured"]["run_id"] == "rollback-rehearsal-%s" % run and gate["measured"]["proven"] is True
+    assert gate["measured"]["run_id"] == "rehearsal-%s" % run and gate["measured"]["proven"] is True
     assert all(r.startswith("failure mode ") for r in gate["reasons"]), gate["reasons"]
 
 
@@ -273,7 +273,8 @@ def test_a_rate_that_cannot_be_held_and_a_failure_over_budget_fail_their_gates_a
     budgets["agent-kill"]["max_lost_pct"] = 0
     done = run_playbook(tmp_path, "readiness.yml", extravars=dict(
         readiness_run=second, readiness_areas=["load", "failure-modes", "gates", "evidence", "authorization"],
-        readiness_load_scenarios=scenario, readiness_loss_budgets=budgets, readiness_failure_tail_seconds=6))
+        readiness_failure_modes_to_run=["agent-kill"], readiness_load_scenarios=scenario,
+        readiness_loss_budgets=budgets, readiness_failure_tail_seconds=6))
     assert done.rc == 0, done.stdout[-4000:]
     ledger = read(second, "failure-modes/agent-kill/ledger.json")
     lost = ledger["requests"]["totals"]["lost"]
@@ -308,7 +309,10 @@ def test_a_rate_that_cannot_be_held_and_a_failure_over_budget_fail_their_gates_a
     assert any(reason.startswith("no evidence: the stress results") for reason in gate["reasons"]), gate["reasons"]
     status = read(second, "status.json")["areas"]
     assert status["load"]["state"] == "complete" and status["stress"]["state"] == "pending"
-    assert status["failure-modes"]["state"] == "complete"
+    assert (status["failure-modes"]["state"], status["failure-modes"]["total"]) == ("complete", 1)
+    # Only the mode named was injected; the gate says the others are missing.
+    assert not (ARTIFACTS / "readiness" / second / "failure-modes" / "standin-stop").exists()
+    assert any(r.startswith("no evidence: no ledger of failure mode standin-stop") for r in deployment["reasons"])
 
 
 @pytest.mark.parametrize("scenarios, message", [

@@ -210,7 +210,9 @@ def test_a_second_run_changes_nothing_and_is_still_go(wave2, tmp_path):
 
 
 def latest_rollback_record() -> dict:
-    return json.loads(sorted((ARTIFACTS / "rollbacks").glob("rollback-*.json"))[-1].read_text())
+    """The newest record of rollback.yml (a readiness run's rehearsal writes rehearsal-<run>.json)."""
+    return json.loads(max((ARTIFACTS / "rollbacks").glob("rollback-*.json"), key=lambda p: p.stat().st_mtime_ns)
+                      .read_text())
 
 
 def test_rollback_of_one_agent_on_one_host_leaves_the_rest(wave2, tmp_path):
