@@ -588,3 +588,106 @@ def _check_applied(config, playbook):
                          % (_where(path, variable, obj), key, CONFIGURE_PLAYBOOK, module, ', '.join(sorted(passed[module])))
                          for key in obj if key not in passed[module]]
     return problems
+
+
+# --- a workflow run as AWX runs it ---------------------------------------------------------------
+# What the workflow rehearsal (tests/acceptance/test_workflow_rehearsal.py) needs to walk the data
+# as AWX's workflow manager does, without a controller: which node runs next, and the extra vars of
+# the job it starts.
+
+def survey_refuses(question, value):
+    """Why AWX's survey validation refuses ``value`` for ``question``, or None. AWX applies a survey
+    default only when it passes this check: a multiselect default (written as lines) is not a list,
+    so a job started without the survey (a workflow node, a schedule) does not get it."""
+    kind, choices = question.get('type'), question.get('choices') or []
+    choices = [c for c in choices.split('\n') if c.strip()] if isinstance(choices, str) else list(choices)
+    if kind in ('text', 'textarea', 'password'):
+        if not isinstance(value, str):
+            return 'expected a string, got %r' % (value,)
+        low, high = question.get('min'), question.get('max')
+        if low not in ('', None) and len(value) < int(low):
+            return 'shorter than %s characters' % low
+        if high not in ('', None) and len(value) > int(high):
+            return 'longer than %s characters' % high
+    elif kind == 'integer' and (not isinstance(value, int) or isinstance(value, bool)):
+        return 'expected an integer, got %r' % (value,)
+    elif kind == 'float' and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        return 'expected a number, got %r' % (value,)
+    elif kind == 'multiselect':
+        if not isinstance(value, list):
+            return 'expected a list, got %r' % (value,)
+        outside = [v for v in value if v not in choices]
+        if outside:
+            return '%s not among the choices %s' % (', '.join(map(str, outside)), ', '.join(choices))
+    elif kind == 'multiplechoice' and value not in choices:
+        return '%r is not one of %s' % (value, ', '.join(choices))
+    return None
+
+
+def job_extra_vars(template, extra_data=None, ancestor_artifacts=None, workflow_extra_vars=None):
+    """The extra vars of the job a workflow node starts from ``template``, lowest precedence first:
+    the template's own extra_vars; its survey's defaults that pass the survey's validation; the node's
+    extra_data, of which AWX keeps what the survey asks (any variable when the template prompts for
+    variables); the set_stats data of the node's ancestors; the workflow job's extra vars."""
+    questions = {q.get('variable'): q for q in _survey_questions(template)} if template.get('survey_enabled') else {}
+    values = dict(template.get('extra_vars') or {})
+    values.update({name: q['default'] for name, q in questions.items()
+                   if q.get('default') is not None and survey_refuses(q, q['default']) is None})
+    values.update({name: value for name, value in (extra_data or {}).items()
+                   if template.get('ask_variables_on_launch')
+                   or (name in questions and survey_refuses(questions[name], value) is None)})
+    values.update({k: v for k, v in (ancestor_artifacts or {}).items() if k != '_ansible_no_log'})
+    values.update(workflow_extra_vars or {})
+    return values
+
+
+def run_workflow(data, name, run_job, approve, extra_vars=None):
+    """Walk workflow ``name`` of the controller data (load_data) as AWX's workflow manager does, one
+    node at a time. A node runs once every parent is settled and an edge of a parent that ran fires
+    for it (all of them with all_parents_must_converge); the others never run.
+
+    ``run_job(identifier, template, extra_vars)`` runs a job template's playbook and returns
+    (succeeded, artifacts: its set_stats data); ``approve(identifier, approval)`` answers an approval
+    node (False: denied, or timed out). Returns (status, steps): the workflow 'successful' or 'failed'
+    (a node failed with no failure or always edge to take), and each node run, in order, as
+    {'node', 'type', 'name', 'status', 'extra_vars' and 'artifacts' for jobs}."""
+    workflows = {w.get('name'): w for w in data.get('controller_workflows', ('', []))[1] or []}
+    if name not in workflows:
+        raise KeyError('no workflow %r in the data (workflows: %s)' % (name, ', '.join(sorted(workflows))))
+    workflow = workflows[name]
+    templates = {t.get('name'): t for t in data.get('controller_templates', ('', []))[1] or []}
+    nodes = {n['identifier']: n for n in workflow.get('workflow_nodes') or []}
+    children = {i: {e: [t['identifier'] for t in (n.get('related') or {}).get(e) or []] for e in EDGES}
+                for i, n in nodes.items()}
+    parents = {i: [(p, edge) for p in nodes for edge in EDGES if i in children[p][edge]] for i in nodes}
+    settled, carried, artifacts, steps = {}, {}, {}, []  # settled: status, or 'not run'
+    while len(settled) < len(nodes):
+        identifier = next((i for i in nodes if i not in settled and all(p in settled for p, _ in parents[i])), None)
+        if identifier is None:
+            raise ValueError('workflow %r: nodes %s wait on each other (a cycle)' % (name, ', '.join(i for i in nodes if i not in settled)))
+        fired = [settled[p] != 'not run' and (edge == 'always_nodes' or (edge == 'success_nodes') == (settled[p] == 'successful'))
+                 for p, edge in parents[identifier]]
+        if parents[identifier] and not (all(fired) if nodes[identifier].get('all_parents_must_converge') else any(fired)):
+            settled[identifier] = 'not run'
+            continue
+        # What the node's ancestors handed over: each parent's own, then its job's set_stats data.
+        carried[identifier] = {}
+        for parent, _ in parents[identifier]:
+            carried[identifier].update(carried.get(parent) or {})
+            carried[identifier].update(artifacts.get(parent) or {})
+        job = nodes[identifier].get('unified_job_template') or {}
+        step = {'node': identifier, 'type': job.get('type'), 'name': job.get('name')}
+        if job.get('type') == 'workflow_approval':
+            step['status'] = 'successful' if approve(identifier, job) else 'failed'
+        else:
+            template = templates[job.get('name')]
+            step['extra_vars'] = job_extra_vars(template, nodes[identifier].get('extra_data'),
+                                                carried[identifier], extra_vars)
+            succeeded, step['artifacts'] = run_job(identifier, template, step['extra_vars'])
+            artifacts[identifier] = step['artifacts'] or {}
+            step['status'] = 'successful' if succeeded else 'failed'
+        settled[identifier] = step['status']
+        steps.append(step)
+    unhandled = [s['node'] for s in steps if s['status'] == 'failed'
+                 and not children[s['node']]['failure_nodes'] + children[s['node']]['always_nodes']]
+    return ('failed' if unhandled else 'successful'), steps

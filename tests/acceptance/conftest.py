@@ -66,6 +66,18 @@ def podman_write(host: str, path: str, content: str) -> None:
                    input=content, text=True, check=True)
 
 
+def set_fault_knobs(host: str, agent: str, how: str = "restart", **knobs: str) -> None:
+    """Replace the reference agent's fault knobs (FAULT_*) in an instance's env file, none when none
+    are given, then restart it (or SIGKILL it: a crash, after which systemd starts it with them)."""
+    env = "/etc/agents/%s.env" % agent
+    lines = "".join("%s=%s\\n" % item for item in knobs.items())
+    podman_exec(host, "sh", "-c", "sed -i '/^FAULT_/d' %s && printf '%s' >> %s" % (env, lines, env))
+    if how == "kill":
+        podman_exec(host, "systemctl", "kill", "--signal=SIGKILL", "agent@%s.service" % agent)
+    else:
+        podman_exec(host, "systemctl", "restart", "agent@%s.service" % agent)
+
+
 @dataclass
 class PlaybookRun:
     rc: int

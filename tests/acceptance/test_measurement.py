@@ -17,15 +17,13 @@ import yaml
 
 from tests.conftest import ROOT
 
-from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, ensure_legacy, env_flag, gather, kill_when, podman_exec,
-                       remember_legacy, run_playbook, tree_runs, start_playbook, subject)
+from .conftest import (ARTIFACTS, HOSTS, ON_A_STAND_IN, ensure_legacy, env_flag, gather, kill_when,
+                       remember_legacy, run_playbook, set_fault_knobs, tree_runs, start_playbook, subject)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(900)]
 
 AGENT, HOST = "network-expert", "dgx-2"
 INSTANCE = "%s@%s" % (AGENT, HOST)
-ENV = "/etc/agents/%s.env" % AGENT
-UNIT = "agent@%s.service" % AGENT
 # Phase 1's verification checkpoint judges the fault; a NO-GO there ends the run.
 QUICK = {"wave_stagger_seconds": 0,
          "wave_schedule": {"wave2": {"phase1": [{"label": "phase1-T+2h", "at": 1}],
@@ -51,14 +49,7 @@ def instance_events(label: str) -> dict:
 
 
 def set_knobs(how: str = "restart", **knobs: str) -> None:
-    """Write fault knobs into the instance's env file, then restart it (or SIGKILL it: a crash,
-    after which systemd starts it with the knobs)."""
-    lines = "".join("%s=%s\\n" % item for item in knobs.items())
-    podman_exec(HOST, "sh", "-c", "sed -i '/^FAULT_/d' %s && printf '%s' >> %s" % (ENV, lines, ENV))
-    if how == "kill":
-        podman_exec(HOST, "systemctl", "kill", "--signal=SIGKILL", UNIT)
-    else:
-        podman_exec(HOST, "systemctl", "restart", UNIT)
+    set_fault_knobs(HOST, AGENT, how, **knobs)
 
 
 @contextlib.contextmanager
@@ -68,8 +59,7 @@ def legacy_fleet_after(tmp_path):
     the flip: they are removed after it.)"""
     def clean():
         ensure_legacy(tmp_path)  # after the test, or after one that left it unclean: a rollback
-        podman_exec(HOST, "sh", "-c", "sed -i '/^FAULT_/d' %s" % ENV)
-        podman_exec(HOST, "systemctl", "restart", UNIT)
+        set_knobs()  # none
         remember_legacy()  # knobs off, flag untouched: the next test starts here without a rollback
 
     clean()

@@ -345,3 +345,104 @@ def test_a_template_whose_playbook_is_not_described_is_named(shipped, collection
         f"{TEMPLATES} 'fleetwave site': playbook playbooks/post-rollback.yml is not described in "
         "awx/launch_variables.yml (described: playbooks/readiness.yml, playbooks/rollback.yml, playbooks/site.yml, "
         "playbooks/wave1.yml, playbooks/wave2.yml, playbooks/wave3.yml)"]
+
+
+# --- the workflow walked as AWX runs it ------------------------------------------------------------
+
+class Controller:
+    """Jobs and approvals answered by the test: each job's outcome and set_stats data by node."""
+
+    def __init__(self, failing=(), denied=(), handed=None):
+        self.failing, self.denied, self.handed, self.jobs = set(failing), set(denied), handed or {}, []
+
+    def run_job(self, identifier, template, extra_vars):
+        self.jobs.append((identifier, template['playbook'], extra_vars))
+        return identifier not in self.failing, self.handed.get(identifier, {})
+
+    def approve(self, identifier, approval):
+        assert approval['timeout'] > 0
+        return identifier not in self.denied
+
+
+def walk(shipped, controller, extra_vars=None):
+    data, _ = shipped
+    return awx_config.run_workflow(data, 'fleetwave waves', controller.run_job, controller.approve, extra_vars)
+
+
+def test_the_healthy_path_runs_every_wave_and_the_readiness_run_in_order(shipped):
+    controller = Controller()
+    status, steps = walk(shipped, controller)
+    assert status == 'successful'
+    assert [s['node'] for s in steps] == ['wave1', 'approve-wave2', 'wave2', 'approve-wave3', 'wave3', 'readiness', 'sign-off']
+    assert [playbook for _, playbook, _ in controller.jobs] == [
+        'playbooks/wave1.yml', 'playbooks/wave2.yml', 'playbooks/wave3.yml', 'playbooks/readiness.yml']
+
+
+def test_a_failed_wave_waits_for_a_person_and_a_denial_rolls_that_wave_back(shipped):
+    controller = Controller(failing={'wave2'}, denied={'wave2-stopped'},
+                            handed={'wave1': {'fleetwave_wave1': {'run_id': 'wave1-1', 'decision': 'GO'}},
+                                    'wave2': {'fleetwave_wave2': {'run_id': 'wave2-1', 'lock_holder': 'wave2-1'}}})
+    status, steps = walk(shipped, controller)
+    assert [(s['node'], s['status']) for s in steps] == [
+        ('wave1', 'successful'), ('approve-wave2', 'successful'), ('wave2', 'failed'),
+        ('wave2-stopped', 'failed'), ('rollback-wave2', 'successful')]
+    # The failure was handled (its edge taken): AWX calls the workflow successful.
+    assert status == 'successful'
+    # The rollback gets its node's answer and everything handed over before it, through the approvals.
+    rollback = steps[-1]['extra_vars']
+    assert rollback['rollback_wave'] == 'wave2'
+    assert rollback['fleetwave_wave2'] == {'run_id': 'wave2-1', 'lock_holder': 'wave2-1'}
+    assert rollback['fleetwave_wave1']['run_id'] == 'wave1-1'
+    assert rollback['fleet_lock_force'] == 'false'  # the survey's default
+
+
+def test_an_approved_stop_keeps_the_wave_and_ends_the_workflow(shipped):
+    status, steps = walk(shipped, Controller(failing={'wave2'}))
+    assert [s['node'] for s in steps] == ['wave1', 'approve-wave2', 'wave2', 'wave2-stopped']
+    assert status == 'successful'
+
+
+def test_a_failure_without_an_edge_fails_the_workflow(shipped):
+    status, steps = walk(shipped, Controller(failing={'readiness'}))
+    assert steps[-1]['node'] == 'readiness' and status == 'failed'
+
+
+def test_a_denied_approval_on_the_success_path_runs_nothing_after_it(shipped):
+    status, steps = walk(shipped, Controller(denied={'approve-wave3'}))
+    assert [s['node'] for s in steps][-1] == 'approve-wave3'
+    assert status == 'failed'
+
+
+def test_extra_vars_follow_awx_precedence(shipped):
+    data, _ = shipped
+    [wave2] = [t for t in data['controller_templates'][1] if t['name'] == 'fleetwave wave 2']
+    template = dict(wave2, extra_vars={'wave_resume': 'from the template', 'x': 'template'})
+    values = awx_config.job_extra_vars(
+        template, extra_data={'wave_criteria_file': 'criteria/node.yml', 'not_asked': 1},
+        ancestor_artifacts={'fleetwave_wave1': {'run_id': 'r'}, 'wave_criteria_file': 'criteria/handed.yml',
+                            '_ansible_no_log': True},
+        workflow_extra_vars={'x': 'workflow'})
+    # The survey's default beats the template's; the node's answer the default; the artifacts the node;
+    # the workflow's extra vars everything. A variable the survey does not ask is dropped.
+    assert values == {'wave_resume': 'true', 'x': 'workflow', 'wave_criteria_file': 'criteria/handed.yml',
+                      'fleetwave_wave1': {'run_id': 'r'}}
+
+
+def test_a_default_awx_refuses_is_not_applied(shipped):
+    data, _ = shipped
+    [readiness] = [t for t in data['controller_templates'][1] if t['name'] == 'fleetwave readiness']
+    # A multiselect default is written as lines, not a list: launched from a node, the job gets none
+    # and the playbook's own default (every area) applies.
+    assert 'readiness_areas' not in awx_config.job_extra_vars(readiness)
+    question = next(q for q in readiness['survey_spec']['spec'] if q['variable'] == 'readiness_areas')
+    assert awx_config.survey_refuses(question, ['load', 'gates']) is None
+    assert 'not among the choices' in awx_config.survey_refuses(question, ['load', 'soak'])
+    assert 'expected a list' in awx_config.survey_refuses(question, question['default'])
+    # A node's answer that the survey refuses is dropped too.
+    assert 'readiness_areas' not in awx_config.job_extra_vars(readiness, extra_data={'readiness_areas': ['soak']})
+
+
+def test_a_workflow_that_is_not_in_the_data_is_named(shipped):
+    data, _ = shipped
+    with pytest.raises(KeyError, match='fleetwave waves'):
+        awx_config.run_workflow(data, 'no such workflow', None, None)
