@@ -94,6 +94,12 @@ class ActionModule(ControllerAction):
                     current = (held.peek() or {}).get('holder') or {}
                     if args['resume_run_id'] and current.get('run_id') == args['resume_run_id']:
                         run_id = args['resume_run_id']
+                    elif args['resume_required']:
+                        return dict(result, failed=True, outcome='refused', holder=current or None, takeover=None,
+                                    lock=lock, msg='fleet_lock: run %s is to be gone on with, but the fleet lock %s; '
+                                    'a run that took the fleet since ended it (nothing was locked)' % (
+                                        args['resume_run_id'] or '(none named)',
+                                        'names ' + fleet_state.describe_holder(current) if current else 'is free'))
                     holder = self._holder(dict(args, run_id=run_id))
                     done = (held.preview_acquire if check else held.acquire)(holder, lease, args['force'],
                                                                              args['force_run_id'] or None)

@@ -23,7 +23,8 @@ description:
     C(resumed)); while it may still run, refused like any other holder.
   - O(resume_run_id) names an unfinished run that this one would continue (a wave re-run after its
     controller was killed) - when the lock is still held by that run, it is resumed under that run
-    id (RV(run_id)); otherwise the lock is taken for O(run_id) as usual.
+    id (RV(run_id)); otherwise the lock is taken for O(run_id) as usual, or, with
+    O(resume_required), refused.
   - O(state=renewed) extends this run's lease to now + O(lease_seconds); when another run has
     taken the lock meanwhile it fails, naming that run, so this run stops before changing more.
   - O(state=released) gives the lock up if this run holds it; a lock already gone is fine, one
@@ -53,6 +54,13 @@ options:
         above). Empty - never resume.
     type: str
     default: ''
+  resume_required:
+    description:
+      - For O(state=acquired), take nothing unless the lock still names O(resume_run_id) - a run a
+        workflow paused and handed over is gone on with, never replaced by a new run (a run that
+        took the fleet since, a rollback say, ended it).
+    type: bool
+    default: false
   backend:
     description:
       - Where the lock lives. C(directory) - a file in O(state_dir), changed under an exclusive

@@ -46,10 +46,12 @@ options:
     type: str
     required: true
   step:
-    description: What happened.
+    description:
+      - What happened. C(pause) ends a job after a phase's go/no-go (C(wave_pause_after_phase)); the run
+        stays unfinished, and the next job resumes it.
     type: str
     required: true
-    choices: [run, resume, preflight, deploy, watch, approval, rollback, lock]
+    choices: [run, resume, preflight, deploy, watch, approval, rollback, lock, pause]
   phase:
     description: The phase the step belongs to.
     type: str

@@ -26,11 +26,13 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts 
 
 # The steps of a run, in the order a wave goes through them. A run re-started after its controller
 # died records a resume where it goes on; a phase's watch records when its clock started.
-RUN, RESUME, LOCK, PREFLIGHT, DEPLOY, WATCH, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, DECISION = (
-    'run', 'resume', 'lock', 'preflight', 'deploy', 'watch', 'checkpoint', 'monitoring round', 'approval', 'rollback',
-    'gate', 'decision')
+RUN, RESUME, LOCK, PREFLIGHT, DEPLOY, WATCH, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE, PAUSE, \
+    DECISION = ('run', 'resume', 'lock', 'preflight', 'deploy', 'watch', 'checkpoint', 'monitoring round', 'approval',
+                'rollback', 'gate', 'pause', 'decision')
+# A pause ends a job after a phase's go/no-go (wave_pause_after_phase): the run is unfinished, and the
+# next job resumes it like a run that was cut off.
 STEPS = (RUN, RESUME, LOCK, PREFLIGHT, DEPLOY, WATCH, CHECKPOINT, MONITORING_ROUND, APPROVAL, ROLLBACK_STEP, GATE,
-         DECISION)
+         PAUSE, DECISION)
 # The pre-flight record of the pre-flip probe (playbooks/wave/preflight.yml): each instance's latency baseline.
 PRE_FLIP_PROBE = 'pre-flip probe'
 FIELDS = ('phase', 'host', 'label', 'started', 'finished', 'outcome', 'next_step', 'reasons', 'artifact', 'detail')
@@ -114,6 +116,8 @@ def run_status(records):
     if last['step'] in (DECISION, ROLLBACK_STEP) or last.get('next_step') in ('stop', 'rollback') \
             or last.get('outcome') == 'failed':
         state = 'ended' if last['step'] == DECISION else 'stopped'
+    elif last['step'] == PAUSE:
+        state = 'paused'
     upcoming = None
     phase = next((p for p in phases if p.get('name') == last.get('phase')), None)
     if state == 'running' and phase:
@@ -420,6 +424,8 @@ def _what(record):
                                      ' after %s' % record['label'] if record.get('label') else '')
     if step == GATE:
         return '%s: go/no-go' % record.get('phase')
+    if step == PAUSE:
+        return '%s: paused, the next job goes on' % record.get('phase')
     return 'wave decision'
 
 

@@ -35,6 +35,21 @@ def test_bad_timing_from_extra_vars(sandbox, wave1_go, tmp_path):
     assert "wave_stagger_seconds: must be a number in [0, 3,600] seconds, got -5" in msg
 
 
+def test_a_pause_after_the_last_phase_is_refused(sandbox, wave1_go, tmp_path):
+    msg = refused(tmp_path, "wave2.yml", extravars={"wave_pause_after_phase": "phase2"})
+    assert "wave_pause_after_phase is phase2: it must name a phase of wave2 that another follows (phase1)" in msg
+    msg = refused(tmp_path, "wave1.yml", extravars={"wave_pause_after_phase": "phase1"})
+    assert "(none: wave1 has one phase)" in msg
+
+
+def test_a_paused_run_handed_over_that_is_not_the_one_to_go_on_with_is_refused(sandbox, wave1_go, tmp_path):
+    handed = {"run_id": "wave2-20990101T000000Z", "lock_holder": "wave2-20990101T000000Z", "decision": None,
+              "paused_after": "phase1"}
+    msg = refused(tmp_path, "wave2.yml", extravars={"fleetwave_wave2": handed})
+    assert "The workflow handed over wave2 run wave2-20990101T000000Z, paused after phase1, to go on with, but" in msg
+    assert "Nothing was changed." in msg
+
+
 def test_rollback_with_no_backup_to_restore(sandbox, tmp_path):
     msg = refused(tmp_path, "rollback.yml", extravars={"rollback_agents": "graph-expert"})
     assert "graph-expert on dgx-1: no backup recorded for /etc/agents/graph-expert.env" in msg

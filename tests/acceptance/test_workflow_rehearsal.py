@@ -13,9 +13,10 @@ scheduler, its credential injection, the execution environment image, or the con
 
 Two paths, in this order (the file runs last: the healthy path leaves every wave flipped):
 - a fault in wave 2 (a reference agent that loses 3 % of its unified copies) stops wave 2 at its
-  first go/no-go, the job fails, the approval after it is denied, and the rollback node rolls wave 2
-  back, taking over the lock of the run wave 2's job handed over;
-- the healthy path: wave 1, wave 2 and wave 3 GO, each approved, then the readiness run and its
+  first go/no-go, wave 2's first job fails, the approval after it is denied, and the rollback node
+  rolls wave 2 back, taking over the lock of the run that job handed over;
+- the healthy path: wave 1 GO; wave 2's first job pauses its run after phase 1's go/no-go, and the
+  second, after an approval, resumes that run with phase 2; wave 3 GO; the readiness run and its
   sign-off.
 The runner folders of each node (under pytest's tmp_path) hold what AWX's job would show: the extra
 vars (env/extravars) and the set_stats data (the playbook_on_stats event's artifact_data).
@@ -32,8 +33,8 @@ from ansible_collections.fleetwave.rollout.plugins.plugin_utils import awx_confi
 
 from tests.conftest import ROOT
 
-from .conftest import (ARTIFACTS, CONTRACT, HOSTS, ensure_legacy, env_flag, remember_legacy, run_playbook,
-                       set_fault_knobs)
+from .conftest import (ARTIFACTS, CONTRACT, HOSTS, ensure_legacy, env_flag, journal_of, remember_legacy,
+                       run_playbook, set_fault_knobs)
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(1200)]
 
@@ -111,12 +112,12 @@ def healthy_path(sandbox, tmp_path_factory):
 
 def test_a_fault_in_wave2_takes_the_failure_edge_and_the_rollback_runs(fault_path):
     tmp, (status, steps, order) = fault_path
-    assert order == [("wave1", "successful"), ("approve-wave2", "successful"), ("wave2", "failed"),
+    assert order == [("wave1", "successful"), ("approve-wave2", "successful"), ("wave2-phase1", "failed"),
                      ("wave2-stopped", "failed"), ("rollback-wave2", "successful")], (order, tmp)
     assert status == "successful"  # the failure was handled: its edge led to the rollback
     # Wave 2 stopped at its first go/no-go, on the fault, before phase 2.
     gate = json.loads((ARTIFACTS / "checkpoints/wave2/phase1-verification/decision.json").read_text())
-    assert gate["run_id"] == steps["wave2"]["artifacts"]["fleetwave_wave2"]["run_id"], gate["run_id"]
+    assert gate["run_id"] == steps["wave2-phase1"]["artifacts"]["fleetwave_wave2"]["run_id"], gate["run_id"]
     assert gate["outcome"] == "NO-GO" and gate["next_step"] == "stop", gate["reasons"]
     assert any("dual_publish_success" in reason and "%s@%s" % (FAULTY[1], FAULTY[0]) in reason
                for reason in gate["reasons"]), gate["reasons"]
@@ -128,9 +129,9 @@ def test_a_fault_in_wave2_takes_the_failure_edge_and_the_rollback_runs(fault_pat
 
 def test_the_failed_wave_hands_its_run_to_the_rollback_which_takes_its_lock_over(fault_path):
     tmp, (_, steps, _) = fault_path
-    given, handed = runner_record(tmp, "wave2")
+    given, handed = runner_record(tmp, "wave2-phase1")
     # wave 2's job got wave 1's hand-over through the approval node, and handed its own run over
-    # at its pre-flight; it never got to a decision.
+    # at its pre-flight; it never got to a decision, nor to its pause.
     assert given["fleetwave_wave1"] == runner_record(tmp, "wave1")[1]["fleetwave_wave1"]
     assert given["fleetwave_wave1"]["decision"] == "GO"
     run_id = handed["fleetwave_wave2"]["run_id"]
@@ -152,7 +153,8 @@ def test_the_failed_wave_hands_its_run_to_the_rollback_which_takes_its_lock_over
 def test_the_healthy_path_ends_go_through_wave3_and_the_readiness_run(healthy_path):
     tmp, (status, steps, order) = healthy_path
     assert order == [(node, "successful") for node in
-                     ("wave1", "approve-wave2", "wave2", "approve-wave3", "wave3", "readiness", "sign-off")], (order, tmp)
+                     ("wave1", "approve-wave2", "wave2-phase1", "approve-wave2-phase2", "wave2", "approve-wave3",
+                      "wave3", "readiness", "sign-off")], (order, tmp)
     assert status == "successful"
     for wave in ("wave1", "wave2", "wave3"):
         handed = steps[wave]["artifacts"]["fleetwave_" + wave]
@@ -162,6 +164,26 @@ def test_the_healthy_path_ends_go_through_wave3_and_the_readiness_run(healthy_pa
         assert handed["decision_sha256"] == hashlib.sha256(decision.read_bytes()).hexdigest()
         for host in HOSTS:
             assert all(env_flag(host, agent) == "true" for agent in wave_agents(wave)), (wave, host)
+
+
+def test_wave2s_second_job_resumes_the_run_its_first_job_paused(healthy_path):
+    tmp, (_, steps, _) = healthy_path
+    given, handed = runner_record(tmp, "wave2-phase1")
+    assert given["wave_pause_after_phase"] == "phase1"  # the node's answer
+    paused = handed["fleetwave_wave2"]
+    assert paused == {"run_id": paused["run_id"], "lock_holder": paused["run_id"], "decision": None,
+                      "paused_after": "phase1"}
+    given, handed = runner_record(tmp, "wave2")
+    assert given["fleetwave_wave2"] == paused and "wave_pause_after_phase" not in given
+    # One run: the second job went on with it (its decision is that run's), and deployed phase 2 only.
+    assert handed["fleetwave_wave2"]["run_id"] == paused["run_id"]
+    records = journal_of(paused["run_id"])
+    steps_taken = [(r["step"], r.get("phase")) for r in records]
+    pause, resume = steps_taken.index(("pause", "phase1")), steps_taken.index(("resume", None))
+    assert pause + 1 == resume and steps_taken.count(("run", None)) == 1, steps_taken
+    assert {p for s, p in steps_taken[:pause] if s == "deploy"} == {"phase1"}
+    assert {p for s, p in steps_taken[resume:] if s == "deploy"} == {"phase2"}
+    assert steps_taken[-1] == ("decision", None) and records[-1]["outcome"] == "GO"
 
 
 def test_each_wave_is_handed_the_run_of_the_wave_before_it(healthy_path):

@@ -355,6 +355,32 @@ def test_a_run_named_for_resuming_that_no_longer_holds_the_lock_is_not_resumed(b
     assert backend.lock().peek()["holder"]["run_id"] == "wave2-two"
 
 
+def test_a_paused_run_handed_over_is_resumed_from_another_controller_and_never_replaced(backend, tmp_path):
+    # A workflow's job paused wave2-one (its lease still runs; its controller, another AWX pod, cannot be
+    # asked) and handed it over: the next job goes on with it, forced against that run only.
+    backend.lock().acquire(holder("wave2-one"), LEASE)
+    paused = dict(resume_run_id="wave2-one", force_run_id="wave2-one", resume_required=True)
+    rc, results, output = playbook(tmp_path / "two", "second", backend.settings, [
+        lock_task("take", "acquired", "wave2-two", **paused)])
+    assert rc == 0, output
+    assert results["take"]["outcome"] == "resumed" and results["take"]["run_id"] == "wave2-one"
+    # A run that took the fleet since (a rollback) ended it: refused, and the lock left to that run.
+    backend.lock().acquire(holder("rollback-9", playbook="rollback.yml"), LEASE, force=True)
+    before = backend.lock().peek()
+    rc, results, _ = playbook(tmp_path / "three", "third", backend.settings, [
+        lock_task("take", "acquired", "wave2-three", **paused)])
+    assert rc != 0 and results["take"]["outcome"] == "refused", results
+    assert results["take"]["msg"].startswith("fleet_lock: run wave2-one is to be gone on with, but the fleet lock "
+                                             "names alice (run rollback-9, playbook rollback.yml")
+    assert backend.lock().peek() == before
+    # Nor is a new run started in its place when the lock is free.
+    backend.lock().release("rollback-9")
+    rc, results, _ = playbook(tmp_path / "four", "fourth", backend.settings, [
+        lock_task("take", "acquired", "wave2-four", **paused)])
+    assert rc != 0 and "the fleet lock is free" in results["take"]["msg"], results
+    assert backend.lock().peek() is None
+
+
 def test_check_mode_acquires_nothing_and_warns_of_a_holder(backend, tmp_path):
     backend.lock().acquire(holder("wave2-live", who="alice"), LEASE)
     before = backend.lock().peek()

@@ -84,7 +84,7 @@ def test_the_wave_workflow_runs_waves_with_approvals_between_them(shipped):
     while here:
         path.append(here)
         here = (success[here] or [None])[0]
-    assert path == ['wave1', 'approve-wave2', 'wave2', 'approve-wave3', 'wave3', 'readiness', 'sign-off']
+    assert path == ['wave1', 'approve-wave2', 'wave2-phase1', 'approve-wave2-phase2', 'wave2', 'approve-wave3', 'wave3', 'readiness', 'sign-off']
 
 
 def test_the_playbook_sources_include_imported_playbooks_and_roles():
@@ -162,8 +162,8 @@ ONE_VALUE = {
         "awx/controller/schedules.yml: controller_schedules 'fleetwave daily drift check': sets job_type, but "
         "template 'fleetwave site' does not ask for it (ask_job_type_on_launch)"),
     'the rollback of another wave': (
-        ('node', 'rollback-wave2', 'extra_data', 'rollback_wave'), 'wave3',
-        f"{WORKFLOW}: node wave2 runs playbooks/wave2.yml, but its rollback node rollback-wave2 rolls back wave3"),
+        ('node', 'rollback-wave3', 'extra_data', 'rollback_wave'), 'wave2',
+        f"{WORKFLOW}: node wave3 runs playbooks/wave3.yml, but its rollback node rollback-wave3 rolls back wave2"),
     'node extra data outside the survey': (
         ('node', 'rollback-wave1', 'extra_data', 'rollback_hosts'), 'dgx-1',
         f"{WORKFLOW}: node rollback-wave1: extra_data rollback_hosts is not a question of template 'fleetwave "
@@ -240,7 +240,8 @@ def test_a_cycle_is_named(shipped, collection):
     def edit(objects, _):
         node(objects, 'approve-wave3')['related']['success_nodes'].append({'identifier': 'wave1'})
     assert problems_of(shipped, collection, edit) == [
-        f"{WORKFLOW}: the nodes form a cycle: wave1 -> approve-wave2 -> wave2 -> approve-wave3 -> wave1"]
+        f"{WORKFLOW}: the nodes form a cycle: wave1 -> approve-wave2 -> wave2-phase1 -> approve-wave2-phase2 -> wave2 "
+        "-> approve-wave3 -> wave1"]
 
 
 def test_an_edge_to_a_missing_node_is_named(shipped, collection):
@@ -249,7 +250,7 @@ def test_an_edge_to_a_missing_node_is_named(shipped, collection):
     problems = problems_of(shipped, collection, edit)
     assert len(problems) == 1
     assert problems[0].startswith(f"{WORKFLOW}: node readiness: success_nodes points to signoff, which is not a node "
-                                  "(nodes: approve-wave2, approve-wave3, readiness,")
+                                  "(nodes: approve-wave2, approve-wave2-phase2, approve-wave3, readiness,")
 
 
 def test_a_node_identifier_used_twice_is_named(shipped, collection):
@@ -373,22 +374,29 @@ def test_the_healthy_path_runs_every_wave_and_the_readiness_run_in_order(shipped
     controller = Controller()
     status, steps = walk(shipped, controller)
     assert status == 'successful'
-    assert [s['node'] for s in steps] == ['wave1', 'approve-wave2', 'wave2', 'approve-wave3', 'wave3', 'readiness', 'sign-off']
+    assert [s['node'] for s in steps] == ['wave1', 'approve-wave2', 'wave2-phase1', 'approve-wave2-phase2', 'wave2', 'approve-wave3', 'wave3', 'readiness', 'sign-off']
     assert [playbook for _, playbook, _ in controller.jobs] == [
-        'playbooks/wave1.yml', 'playbooks/wave2.yml', 'playbooks/wave3.yml', 'playbooks/readiness.yml']
+        'playbooks/wave1.yml', 'playbooks/wave2.yml', 'playbooks/wave2.yml', 'playbooks/wave3.yml', 'playbooks/readiness.yml']
+    # Wave 2's first job pauses after phase 1; the second runs without the pause and resumes that run.
+    assert steps[2]['extra_vars']['wave_pause_after_phase'] == 'phase1'
+    assert 'wave_pause_after_phase' not in steps[4]['extra_vars']
 
 
 def test_a_failed_wave_waits_for_a_person_and_a_denial_rolls_that_wave_back(shipped):
     controller = Controller(failing={'wave2'}, denied={'wave2-stopped'},
                             handed={'wave1': {'fleetwave_wave1': {'run_id': 'wave1-1', 'decision': 'GO'}},
+                                    'wave2-phase1': {'fleetwave_wave2': {'run_id': 'wave2-1', 'paused_after': 'phase1'}},
                                     'wave2': {'fleetwave_wave2': {'run_id': 'wave2-1', 'lock_holder': 'wave2-1'}}})
     status, steps = walk(shipped, controller)
     assert [(s['node'], s['status']) for s in steps] == [
-        ('wave1', 'successful'), ('approve-wave2', 'successful'), ('wave2', 'failed'),
-        ('wave2-stopped', 'failed'), ('rollback-wave2', 'successful')]
+        ('wave1', 'successful'), ('approve-wave2', 'successful'), ('wave2-phase1', 'successful'),
+        ('approve-wave2-phase2', 'successful'), ('wave2', 'failed'), ('wave2-stopped', 'failed'),
+        ('rollback-wave2', 'successful')]
     # The failure was handled (its edge taken): AWX calls the workflow successful.
     assert status == 'successful'
-    # The rollback gets its node's answer and everything handed over before it, through the approvals.
+    # Phase 2's job is handed the paused run; the rollback gets its node's answer and everything handed
+    # over before it, through the approvals, the latest job's hand-over of a wave winning.
+    assert steps[4]['extra_vars']['fleetwave_wave2'] == {'run_id': 'wave2-1', 'paused_after': 'phase1'}
     rollback = steps[-1]['extra_vars']
     assert rollback['rollback_wave'] == 'wave2'
     assert rollback['fleetwave_wave2'] == {'run_id': 'wave2-1', 'lock_holder': 'wave2-1'}
@@ -398,7 +406,13 @@ def test_a_failed_wave_waits_for_a_person_and_a_denial_rolls_that_wave_back(ship
 
 def test_an_approved_stop_keeps_the_wave_and_ends_the_workflow(shipped):
     status, steps = walk(shipped, Controller(failing={'wave2'}))
-    assert [s['node'] for s in steps] == ['wave1', 'approve-wave2', 'wave2', 'wave2-stopped']
+    assert [s['node'] for s in steps][-2:] == ['wave2', 'wave2-stopped']
+    assert status == 'successful'
+
+
+def test_a_failed_first_job_of_wave2_skips_the_second_and_reaches_the_same_rollback(shipped):
+    status, steps = walk(shipped, Controller(failing={'wave2-phase1'}, denied={'wave2-stopped'}))
+    assert [s['node'] for s in steps] == ['wave1', 'approve-wave2', 'wave2-phase1', 'wave2-stopped', 'rollback-wave2']
     assert status == 'successful'
 
 

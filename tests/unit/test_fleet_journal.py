@@ -208,10 +208,10 @@ def test_finished_defaults_to_now(store):
 
 
 def test_an_unknown_step_is_refused_and_nothing_written(store):
-    with pytest.raises(JournalError, match=r"unknown journal step 'pause' \(one of run, resume, lock, preflight, "
+    with pytest.raises(JournalError, match=r"unknown journal step 'halt' \(one of run, resume, lock, preflight, "
                                            r"deploy, watch, checkpoint, monitoring round, approval, rollback, gate, "
-                                           r"decision\)"):
-        Journal(store, RUN).append("wave2", "pause")
+                                           r"pause, decision\)"):
+        Journal(store, RUN).append("wave2", "halt")
     assert Journal(store, RUN).records() == []
     assert STEPS[0] == "run" and STEPS[-1] == "decision"
 
@@ -980,6 +980,26 @@ def test_unfinished_is_the_latest_run_of_the_wave_only(store):
     assert unfinished(store, "wave2")["run_id"] == "wave2-20260123T210000Z"
     newer.decide()
     assert unfinished(store, "wave2") is None  # the latest ended: the older one is not brought back
+
+
+def test_a_run_paused_after_a_phase_is_unfinished_and_goes_on_with_the_next(store):
+    """wave_pause_after_phase: a job ends after phase 1's go/no-go; the next job resumes the run."""
+    run = Run(store, run_id="wave2-20260123T200000Z")
+    run.start()
+    run.preflight()
+    run.deploy(WAVE2["phases"][0])
+    for watch in WAVE2["phases"][0]["watch"]:
+        run.round("phase1", watch["label"])
+    run.gate("phase1")
+    run.step("pause", 0, phase="phase1", outcome="ok", detail=dict(next_phase="phase2"))
+    records = run.records()
+    assert resumable(records) is None and unfinished(store, "wave2")["run_id"] == run.run_id
+    done = progress(records)
+    assert done["gates"] == {"phase1": "proceed"} and set(done["deployed"]) == {"phase1"}
+    assert records[-1]["next_step"] == "proceed"
+    assert "| phase1: paused, the next job goes on |" in "\n".join(render_timeline(records))
+    status = json.loads(open(os.path.join(store.root, Layout.status(run.run_id))).read())
+    assert status["line"].endswith("; run paused"), status["line"]
 
 
 def test_a_check_mode_run_is_never_resumed(store):

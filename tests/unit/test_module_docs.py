@@ -276,7 +276,7 @@ def test_validation_reports_a_value_outside_the_choices():
     args, problem = validated("wave_journal", dict(JOURNAL, step="checkpoint"))
     assert args is None
     assert problem == ("wave_journal: value of step must be one of: run, resume, preflight, deploy, watch, "
-                       "approval, rollback, lock, got: checkpoint")
+                       "approval, rollback, lock, pause, got: checkpoint")
 
 
 def test_validation_reports_a_value_of_the_wrong_type():
