@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 
@@ -351,6 +352,15 @@ def test_check_mode_validates_the_scenarios_and_sends_nothing(sandbox, tmp_path)
     assert done.rc == 0, done.stdout[-4000:]
     assert "valid; check mode, no request sent" in done.stdout
     assert not (ARTIFACTS / "readiness" / run).exists()
+
+
+def test_an_unanswered_run_id_is_a_new_run(sandbox, tmp_path):
+    """AWX may send an optional question left blank as null (ansible/awx#16205), and an extra var
+    outranks any fact: the run still gets a new id, never a folder named None."""
+    done = run_playbook(tmp_path, "readiness.yml", "--check", extravars=dict(readiness_run=None))
+    assert done.rc == 0, done.stdout[-4000:]
+    assert re.search(r"Readiness run readiness-\d{8}T\d{6}Z:", " ".join(done.stdout.split())), done.stdout[-3000:]
+    assert not (ARTIFACTS / "readiness" / "None").exists()
 
 
 def test_a_host_left_out_stops_the_run_before_anything_is_sent(sandbox, tmp_path):
