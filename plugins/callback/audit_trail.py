@@ -93,7 +93,8 @@ from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_evidence
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_artifacts import Layout
-from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import KEY_ENV, AuditError, AuditLog, AuditRecorder
+from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import (KEY_ENV, TRAIL_ENV, AuditError, AuditLog,
+                                                                                  AuditRecorder)
 
 
 def default_path(playbook, started):
@@ -153,6 +154,7 @@ class CallbackModule(CallbackBase):
             self._fail('cannot open %s: %s' % (self.path, exc))
             return
         self.recorder = AuditRecorder(log, max_msg_chars=self.get_option('max_msg_chars'))
+        os.environ[TRAIL_ENV] = os.path.abspath(self.path)  # for audit_trail_info in the run's tasks
         atexit.register(self._at_exit, os.getpid())
         self._record('playbook_start', *start_args[:-1], extra_vars=start_args[-1])
 

@@ -79,6 +79,9 @@ CHAIN_KEYS = ('event', 'seq', 'ts', 'prev', 'sha256')
 MAC_KEYS = ('key_id', 'mac')  # a keyed log: the key's id and HMAC-SHA256 of the line (sha256 included)
 ANCHORS = Layout.AUDIT_ANCHORS  # beside the trails: their heads, appended during the run
 KEY_ENV = 'FLEET_EVIDENCE_KEY'  # the key for audit-verify (and the callback's fallback), never an argument
+# Where the callback writes this run's trail, set in the controller's environment when it opens the
+# trail, so that the run's tasks (forked after) can name it and its head (audit_trail_info).
+TRAIL_ENV = 'FLEETWAVE_AUDIT_TRAIL'
 STATUS_KEYS = ('changed', 'failed', 'skipped', 'unreachable')
 CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 RECOVERED = 'log_recovered'
@@ -485,6 +488,18 @@ def _bad(first, line, reason, lines):
 def verify(path, anchor=None, key=None, anchors=None):
     """(ok, first_bad_line, reason) for the log at ``path``; see check()."""
     return tuple(check(path, anchor, key, anchors))
+
+
+def head(path):
+    """(lines, ``SEQ:HASH``) of the last complete record of a trail being written (a line still being
+    appended is not yet one), or (0, None) before the first. Reads only; the chain is check()'s."""
+    with open(path, 'rb') as stream:
+        lines = stream.read().split(b'\n')[:-1]  # the piece after the last newline is incomplete
+    for body in reversed(lines):
+        record, _why = _parse(body)
+        if record is not None:
+            return len(lines), '%d:%s' % (record['seq'], line_hash(body))
+    return len(lines), None
 
 
 # ================================================================================ recording

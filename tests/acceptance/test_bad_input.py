@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-from .conftest import CONTRACT, fleet_snapshot, podman_exec, podman_write, run_playbook
+from .conftest import ARTIFACTS, CONTRACT, fleet_snapshot, podman_exec, podman_write, run_playbook
 
 pytestmark = pytest.mark.acceptance
 
@@ -47,6 +48,21 @@ def test_a_paused_run_handed_over_that_is_not_the_one_to_go_on_with_is_refused(s
               "paused_after": "phase1"}
     msg = refused(tmp_path, "wave2.yml", extravars={"fleetwave_wave2": handed})
     assert "The workflow handed over wave2 run wave2-20990101T000000Z, paused after phase1, to go on with, but" in msg
+    assert "Nothing was changed." in msg
+
+
+def test_a_previous_wave_whose_audit_trail_lost_lines_is_refused(sandbox, wave1_go, tmp_path):
+    """The trail wave 1's job handed over, with its anchor, has lost its last lines since."""
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import head
+    wave1 = json.loads(wave1_go.read_text())
+    trails = sorted((ARTIFACTS / "audit").glob("wave1-*.jsonl"), key=lambda p: p.stat().st_mtime)
+    trail = tmp_path / "wave1-trail.jsonl"
+    trail.write_bytes(trails[-1].read_bytes())
+    _lines, anchor = head(trail)
+    trail.write_bytes(b"".join(trail.read_bytes().splitlines(keepends=True)[:-3]))
+    msg = refused(tmp_path, "wave2.yml", extravars={"fleetwave_wave1": {
+        "run_id": wave1["run_id"], "decision": "GO", "audit_trail": str(trail), "audit_anchor": anchor}})
+    assert "The audit trail %s that wave1's job handed over does not verify against its anchor" % trail in msg
     assert "Nothing was changed." in msg
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,13 +79,18 @@ class Rehearsal:
         return status, {s["node"]: s for s in steps}, [(s["node"], s["status"]) for s in steps]
 
 
+def run_events(tmp: Path, node: str) -> list[dict]:
+    """The events ansible-runner kept of a node's job."""
+    [private] = (tmp / node).glob("runner-*")
+    return [json.loads(p.read_text()) for p in (private / "artifacts").glob("*/job_events/*.json")]
+
+
 def runner_record(tmp: Path, node: str) -> tuple[dict, dict]:
     """What ansible-runner kept on disk of a node's job: the extra vars it was given, and what it
     handed over (artifact_data of its playbook_on_stats event: AWX's artifacts of the job)."""
     [private] = (tmp / node).glob("runner-*")
     given = json.loads((private / "env/extravars").read_text())
-    events = [json.loads(p.read_text()) for p in (private / "artifacts").glob("*/job_events/*.json")]
-    [stats] = [e for e in events if e.get("event") == "playbook_on_stats"]
+    [stats] = [e for e in run_events(tmp, node) if e.get("event") == "playbook_on_stats"]
     return given, stats["event_data"].get("artifact_data") or {}
 
 
@@ -135,7 +141,8 @@ def test_the_failed_wave_hands_its_run_to_the_rollback_which_takes_its_lock_over
     assert given["fleetwave_wave1"] == runner_record(tmp, "wave1")[1]["fleetwave_wave1"]
     assert given["fleetwave_wave1"]["decision"] == "GO"
     run_id = handed["fleetwave_wave2"]["run_id"]
-    assert handed["fleetwave_wave2"] == {"run_id": run_id, "lock_holder": run_id, "decision": None}
+    assert {k: v for k, v in handed["fleetwave_wave2"].items() if not k.startswith("audit_")} == {
+        "run_id": run_id, "lock_holder": run_id, "decision": None}
     # The rollback node: its own answer (rollback_wave), its survey's default, and both hand-overs.
     given, handed = runner_record(tmp, "rollback-wave2")
     assert given == steps["rollback-wave2"]["extra_vars"]
@@ -171,8 +178,8 @@ def test_wave2s_second_job_resumes_the_run_its_first_job_paused(healthy_path):
     given, handed = runner_record(tmp, "wave2-phase1")
     assert given["wave_pause_after_phase"] == "phase1"  # the node's answer
     paused = handed["fleetwave_wave2"]
-    assert paused == {"run_id": paused["run_id"], "lock_holder": paused["run_id"], "decision": None,
-                      "paused_after": "phase1"}
+    assert {k: v for k, v in paused.items() if not k.startswith("audit_")} == {
+        "run_id": paused["run_id"], "lock_holder": paused["run_id"], "decision": None, "paused_after": "phase1"}
     given, handed = runner_record(tmp, "wave2")
     assert given["fleetwave_wave2"] == paused and "wave_pause_after_phase" not in given
     # One run: the second job went on with it (its decision is that run's), and deployed phase 2 only.
@@ -191,7 +198,13 @@ def test_each_wave_is_handed_the_run_of_the_wave_before_it(healthy_path):
     for wave, previous in (("wave2", "wave1"), ("wave3", "wave2")):
         given, _ = runner_record(tmp, wave)
         assert given == steps[wave]["extra_vars"]
-        assert given["fleetwave_" + previous] == runner_record(tmp, previous)[1]["fleetwave_" + previous]
+        handed = runner_record(tmp, previous)[1]["fleetwave_" + previous]
+        assert given["fleetwave_" + previous] == handed
+        # The previous job's audit trail and its head when it handed over: the pre-flight checked it.
+        assert Path(handed["audit_trail"]).is_file() and re.fullmatch(r"\d+:[0-9a-f]{64}", handed["audit_anchor"])
+        checked = [e["event_data"]["res"] for e in run_events(tmp, wave) if e.get("event") == "runner_on_ok"
+                   and e["event_data"].get("task") == "Ensure the previous wave's audit trail still holds its anchor"]
+        assert len(checked) == 1 and "chain intact" in checked[0]["msg"], checked
         # The template's survey defaults, and the workflow's launch extra vars over them.
         assert given["wave_criteria_file"] == "criteria/default.yml" and given["wave_resume"] == "true"
         assert given["wave_schedule"] == LAUNCH["wave_schedule"]

@@ -15,7 +15,7 @@ import string
 import pytest
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_evidence import EvidenceKey
 from ansible_collections.fleetwave.rollout.plugins.plugin_utils.fleet_audit import (CENSORED, GENESIS, RECOVERED, AuditError, AuditLog, canonical,
-                                              censor, check, verify)
+                                              censor, check, head, verify)
 
 pytestmark = pytest.mark.unit
 
@@ -456,3 +456,23 @@ def test_a_forged_anchor_is_refused_with_the_key(tmp_path):
     anchors.write_text(anchors.read_text().replace('"seq":1', '"seq":2'))
     with pytest.raises(ValueError, match="anchors.jsonl line 1: the hmac-sha256 signature"):
         verify(path, key=key, anchors=anchors)
+
+
+def test_the_head_of_a_trail_being_written_is_its_last_complete_line_and_anchors_it(tmp_path):
+    """What a job hands over (audit_trail_info): the head now, which check() later holds the trail to."""
+    path = tmp_path / "trail.jsonl"
+    lines = write_log(path)
+    with AuditLog(path) as log:
+        anchor = log.anchor
+    assert head(path) == (LINES, anchor) == (LINES, "%d:%s" % (LINES, sha(lines[-1].rstrip(b"\n"))))
+    with open(path, "ab") as stream:  # a line still being appended is not yet one
+        stream.write(b'{"seq": 21, "ev')
+    assert head(path) == (LINES, anchor)
+    path.write_bytes(b"".join(lines))
+    assert check(path, anchor).ok
+    path.write_bytes(b"".join(lines[:-2]))  # lines removed from the end: the anchor no longer holds
+    verdict = check(path, anchor)
+    assert not verdict.ok and "anchor names seq %d" % LINES in verdict.reason
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert head(empty) == (0, None)

@@ -184,6 +184,7 @@ READ_BY = {
     "wave_journal": [("action/wave_journal.py", None), ("plugin_utils/fleet_journal.py", {"record_step"})],
     "wave_decision": [("action/wave_decision.py", None)],
     "fleet_lock": [("action/fleet_lock.py", None)],
+    "audit_trail_info": [("action/audit_trail_info.py", None)],
     "readiness_status": [("action/readiness_status.py", None), RUN_DIR],
     "readiness_gate": [("action/readiness_gate.py", None)],
     "readiness_evidence": [("action/readiness_evidence.py", None), RUN_DIR],
