@@ -66,14 +66,21 @@ def test_a_previous_wave_whose_audit_trail_lost_lines_is_refused(sandbox, wave1_
     assert "Nothing was changed." in msg
 
 
+def fleet_lock_holder():
+    from ansible_collections.fleetwave.rollout.plugins.plugin_utils import fleet_state
+    return fleet_state.FleetLock(fleet_state.DirStore(str(ARTIFACTS / "state")), "fleet").peek()
+
+
 def test_rollback_with_no_backup_to_restore(sandbox, tmp_path):
     msg = refused(tmp_path, "rollback.yml", extravars={"rollback_agents": "graph-expert"})
     assert "graph-expert on dgx-1: no backup recorded for /etc/agents/graph-expert.env" in msg
+    assert fleet_lock_holder() is None  # refused at its pre-flight, it gave the lock up
 
 
 def test_rollback_of_an_unknown_agent(sandbox, tmp_path):
     msg = refused(tmp_path, "rollback.yml", extravars={"rollback_agents": "nope-expert"})
     assert "rollback_agents names nope-expert, not in the catalogue" in msg
+    assert fleet_lock_holder() is None  # refused before it took the fleet lock
 
 
 def test_nats_unreachable_during_verification(sandbox, wave1_go, tmp_path):
