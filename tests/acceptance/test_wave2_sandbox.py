@@ -281,3 +281,25 @@ def test_rollback_returns_every_flipped_agent_to_legacy_only(wave2, tmp_path):
     assert handed["record"] == str(ARTIFACTS / "rollbacks" / ("%s.json" % record["run_id"]))
     assert [r["round"] for r in watch["rounds"]] == [1] and watch["rounds"][0]["at_seconds"] >= 1, watch
     assert {h: sorted(a) for h, a in record["detail"]["changed"].items()} == flipped
+
+
+def test_the_post_rollback_check_proves_the_rolled_back_agents_again_and_fails_on_one_flipped(wave2, tmp_path):
+    """After the rollback above: the check on its own passes; once an agent is flipped by hand behind
+    it, the check fails naming that instance, and changes nothing."""
+    run = run_playbook(tmp_path, "post-rollback-check.yml", extravars={"rollback_wave": "wave2"})
+    assert run.rc == 0, run.stdout[-4000:]
+    handed = run.handed_over()["fleetwave_post_rollback_check"]
+    assert handed["agents"] == list(WAVE2) and handed["proven"] is True and handed["stable"] is True, handed
+    env = "/etc/agents/network-expert.env"
+    podman_exec("dgx-3", "sed", "-i", "s/^ENABLE_UNIFIED_SUBJECTS=.*/ENABLE_UNIFIED_SUBJECTS=true/", env)
+    podman_exec("dgx-3", "systemctl", "restart", "agent@network-expert.service")
+    try:
+        before = fleet_snapshot()
+        run = run_playbook(tmp_path, "post-rollback-check.yml",
+                           extravars={"rollback_agents": "network-expert", "wave_rollback_verify_seconds": 5})
+        assert run.rc != 0, run.stdout[-4000:]
+        assert any("network-expert@dgx-3" in m for m in run.failed_messages()), run.failed_messages()
+        assert fleet_snapshot() == before
+    finally:
+        podman_exec("dgx-3", "sed", "-i", "s/^ENABLE_UNIFIED_SUBJECTS=.*/ENABLE_UNIFIED_SUBJECTS=false/", env)
+        podman_exec("dgx-3", "systemctl", "restart", "agent@network-expert.service")

@@ -344,8 +344,8 @@ def test_a_template_whose_playbook_is_not_described_is_named(shipped, collection
         named(objects, 'controller_templates', 'fleetwave site')['playbook'] = 'playbooks/post-rollback.yml'
     assert problems_of(shipped, collection, edit) == [
         f"{TEMPLATES} 'fleetwave site': playbook playbooks/post-rollback.yml is not described in "
-        "awx/launch_variables.yml (described: playbooks/readiness.yml, playbooks/rollback.yml, playbooks/site.yml, "
-        "playbooks/wave1.yml, playbooks/wave2.yml, playbooks/wave3.yml)"]
+        "awx/launch_variables.yml (described: playbooks/post-rollback-check.yml, playbooks/readiness.yml, "
+        "playbooks/rollback.yml, playbooks/site.yml, playbooks/wave1.yml, playbooks/wave2.yml, playbooks/wave3.yml)"]
 
 
 # --- the workflow walked as AWX runs it ------------------------------------------------------------
