@@ -151,10 +151,13 @@ def test_the_failed_wave_hands_its_run_to_the_rollback_which_takes_its_lock_over
     rollback = handed["fleetwave_rollback"]
     assert rollback["took_over"] == run_id, rollback
     assert rollback["wave"] == "wave2" and rollback["proven"] is True and rollback["stable"] is True, rollback
-    # Only phase 1's agent had been flipped: it alone is restored.
-    assert rollback["restored"] == CONTRACT["fleet_waves"]["wave2"]["phases"][0]["agents"], rollback
+    phase1 = CONTRACT["fleet_waves"]["wave2"]["phases"][0]["agents"]
+    assert set(phase1) <= set(rollback["restored"]) <= set(wave_agents("wave2")), rollback
     record = json.loads(Path(rollback["record"]).read_text())
     assert record["step"] == "rollback" and record["outcome"] == "rolled back", record
+    # Only phase 1's agent had been flipped: it alone was changed, on every host.
+    assert {host: sorted(agents) for host, agents in record["detail"]["changed"].items()} == {
+        host: sorted(phase1) for host in HOSTS}, record["detail"]["changed"]
 
 
 def test_the_healthy_path_ends_go_through_wave3_and_the_readiness_run(healthy_path):

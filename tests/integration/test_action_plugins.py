@@ -1033,7 +1033,7 @@ def test_journal_refuses_a_step_it_does_not_know(journal_run):
     result = journal_run["bad step"]
     assert result["failed"]
     assert result["msg"] == ("wave_journal: value of step must be one of: run, resume, preflight, deploy, watch, "
-                             "approval, rollback, lock, got: checkpoint")
+                             "approval, rollback, lock, pause, got: checkpoint")
 
 
 def test_journal_names_missing_and_unknown_arguments(journal_run):
